@@ -1,0 +1,77 @@
+import { z } from 'zod';
+
+/**
+ * The configuration contract of ../shared/CONFIG.md, as a zod schema. Unknown
+ * keys are errors; every key keeps its documented meaning.
+ */
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[^\s:]+):\d{1,5}$/, 'expected host:port, for example 127.0.0.1:6432');
+
+const column = z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'expected a column name');
+
+export const embeddedShardSchema = z.strictObject({ embedded: z.string().min(1, 'expected a folder path') });
+export const shardSchema = z.union([
+  z.string().regex(/^postgres(ql)?:\/\//, 'expected a postgres:// URL or { embedded: FOLDER }'),
+  embeddedShardSchema,
+]);
+
+const rangeEntry = z.strictObject({
+  below: z.union([z.string(), z.number()]).optional(),
+  shard: z.string(),
+});
+
+export const tableRuleSchema = z.union([
+  z.strictObject({ broadcast: z.literal(true) }),
+  z.strictObject({
+    key: column,
+    algorithm: z.enum(['hash', 'mod']).default('hash'),
+  }),
+  z.strictObject({
+    key: column,
+    algorithm: z.literal('range'),
+    ranges: z.array(rangeEntry).min(1, 'expected at least one range'),
+  }),
+]);
+
+export const userSchema = z.strictObject({ name: z.string().min(1), password: z.string().min(1) });
+
+export const configSchema = z
+  .strictObject({
+    listen: hostPort.default('127.0.0.1:6432'),
+    admin: hostPort.optional(),
+    adminToken: z.string().min(16, 'expected at least 16 characters').optional(),
+    database: z.string().min(1).default('app'),
+    auth: z
+      .strictObject({
+        users: z.array(userSchema).default([]),
+        trust: z.boolean().default(false),
+      })
+      .default({ users: [], trust: false }),
+    coordinatorId: z
+      .string()
+      .regex(/^[A-Za-z0-9]{1,32}$/, 'expected 1-32 letters or digits (it is part of every gid)')
+      .default('gw1'),
+    shards: z.record(z.string().regex(/^[A-Za-z0-9]{1,32}$/, 'expected 1-32 letters or digits'), shardSchema),
+    defaultShard: z.string().optional(),
+    pool: z
+      .strictObject({
+        maxPerShard: z.number().int().min(1).max(10_000).default(20),
+        acquireTimeoutMs: z.number().int().min(1).default(10_000),
+        maxClients: z.number().int().min(1).default(10_000),
+      })
+      .default({ maxPerShard: 20, acquireTimeoutMs: 10_000, maxClients: 10_000 }),
+    transactions: z
+      .strictObject({
+        prepareTimeoutMs: z.number().int().min(1).default(5000),
+        recoveryIntervalMs: z.number().int().min(0).default(5000),
+      })
+      .default({ prepareTimeoutMs: 5000, recoveryIntervalMs: 5000 }),
+    tables: z.record(z.string(), tableRuleSchema).default({}),
+  });
+
+export type RawConfig = z.input<typeof configSchema>;
+export type ParsedConfig = z.output<typeof configSchema>;
+export type TableRuleConfig = z.output<typeof tableRuleSchema>;
+export type ShardConfig = z.output<typeof shardSchema>;

@@ -1,0 +1,36 @@
+import type { ShardName, TableName } from './names.js';
+
+/** A shard after validation: a networked PostgreSQL server or an embedded PGlite folder. */
+export type ShardSpec =
+  | { readonly kind: 'postgres'; readonly name: ShardName; readonly url: string }
+  | { readonly kind: 'embedded'; readonly name: ShardName; readonly dir: string };
+
+/** How one logical table is placed on shards. */
+export type TableRule =
+  | { readonly kind: 'broadcast' }
+  | { readonly kind: 'hash'; readonly key: string }
+  | { readonly kind: 'mod'; readonly key: string }
+  | {
+      readonly kind: 'range';
+      readonly key: string;
+      /** First matching entry wins; an entry without `below` matches everything left. */
+      readonly ranges: readonly { readonly below?: string | number; readonly shard: ShardName }[];
+    };
+
+/**
+ * The validated configuration every layer works from. Shards keep the order in
+ * which the file lists them: `mod` and `hash` number shards in that order.
+ */
+export interface ShardGateConfig {
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly admin: { readonly host: string; readonly port: number } | null;
+  readonly adminToken: string | null;
+  readonly database: string;
+  readonly auth: { readonly users: readonly { readonly name: string; readonly password: string }[]; readonly trust: boolean };
+  readonly coordinatorId: string;
+  readonly shards: readonly ShardSpec[];
+  readonly defaultShard: ShardName;
+  readonly pool: { readonly maxPerShard: number; readonly acquireTimeoutMs: number; readonly maxClients: number };
+  readonly transactions: { readonly prepareTimeoutMs: number; readonly recoveryIntervalMs: number };
+  readonly tables: ReadonlyMap<TableName, TableRule>;
+}

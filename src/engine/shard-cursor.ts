@@ -1,0 +1,91 @@
+import type { ShardName } from '../config/names.js';
+import type { ErrorFields } from '../errors/pg-error.js';
+import type { FieldDescription, FormatCode, RawRow, TxStatus } from '../protocol/fields.js';
+
+/**
+ * One statement for a shard. Parameters are passed through as the client sent
+ * them (text or binary per `paramFormats`); `paramTypes` are OIDs, 0 meaning
+ * "let the server infer".
+ */
+export interface ShardQuery {
+  readonly sql: string;
+  readonly params?: readonly (Buffer | string | null)[];
+  readonly paramFormats?: readonly FormatCode[];
+  readonly paramTypes?: readonly number[];
+  /** Result column formats, as in Bind (F): empty = all text, one = all columns, else per column. */
+  readonly resultFormats?: readonly FormatCode[];
+  /** Rows per batch; the producer holds at most about this many rows before the consumer takes them. */
+  readonly batchSize?: number;
+}
+
+/** What a shard answers while running one statement, in order. */
+export type ShardEvent =
+  | { readonly kind: 'fields'; readonly fields: readonly FieldDescription[] }
+  | { readonly kind: 'rows'; readonly rows: readonly RawRow[] }
+  | { readonly kind: 'notice'; readonly fields: ErrorFields }
+  | { readonly kind: 'complete'; readonly tag: string };
+
+/** Parameter and result description of a statement (Describe (F) on a shard). */
+export interface StatementDescription {
+  readonly paramTypes: readonly number[];
+  /** null when the statement returns no rows (NoData). */
+  readonly fields: readonly FieldDescription[] | null;
+}
+
+/** Receives COPY FROM STDIN data for one shard. */
+export interface CopyInSink {
+  /** Sends raw COPY data (whole rows, already in the statement's format). Resolves when the shard can take more. */
+  write(data: Buffer): Promise<void>;
+  /** Ends the copy; resolves with the command tag (`COPY n`). */
+  end(): Promise<string>;
+  /** Aborts the copy with CopyFail (F); the shard raises an error, which this swallows. */
+  fail(message: string): Promise<void>;
+}
+
+/**
+ * A backend connection to one shard, held by one session for the length of a
+ * transaction or of one autocommit statement. Declared here, implemented in
+ * `backend/` for networked PostgreSQL and for embedded PGlite alike.
+ *
+ * Errors from the shard are thrown as `PgError` with every field the shard
+ * sent and the shard's name.
+ */
+export interface ShardCursor {
+  readonly shard: ShardName;
+  /** Transaction status after the last completed statement. */
+  readonly txStatus: TxStatus;
+  /**
+   * Runs one statement and streams what the shard answers. Breaking out of the
+   * iteration early is allowed: the rest of the result is discarded (or the
+   * statement cancelled) and the connection stays usable.
+   */
+  query(q: ShardQuery): AsyncIterable<ShardEvent>;
+  /** Runs statements without parameters (simple query) and returns the last command tag. */
+  exec(sql: string): Promise<string>;
+  /** Runs a statement and collects all rows as text (for ShardGate's own small catalog and control queries). */
+  rows(sql: string, params?: readonly (string | null)[]): Promise<(string | null)[][]>;
+  describe(sql: string, paramTypes?: readonly number[]): Promise<StatementDescription>;
+  copyIn(sql: string): Promise<CopyInSink>;
+  /** Runs COPY … TO STDOUT and yields its CopyData payloads; the final value is the command tag. */
+  copyOut(sql: string): AsyncGenerator<Buffer, string>;
+  /** Asks the shard to cancel the statement running on this connection, if any. */
+  cancel(): Promise<void>;
+  /**
+   * Session settings currently applied on this connection (lower-cased name →
+   * value as SQL text). The session layer compares them with its own and sends
+   * SET/RESET for the difference.
+   */
+  readonly settings: Map<string, string>;
+  /** Returns the connection to its pool; `broken` closes it instead (protocol state unknown). */
+  release(broken?: boolean): void;
+}
+
+/** Hands out backend connections per shard. */
+export interface ShardConnector {
+  readonly shards: readonly ShardName[];
+  /** Waits up to `timeoutMs` for a connection; throws `shardBusy` (40P01) after that. */
+  acquire(shard: ShardName, timeoutMs: number): Promise<ShardCursor>;
+  /** Pool figures per shard, for metrics and tests. */
+  stats(): ReadonlyMap<ShardName, { readonly inUse: number; readonly idle: number; readonly waiting: number }>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,185 @@
+import type { ShardName, TableName } from '../config/names.js';
+import type { PgError } from '../errors/pg-error.js';
+
+/**
+ * The routing decision for one statement: pure data, produced by `planStatement`
+ * from the statement, its parameter values and the rules. Everything downstream
+ * (engine, transaction manager, server) works on this value and never looks at
+ * SQL again.
+ */
+export type Plan =
+  | ShardsPlan
+  | TransactionPlan
+  | SetPlan
+  | ShowPlan
+  | CopyFromPlan
+  | CopyToPlan
+  | EmptyPlan
+  | RefusePlan;
+
+/** Why the shards were chosen; counted in metrics and shown in EXPLAIN-like output. */
+export type RouteKind =
+  | 'single' // the key conditions picked one shard
+  | 'multi' // several (not all) shards by key
+  | 'all' // every shard (no usable key condition, or DDL on a sharded table)
+  | 'broadcast-read' // a broadcast table read on one shard
+  | 'broadcast-write' // a broadcast table written on every shard
+  | 'default' // unlisted tables, catalog queries, statements with no table
+  | 'hint'; // forced by a shard hint
+
+/** SQL sent to one shard. */
+export interface ShardStatement {
+  readonly shard: ShardName;
+  /**
+   * Text sent to the shard. When the plan needs no rewrite this is the client's
+   * own text, unchanged.
+   */
+  readonly sql: string;
+  /**
+   * Which client parameters the shard statement takes, in order: shard `$k`
+   * is client parameter `paramMap[k-1]` (0-based index). `null` means all of
+   * them unchanged.
+   */
+  readonly paramMap: readonly number[] | null;
+}
+
+/** A statement executed on one or more shards, with an optional merge of the results. */
+export interface ShardsPlan {
+  readonly kind: 'shards';
+  readonly route: RouteKind;
+  /** PostgreSQL command word for the command tag, e.g. 'SELECT', 'INSERT', 'CREATE TABLE'. */
+  readonly command: string;
+  /** True when the statement may modify data or schema on the shards it runs on. */
+  readonly writes: boolean;
+  /** True for DDL (CREATE/ALTER/DROP/TRUNCATE …). */
+  readonly ddl: boolean;
+  readonly tables: readonly TableName[];
+  readonly statements: readonly ShardStatement[];
+  /** How to combine the shards' results; null when one shard runs or results are simply concatenated. */
+  readonly merge: MergeSpec | null;
+}
+
+/**
+ * How to merge result streams from several shards. Column indexes refer to the
+ * shard statement's result columns (the rewritten select list), 0-based.
+ */
+export interface MergeSpec {
+  /** Columns the client sees: the first `visibleColumns` of the shard result; the rest were added for the merge and are dropped. */
+  readonly visibleColumns: number;
+  /** Combine groups (GROUP BY or a plain aggregate query). Shards return partial aggregates. */
+  readonly aggregate: AggregateSpec | null;
+  /** Remove duplicate rows (SELECT DISTINCT), over the visible columns. */
+  readonly distinct: boolean;
+  /** Final order; empty when none was asked for. */
+  readonly orderBy: readonly SortKey[];
+  /** Rows to skip and to return after merging; values or client parameter indexes. */
+  readonly offset: Count | null;
+  readonly limit: Count | null;
+}
+
+export type Count = { readonly kind: 'value'; readonly value: number } | { readonly kind: 'param'; readonly index: number };
+
+export interface SortKey {
+  readonly column: number;
+  readonly descending: boolean;
+  /** PostgreSQL's default: NULLS LAST for ASC, NULLS FIRST for DESC. */
+  readonly nullsFirst: boolean;
+}
+
+export interface AggregateSpec {
+  /** Columns that form the group key (shard result indexes). Empty for a plain aggregate without GROUP BY. */
+  readonly groupBy: readonly number[];
+  /** One entry per aggregated output column. Columns not listed here and not in groupBy are taken from the first row of the group. */
+  readonly columns: readonly AggregateColumn[];
+  /** Predicate evaluated on each merged group (from HAVING); rows failing it are dropped. */
+  readonly having: Predicate | null;
+}
+
+export type AggregateColumn =
+  | { readonly kind: 'count' | 'sum' | 'min' | 'max'; readonly column: number }
+  /** AVG rewritten into SUM (at `sum`) and COUNT (at `count`); the result goes into `column`. */
+  | { readonly kind: 'avg'; readonly column: number; readonly sum: number; readonly count: number };
+
+/** A small boolean expression over merged group columns (HAVING after merge). */
+export type Predicate =
+  | { readonly kind: 'and' | 'or'; readonly args: readonly Predicate[] }
+  | { readonly kind: 'not'; readonly arg: Predicate }
+  | { readonly kind: 'compare'; readonly op: '=' | '<>' | '<' | '<=' | '>' | '>='; readonly left: Operand; readonly right: Operand }
+  | { readonly kind: 'isNull'; readonly negated: boolean; readonly arg: Operand };
+
+export type Operand =
+  | { readonly kind: 'column'; readonly column: number }
+  | { readonly kind: 'literal'; readonly value: string | null }
+  | { readonly kind: 'param'; readonly index: number };
+
+/** Transaction control handled by the transaction manager. */
+export interface TransactionPlan {
+  readonly kind: 'transaction';
+  readonly op: 'begin' | 'commit' | 'rollback' | 'savepoint' | 'release' | 'rollbackTo' | 'prepare' | 'commitPrepared' | 'rollbackPrepared';
+  /** Savepoint name, or the gid for the *Prepared operations. */
+  readonly name: string | null;
+  /** BEGIN options as written (ISOLATION LEVEL …, READ ONLY …), re-sent to every shard the transaction touches. */
+  readonly options: string;
+  /** Command tag PostgreSQL would answer with. */
+  readonly command: string;
+}
+
+/**
+ * SET / RESET / SET LOCAL. `shardgate.*` settings are ShardGate's own and are
+ * not sent to shards; others are recorded in the session and applied on every
+ * backend that serves it.
+ */
+export interface SetPlan {
+  readonly kind: 'set';
+  /** Lower-cased setting name; null for RESET ALL. */
+  readonly name: string | null;
+  /** New value as SQL text (already quoted as needed); null for RESET / SET … TO DEFAULT. */
+  readonly value: string | null;
+  readonly local: boolean;
+  /** The statement to send to shards, when the setting belongs to PostgreSQL. */
+  readonly sql: string;
+  readonly command: 'SET' | 'RESET';
+}
+
+/** SHOW of a ShardGate setting (answered locally); PostgreSQL settings are ShardsPlans on the default shard. */
+export interface ShowPlan {
+  readonly kind: 'show';
+  readonly name: string;
+}
+
+/** COPY table FROM STDIN: rows are routed one by one. */
+export interface CopyFromPlan {
+  readonly kind: 'copyFrom';
+  readonly table: TableName;
+  /** How rows are placed; for a broadcast table every row goes to every shard. */
+  readonly rule: 'sharded' | 'broadcast' | 'unlisted';
+  /** Column list as given (empty: all columns in table order, which then must be known to locate the key). */
+  readonly columns: readonly string[];
+  readonly format: 'text' | 'csv' | 'binary';
+  readonly delimiter: string;
+  readonly nullString: string;
+  readonly header: boolean;
+  readonly quote: string;
+  readonly escape: string;
+  /** The COPY statement sent to each shard. */
+  readonly sql: string;
+  readonly shards: readonly ShardName[];
+}
+
+/** COPY … TO STDOUT: concatenated output of the shards (one shard for broadcast and unlisted tables). */
+export interface CopyToPlan {
+  readonly kind: 'copyTo';
+  readonly statements: readonly ShardStatement[];
+}
+
+/** An empty query string (EmptyQueryResponse) or a statement ShardGate answers itself with just a tag (DISCARD ALL…). */
+export interface EmptyPlan {
+  readonly kind: 'empty';
+  readonly command: string | null;
+}
+
+/** A statement that cannot be executed correctly: the error says why. Nothing runs. */
+export interface RefusePlan {
+  readonly kind: 'refuse';
+  readonly error: PgError;
+}
