@@ -1,0 +1,129 @@
+import type { FieldDescription, RawRow } from '../../protocol/fields.js';
+import type { MergeSpec, SortKey } from '../../planner/plan.js';
+import { sgError } from '../../errors/catalogue.js';
+import { aggregateAdjacent, aggregatedFields, aggregateHashed, compileGroups, streamingGroupOrder } from './aggregate-groups.js';
+import { distinctAdjacent, distinctHashed, sortedOnVisible } from './distinct-rows.js';
+import { compilePredicate } from './having.js';
+import { InputSet } from './input-set.js';
+import { concatenate, mergeSorted } from './k-way-merge.js';
+import { offsetLimit, resolveCount } from './offset-limit.js';
+import { compileOrder } from './row-order.js';
+import { compileRowKey } from './row-key.js';
+
+/** Rows per output batch when the caller does not say. */
+export const DEFAULT_MERGE_BATCH_SIZE = 1000;
+
+export interface MergeOptions {
+  /**
+   * Most rows in an output batch the merge builds (default 1000). Batches may
+   * be smaller (rows are handed on before waiting for a shard); a shard's
+   * batch that passes through unchanged (no ORDER BY) keeps its own size.
+   */
+  readonly batchSize?: number;
+}
+
+/**
+ * The RowDescription the client sees for a merged result: the first
+ * `visibleColumns` shard columns; count keeps the shard's int8, sum the
+ * shard's sum type, and avg columns become numeric (float8 for float inputs).
+ */
+export function mergedFields(fields: readonly FieldDescription[], spec: MergeSpec): FieldDescription[] {
+  return aggregatedFields(fields, spec).slice(0, spec.visibleColumns);
+}
+
+/**
+ * Merges the result streams of one statement run on several shards into what
+ * one server would have returned, following `spec`:
+ *
+ * 1. ORDER BY: a k-way merge of the inputs (each already sorted the same way
+ *    by its shard); without an order the inputs are read one after another.
+ * 2. Aggregate: groups are combined while streaming when the shards sorted by
+ *    the group keys (adjacent equal groups), otherwise in a hash table (memory
+ *    bounded by the number of groups) and then sorted by ORDER BY. HAVING is
+ *    applied to merged groups. A plain aggregate yields exactly one row.
+ * 3. DISTINCT over the visible columns: streaming when the rows are sorted on
+ *    all of them, otherwise a set of encoded keys (bounded by distinct rows).
+ * 4. OFFSET then LIMIT (values or text parameters, 0-based index into
+ *    `params`). Once the limit is reached no input is pulled again and every
+ *    input iterator's `return()` is called, which closes the shard streams.
+ * 5. Hidden columns (past `visibleColumns`) are dropped.
+ *
+ * Inputs are pulled lazily, one batch at a time. On the streaming paths at
+ * most one batch per input plus the output batch are held. Every input is
+ * closed when the merge ends, fails, or its consumer stops early.
+ *
+ * Errors — unsupported key types (0A000), bad LIMIT/OFFSET (2201W, 2201X,
+ * 22P02), overflow (22003) — are raised from the iteration, after which the
+ * inputs are closed too.
+ */
+export function mergeStreams(
+  inputs: readonly AsyncIterable<readonly RawRow[]>[],
+  fields: readonly FieldDescription[],
+  spec: MergeSpec,
+  params: readonly (string | null | undefined)[],
+  options: MergeOptions = {},
+): AsyncIterable<readonly RawRow[]> {
+  return runMerge(new InputSet(inputs), fields, spec, params, options.batchSize ?? DEFAULT_MERGE_BATCH_SIZE);
+}
+
+async function* runMerge(
+  inputs: InputSet,
+  fields: readonly FieldDescription[],
+  spec: MergeSpec,
+  params: readonly (string | null | undefined)[],
+  batchSize: number,
+): AsyncGenerator<readonly RawRow[], void, undefined> {
+  try {
+    checkSpec(fields, spec, batchSize);
+    const offset = resolveCount(spec.offset, params, 'OFFSET') ?? 0;
+    const limit = resolveCount(spec.limit, params, 'LIMIT');
+    let rows: AsyncIterable<readonly RawRow[]>;
+    // The order rows are in after steps 1 and 2 (empty: none).
+    let sortedBy: readonly SortKey[] = spec.orderBy;
+    const aggregate = spec.aggregate;
+    if (aggregate !== null) {
+      const outFields = aggregatedFields(fields, spec);
+      const having = aggregate.having === null ? null : compilePredicate(aggregate.having, outFields, params);
+      const groups = compileGroups(fields, aggregate, having === null ? () => true : (row) => having(row) === true);
+      const groupOrder = streamingGroupOrder(spec);
+      if (aggregate.groupBy.length === 0) {
+        rows = aggregateAdjacent(concatenate(inputs), groups, true);
+      } else if (groupOrder !== null) {
+        rows = aggregateAdjacent(mergeSorted(inputs, compileOrder(fields, groupOrder), batchSize), groups, false);
+      } else {
+        const order = spec.orderBy.length > 0 ? compileOrder(outFields, spec.orderBy) : null;
+        rows = aggregateHashed(concatenate(inputs), groups, order, batchSize);
+      }
+    } else if (spec.orderBy.length > 0) {
+      rows = mergeSorted(inputs, compileOrder(fields, spec.orderBy), batchSize);
+    } else {
+      rows = concatenate(inputs);
+      sortedBy = [];
+    }
+    if (spec.distinct) {
+      const visible = Array.from({ length: spec.visibleColumns }, (_, i) => i);
+      const key = compileRowKey(aggregatedFields(fields, spec), visible, 'grouping');
+      rows = sortedOnVisible(sortedBy, spec.visibleColumns) ? distinctAdjacent(rows, key) : distinctHashed(rows, key);
+    }
+    if (offset > 0 || limit !== null) rows = offsetLimit(rows, offset, limit, () => inputs.close());
+    const hidden = fields.length > spec.visibleColumns;
+    for await (const batch of rows) yield hidden ? batch.map((row) => row.slice(0, spec.visibleColumns)) : batch;
+  } finally {
+    await inputs.close();
+  }
+}
+
+/** A spec that does not fit the shard result is a planner bug, reported as such (XX000). */
+function checkSpec(fields: readonly FieldDescription[], spec: MergeSpec, batchSize: number): void {
+  const columns = fields.length;
+  const bad = (what: string): Error => sgError('internal', { reason: `merge spec ${what} (shard result has ${columns} columns)` });
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw bad(`batch size ${batchSize}`);
+  if (spec.visibleColumns > columns || spec.visibleColumns < 0) throw bad(`shows ${spec.visibleColumns} columns`);
+  const inRange = (c: number): boolean => Number.isInteger(c) && c >= 0 && c < columns;
+  for (const key of spec.orderBy) if (!inRange(key.column)) throw bad(`orders by column ${key.column}`);
+  for (const c of spec.aggregate?.groupBy ?? []) if (!inRange(c)) throw bad(`groups by column ${c}`);
+  for (const agg of spec.aggregate?.columns ?? []) {
+    const used = agg.kind === 'avg' ? [agg.column, agg.sum, agg.count] : [agg.column];
+    for (const c of used) if (!inRange(c)) throw bad(`aggregates column ${c}`);
+  }
+}
