@@ -1,0 +1,113 @@
+import type { DropStmt, Node, RangeVar } from 'libpg-query';
+import type { TableName } from '../config/names.js';
+import { sgError } from '../errors/catalogue.js';
+import { cloneTree, findRangeVars, nodeFields, nodeType, stringOf } from '../sql/ast.js';
+import { deparseNode } from '../sql/parser.js';
+import { commandOf } from './command-tag.js';
+import type { Plan } from './plan.js';
+import type { Placement, RelationCollector } from './relations.js';
+import type { ShardSpace } from './routing.js';
+import type { Router, StatementInfo } from './statement-info.js';
+import { buildShardsPlan, refusePlan } from './statement-info.js';
+
+/** Statements that create, change or drop objects not tied to one table: they run on every shard so the objects exist wherever tables are. */
+const GLOBAL_OBJECTS = new Set([
+  'CreateSchemaStmt', 'CreateExtensionStmt', 'AlterExtensionStmt', 'AlterExtensionContentsStmt', 'CompositeTypeStmt', 'CreateEnumStmt',
+  'CreateRangeStmt', 'AlterEnumStmt', 'DefineStmt', 'CreateFunctionStmt', 'AlterFunctionStmt', 'CreateSeqStmt', 'AlterSeqStmt',
+  'CreateDomainStmt', 'AlterDomainStmt', 'CreateRoleStmt', 'AlterRoleStmt', 'DropRoleStmt', 'GrantRoleStmt', 'CreateCastStmt',
+  'CreateConversionStmt', 'CreateOpClassStmt', 'CreateOpFamilyStmt', 'AlterDefaultPrivilegesStmt', 'CreateEventTrigStmt',
+  'AlterTypeStmt', 'CreateTransformStmt', 'CreateStatsStmt',
+]);
+
+/** Maintenance and locking: routed by their tables, but they neither change schema nor (logically) data. */
+const MAINTENANCE = new Set(['VacuumStmt', 'LockStmt', 'ReindexStmt', 'ClusterStmt']);
+
+const TABLE_OBJECTS = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE', 'OBJECT_COLUMN']);
+
+const MIX_HINT = 'Run one statement per table, or add IF EXISTS (DROP … IF EXISTS) so shards without the table skip it.';
+
+/** A utility statement's tables and their placements, looking inside name lists that are not RangeVars (DROP, COMMENT). */
+function referencedTables(stmt: Node, collector: RelationCollector): { table: TableName; placement: Placement }[] {
+  const out: { table: TableName; placement: Placement }[] = [];
+  const add = (rv: RangeVar): void => {
+    const p = collector.placementOf(rv);
+    if (p.placement !== 'catalog') out.push({ table: p.table, placement: p.placement });
+  };
+  const type = nodeType(stmt);
+  const v = nodeFields(stmt);
+  if (type === 'CreateSeqStmt' || type === 'AlterSeqStmt') return out;
+  if ((type === 'DropStmt' && TABLE_OBJECTS.has(String(v.removeType))) || (type === 'CommentStmt' && TABLE_OBJECTS.has(String(v.objtype)))) {
+    const objects = type === 'DropStmt' ? ((v.objects as Node[] | undefined) ?? []) : v.object === undefined ? [] : [v.object as Node];
+    for (const o of objects) {
+      const names = 'List' in o ? (o.List.items ?? []).map((i) => stringOf(i) ?? '') : [];
+      // COMMENT ON COLUMN t.c names the table second to last.
+      const parts = type === 'CommentStmt' && v.objtype === 'OBJECT_COLUMN' ? names.slice(0, -1) : names;
+      const relname = parts[parts.length - 1] ?? '';
+      add(parts.length > 1 ? { relname, schemaname: parts[parts.length - 2] as string } : { relname });
+    }
+    return out;
+  }
+  for (const rv of findRangeVars(stmt)) add(rv);
+  return out;
+}
+
+/**
+ * Routes DDL and other utility statements by the placement of the tables
+ * they name: sharded or broadcast → every shard; unlisted → the default
+ * shard; a mix → every shard only for DROP … IF EXISTS, otherwise refused.
+ * Objects not tied to a table go to every shard.
+ */
+export function ddlRouter(stmt: Node, sql: string, collector: RelationCollector, space: ShardSpace): { info: StatementInfo; router: Router } {
+  const type = nodeType(stmt);
+  const v = nodeFields(stmt);
+  const maintenance = MAINTENANCE.has(type);
+  const tables = referencedTables(stmt, collector);
+  const info: StatementInfo = {
+    command: commandOf(stmt),
+    writes: !maintenance,
+    ddl: !maintenance,
+    tables: [...new Set(tables.map((t) => t.table))],
+    sql,
+  };
+  const fixed = (plan: Plan): { info: StatementInfo; router: Router } => ({ info, router: { route: () => plan } });
+  const all = (): Plan => buildShardsPlan(info, space, 'all', space.all, null, null);
+  const placements = new Set(tables.map((t) => t.placement));
+  const shared = placements.has('sharded') || placements.has('broadcast');
+  const local = placements.has('unlisted');
+
+  if ((type === 'CreateTableAsStmt' || type === 'ViewStmt') && placements.has('sharded')) {
+    const created = type === 'ViewStmt' ? (v.view as RangeVar | undefined) : (v.into as { rel?: RangeVar } | undefined)?.rel;
+    const target = created === undefined ? null : collector.placementOf(created);
+    if (type === 'CreateTableAsStmt' || target?.placement !== 'sharded') {
+      return fixed(refusePlan(sgError('unsupportedCrossShard', {
+        reason: type === 'ViewStmt' ? 'a view over sharded tables must itself be listed in `tables:` with the same sharding key' : 'CREATE TABLE … AS / SELECT INTO over sharded tables',
+        hint: 'Create the table first and fill it with INSERT … SELECT from a table sharded the same way.',
+      })));
+    }
+  }
+  if (shared && local) {
+    const ifExists = type === 'DropStmt' && v.missing_ok === true;
+    if (!ifExists) {
+      const names = tables.map((t) => `${t.table} (${t.placement})`).join(', ');
+      return fixed(refusePlan(sgError('unsupportedCrossShard', { reason: `the statement names tables placed differently: ${names}`, hint: MIX_HINT })));
+    }
+    return fixed(all());
+  }
+  if (shared) return fixed(all());
+  if (local) {
+    return fixed(buildShardsPlan(info, space, 'default', [space.defaultIndex], null, null));
+  }
+  if (type === 'DropStmt') {
+    // Objects such as indexes and sequences may exist on the default shard only (those of unlisted tables): other shards drop them IF EXISTS.
+    const d = v as DropStmt;
+    if (d.missing_ok === true) return fixed(all());
+    const copy = cloneTree(d);
+    copy.missing_ok = true;
+    const lenient = deparseNode({ DropStmt: copy });
+    return fixed(buildShardsPlan(info, space, 'all', space.all, null, (i) => ({ sql: i === space.defaultIndex ? sql : lenient, paramMap: null })));
+  }
+  if (GLOBAL_OBJECTS.has(type) || type === 'GrantStmt' || type === 'CommentStmt' || type === 'RenameStmt' || type === 'AlterOwnerStmt' || type === 'AlterObjectSchemaStmt' || maintenance) {
+    return fixed(all());
+  }
+  return fixed(buildShardsPlan({ ...info, ddl: false, writes: true }, space, 'default', [space.defaultIndex], null, null));
+}

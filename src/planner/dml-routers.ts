@@ -1,0 +1,72 @@
+import type { SelectStmt } from 'libpg-query';
+import { sgError } from '../errors/catalogue.js';
+import type { Plan } from './plan.js';
+import type { RelationFacts } from './relations.js';
+import type { Params, ShardSpace } from './routing.js';
+import { routeBranches, routeRelations, RouteError } from './routing.js';
+import type { MergeRewrite } from './select-merge.js';
+import { planSelectMerge } from './select-merge.js';
+import type { Router, StatementInfo } from './statement-info.js';
+import { guard, PlanMemo } from './statement-info.js';
+
+/**
+ * Routes a SELECT: by its tables' key conditions; on several shards the
+ * rewrite for merging is computed once, the first time it is needed.
+ */
+export class SelectRouter implements Router {
+  readonly #facts: RelationFacts;
+  readonly #branches: { readonly facts: readonly RelationFacts[]; readonly distinctOp: string | null } | null;
+  readonly #space: ShardSpace;
+  readonly #stmt: SelectStmt;
+  readonly #info: StatementInfo;
+  readonly #memo: PlanMemo;
+  #merge: MergeRewrite | null = null;
+
+  /** `branches`: the separately analyzed branches of a top-level set operation. */
+  constructor(stmt: SelectStmt, facts: RelationFacts, info: StatementInfo, space: ShardSpace, branches: { facts: readonly RelationFacts[]; distinctOp: string | null } | null = null) {
+    this.#stmt = stmt;
+    this.#facts = facts;
+    this.#branches = branches;
+    this.#info = info;
+    this.#space = space;
+    this.#memo = new PlanMemo(info, space);
+  }
+
+  route(params: Params): Plan {
+    return guard(() => {
+      const b = this.#branches;
+      const r = b === null ? routeRelations(this.#facts, params, this.#space) : routeBranches(b.facts, b.distinctOp, params, this.#space);
+      if (r.shards.length === 1) return this.#memo.get(r.route, r.shards);
+      this.#merge ??= planSelectMerge(this.#stmt, this.#info.sql);
+      const m = this.#merge;
+      if (m.kind === 'refuse') throw new RouteError(sgError('unsupportedCrossShard', { reason: m.reason, hint: m.hint }));
+      return this.#memo.get(r.route, r.shards, m.merge, m.sql === this.#info.sql ? null : () => ({ sql: m.sql, paramMap: null }));
+    });
+  }
+}
+
+/**
+ * Routes UPDATE and DELETE (and other statements routed by their tables
+ * without merging): results of several shards are concatenated.
+ */
+export class WriteRouter implements Router {
+  readonly #facts: RelationFacts;
+  readonly #space: ShardSpace;
+  readonly #memo: PlanMemo;
+  readonly #broadcastTarget: boolean;
+
+  constructor(facts: RelationFacts, info: StatementInfo, space: ShardSpace) {
+    this.#facts = facts;
+    this.#space = space;
+    this.#memo = new PlanMemo(info, space);
+    this.#broadcastTarget = facts.occurrences.some((o) => o.target && o.placement === 'broadcast');
+  }
+
+  route(params: Params): Plan {
+    return guard(() => {
+      if (this.#broadcastTarget) return this.#memo.get('broadcast-write', this.#space.all);
+      const r = routeRelations(this.#facts, params, this.#space);
+      return this.#memo.get(r.route, r.shards);
+    });
+  }
+}

@@ -1,0 +1,336 @@
+import type { CopyStmt, ExplainStmt, Node, SelectStmt } from 'libpg-query';
+import type { ShardName, TableName } from '../config/names.js';
+import type { ShardGateConfig } from '../config/types.js';
+import { sgError } from '../errors/catalogue.js';
+import { PgError } from '../errors/pg-error.js';
+import { nodeType } from '../sql/ast.js';
+import { LruCache } from '../sql/lru-cache.js';
+import { parseSql } from '../sql/parser.js';
+import { commandOf } from './command-tag.js';
+import { ddlRouter } from './ddl-router.js';
+import { SelectRouter, WriteRouter } from './dml-routers.js';
+import { insertRouter } from './insert-router.js';
+import type { CopyToPlan, Plan } from './plan.js';
+import type { RelationFacts } from './relations.js';
+import { RelationCollector } from './relations.js';
+import type { Params } from './routing.js';
+import { ShardSpace } from './routing.js';
+import { copyFromPlan, setPlan, transactionPlan } from './session-plans.js';
+import type { Router, StatementInfo } from './statement-info.js';
+import { buildShardsPlan, PlanMemo, refusePlan } from './statement-info.js';
+
+export { initParser } from '../sql/parser.js';
+
+/** Per-session routing input besides the statement. */
+export interface RouteContext {
+  /** Shard forced by `SET shardgate.shard = '…'`, or null. */
+  readonly hintShard: ShardName | null;
+}
+
+/** What the cache keeps per SQL text: everything that does not depend on parameter values. */
+interface Analysis {
+  /** Shard named by a `/* shardgate:shard=NAME *\/` comment. */
+  readonly hint: string | null;
+  /** Null for statements a hint does not apply to (transaction control, SET, COPY, empty). */
+  readonly info: StatementInfo | null;
+  readonly router: Router;
+  /** Where a Describe can run: a shard holding every table of the statement. */
+  readonly describeShard: number;
+  /** Syntax error to report on Describe. */
+  readonly error: PgError | null;
+  readonly hintPlans: Map<string, Plan>;
+}
+
+const HINT = /\/\*\s*shardgate:shard\s*=\s*([A-Za-z0-9_]+)\s*\*\//i;
+const CACHE_ENTRIES = 10_000;
+const NO_TABLES: readonly TableName[] = [];
+
+const fixedRouter = (plan: Plan): Router => ({ route: () => plan });
+
+/**
+ * Turns SQL text plus parameter values into a Plan. Pure: no I/O. The
+ * analysis of each distinct text is cached (bounded LRU), so a repeated
+ * statement costs a lookup and the evaluation of its key values. `plan`
+ * never throws for bad input: syntax errors and unsupported shapes come back
+ * as RefusePlans.
+ */
+export class Planner {
+  readonly #config: ShardGateConfig;
+  readonly #space: ShardSpace;
+  readonly #cache = new LruCache<string, Analysis>(CACHE_ENTRIES);
+  readonly #stats = { hits: 0, misses: 0 };
+
+  constructor(config: ShardGateConfig) {
+    this.#config = config;
+    this.#space = new ShardSpace(config);
+  }
+
+  /** Analysis cache counters since construction. */
+  get cacheStats(): { readonly hits: number; readonly misses: number } {
+    return { hits: this.#stats.hits, misses: this.#stats.misses };
+  }
+
+  /**
+   * The plan for one statement. `params[i]` is client parameter $i+1 as text
+   * (null: SQL NULL; undefined: binary of an unknown type). Requires
+   * `initParser()` to have completed.
+   */
+  plan(sql: string, params: Params, ctx: RouteContext): Plan {
+    const a = this.#analysis(sql);
+    const hint = a.info === null ? null : (a.hint ?? ctx.hintShard);
+    if (hint !== null && a.info !== null) return this.#hintPlan(a, a.info, hint);
+    try {
+      return a.router.route(params);
+    } catch (e) {
+      return internalRefusal(e);
+    }
+  }
+
+  /**
+   * A shard on which every table of the statement exists, to describe it
+   * without parameter values: the hinted shard, else the default shard when
+   * it names unlisted or catalog tables or none, else the first shard.
+   * Throws the PgError of a syntax error or of an unknown hinted shard.
+   */
+  describeShard(sql: string, ctx: RouteContext): ShardName {
+    const a = this.#analysis(sql);
+    if (a.error !== null) throw a.error;
+    const hint = a.hint ?? ctx.hintShard;
+    if (hint !== null) {
+      const i = this.#space.indexOf(hint);
+      if (i === undefined) throw this.#unknownShard(hint);
+      return this.#space.names[i] as ShardName;
+    }
+    return this.#space.names[a.describeShard] as ShardName;
+  }
+
+  #analysis(sql: string): Analysis {
+    let a = this.#cache.get(sql);
+    if (a !== undefined) {
+      this.#stats.hits++;
+      return a;
+    }
+    this.#stats.misses++;
+    a = this.#analyze(sql);
+    this.#cache.set(sql, a);
+    return a;
+  }
+
+  #hintPlan(a: Analysis, info: StatementInfo, hint: string): Plan {
+    let plan = a.hintPlans.get(hint);
+    if (plan === undefined) {
+      const i = this.#space.indexOf(hint);
+      plan = i === undefined ? refusePlan(this.#unknownShard(hint)) : buildShardsPlan(info, this.#space, 'hint', [i], null, null);
+      a.hintPlans.set(hint, plan);
+    }
+    return plan;
+  }
+
+  #unknownShard(shard: string): PgError {
+    return sgError('unknownShard', { shard, shards: this.#space.names.join(', ') });
+  }
+
+  #analyze(sql: string): Analysis {
+    const hint = HINT.exec(sql)?.[1] ?? null;
+    const base = { hint, describeShard: this.#space.defaultIndex, error: null, hintPlans: new Map<string, Plan>() };
+    let stmt: Node;
+    try {
+      const parsed = parseSql(sql);
+      if (parsed.length === 0) return { ...base, info: null, router: fixedRouter({ kind: 'empty', command: null }) };
+      if (parsed.length > 1) {
+        const error = sgError('syntaxError', { message: 'cannot insert multiple commands into a prepared statement' });
+        return { ...base, info: null, router: fixedRouter(refusePlan(error)), error };
+      }
+      stmt = (parsed[0] as { stmt: Node }).stmt;
+    } catch (e) {
+      if (!(e instanceof PgError)) throw e;
+      return { ...base, info: null, router: fixedRouter(refusePlan(e)), error: e };
+    }
+    let r: { info: StatementInfo | null; router: Router; describeShard?: number };
+    try {
+      r = this.#analyzeStatement(stmt, sql);
+    } catch (e) {
+      // A statement shape the analysis did not expect: refuse it rather than guess a route.
+      return { ...base, info: null, router: fixedRouter(internalRefusal(e)) };
+    }
+    return { ...base, info: r.info, router: r.router, describeShard: r.describeShard ?? this.#space.defaultIndex };
+  }
+
+  #collector(): RelationCollector {
+    return new RelationCollector(this.#config);
+  }
+
+  #info(command: string, facts: RelationFacts | null, sql: string, writes: boolean, ddl = false): StatementInfo {
+    const tables = facts === null ? NO_TABLES : [...new Set(facts.occurrences.filter((o) => o.placement !== 'catalog').map((o) => o.table))];
+    return { command, writes, ddl, tables, sql };
+  }
+
+  /** Describe target from the tables: the default shard when any lives only there. */
+  #describeFor(facts: RelationFacts): number {
+    const o = facts.occurrences;
+    if (o.length === 0 || o.some((x) => x.placement === 'unlisted' || x.placement === 'catalog')) return this.#space.defaultIndex;
+    return 0;
+  }
+
+  #onDefault(command: string, sql: string, writes: boolean, facts: RelationFacts | null = null): { info: StatementInfo; router: Router } {
+    const info = this.#info(command, facts, sql, writes);
+    return { info, router: fixedRouter(buildShardsPlan(info, this.#space, 'default', [this.#space.defaultIndex], null, null)) };
+  }
+
+  #analyzeStatement(stmt: Node, sql: string): { info: StatementInfo | null; router: Router; describeShard?: number } {
+    const space = this.#space;
+    if ('SelectStmt' in stmt && stmt.SelectStmt.intoClause === undefined) {
+      const facts = this.#collector().select(stmt.SelectStmt).facts();
+      const info = this.#info('SELECT', facts, sql, facts.writesInCte);
+      const leaves = setOperationBranches(stmt.SelectStmt);
+      const branches = leaves === null ? null : { facts: leaves.branches.map((b) => this.#collector().select(b).facts()), distinctOp: leaves.distinctOp };
+      return { info, router: new SelectRouter(stmt.SelectStmt, facts, info, space, branches), describeShard: this.#describeFor(facts) };
+    }
+    if ('InsertStmt' in stmt) {
+      const facts = this.#collector().insert(stmt.InsertStmt).facts();
+      const info = this.#info('INSERT', facts, sql, true);
+      return { info, router: insertRouter(stmt.InsertStmt, facts, info, space), describeShard: this.#describeFor(facts) };
+    }
+    if ('UpdateStmt' in stmt || 'DeleteStmt' in stmt) {
+      const c = this.#collector();
+      const facts = 'UpdateStmt' in stmt ? c.update(stmt.UpdateStmt).facts() : c.delete((stmt as { DeleteStmt: never }).DeleteStmt).facts();
+      const info = this.#info('UpdateStmt' in stmt ? 'UPDATE' : 'DELETE', facts, sql, true);
+      const refusal = this.#writeRefusal(stmt, facts);
+      return { info, router: refusal ?? new WriteRouter(facts, info, space), describeShard: this.#describeFor(facts) };
+    }
+    if ('TransactionStmt' in stmt) return { info: null, router: fixedRouter(transactionPlan(stmt.TransactionStmt)) };
+    if ('VariableSetStmt' in stmt) return { info: null, router: fixedRouter(setPlan(stmt.VariableSetStmt, sql)) };
+    if ('VariableShowStmt' in stmt) {
+      const name = (stmt.VariableShowStmt.name ?? '').toLowerCase();
+      if (name.startsWith('shardgate.')) return { info: null, router: fixedRouter({ kind: 'show', name }) };
+      return this.#onDefault('SHOW', sql, false);
+    }
+    if ('CopyStmt' in stmt) return this.#copy(stmt.CopyStmt, sql);
+    if ('DiscardStmt' in stmt) return { info: null, router: fixedRouter({ kind: 'empty', command: commandOf(stmt) }) };
+    if ('DeallocateStmt' in stmt && stmt.DeallocateStmt.isall === true) return { info: null, router: fixedRouter({ kind: 'empty', command: 'DEALLOCATE ALL' }) };
+    if ('ExplainStmt' in stmt) return this.#explain(stmt.ExplainStmt, sql);
+    if ('PrepareStmt' in stmt || 'DeclareCursorStmt' in stmt || 'MergeStmt' in stmt) {
+      const facts = this.#collector().tablesOnly(stmt).facts();
+      const bad = facts.occurrences.find((o) => o.placement === 'sharded' || (o.placement === 'broadcast' && !('DeclareCursorStmt' in stmt)));
+      const command = commandOf(stmt);
+      if (bad !== undefined) {
+        const info = this.#info(command, facts, sql, 'MergeStmt' in stmt);
+        const hint = 'MergeStmt' in stmt ? 'Use INSERT … ON CONFLICT or UPDATE filtered by the sharding key.' : 'Use protocol-level prepared statements and cursors (your driver\'s), which ShardGate routes per execution.';
+        return { info, router: fixedRouter(refusePlan(sgError('unsupportedCrossShard', { reason: `${command} over ${bad.placement} table ${bad.table} runs on the default shard only`, hint }))) };
+      }
+      return this.#onDefault(command, sql, 'MergeStmt' in stmt, facts);
+    }
+    const type = nodeType(stmt);
+    if (DEFAULT_SHARD_COMMANDS.has(type)) return this.#onDefault(commandOf(stmt), sql, type === 'DoStmt' || type === 'CallStmt');
+    const ddl = ddlRouter('SelectStmt' in stmt ? { CreateTableAsStmt: { into: stmt.SelectStmt.intoClause, query: stmt } } : stmt, sql, this.#collector(), space);
+    return { info: 'SelectStmt' in stmt ? { ...ddl.info, command: 'SELECT' } : ddl.info, router: ddl.router };
+  }
+
+  #writeRefusal(stmt: Node, facts: RelationFacts): Router | null {
+    const target = facts.occurrences.find((o) => o.target);
+    if (target === undefined) return null;
+    if (target.placement === 'sharded' && 'UpdateStmt' in stmt) {
+      const key = target.rule?.key;
+      if ((stmt.UpdateStmt.targetList ?? []).some((t) => 'ResTarget' in t && t.ResTarget.name === key)) {
+        return fixedRouter(refusePlan(sgError('unsupportedCrossShard', { reason: "changing a row's sharding key would move it to another shard", hint: 'Delete the row and insert it again with the new key.' })));
+      }
+    }
+    if (target.placement === 'broadcast') {
+      const other = facts.occurrences.find((o) => !o.target && o.placement !== 'broadcast');
+      if (other !== undefined) {
+        return fixedRouter(refusePlan(sgError('unsupportedCrossShard', {
+          reason: `a broadcast table must change the same way on every shard, but the statement reads ${other.placement} table ${other.table}`,
+          hint: 'Use constants or broadcast tables only in writes to a broadcast table.',
+        })));
+      }
+    }
+    return null;
+  }
+
+  #copy(c: CopyStmt, sql: string): { info: StatementInfo | null; router: Router; describeShard?: number } {
+    if (c.filename !== undefined || c.is_program === true) {
+      return { info: null, router: fixedRouter(refusePlan(sgError('featureNotSupported', { feature: 'COPY to or from a file or program on the server', hint: 'Use COPY … FROM STDIN or COPY … TO STDOUT (psql: \\copy).' }))) };
+    }
+    if (c.is_from === true) {
+      const rel = c.relation ?? {};
+      const p = this.#collector().placementOf(rel);
+      const space = this.#space;
+      const shards = p.placement === 'sharded' || p.placement === 'broadcast' ? space.names : [space.names[space.defaultIndex] as ShardName];
+      return { info: null, router: fixedRouter(copyFromPlan(c, sql, p.table, p.placement, shards)) };
+    }
+    // COPY t TO STDOUT reads like SELECT * FROM t.
+    const query: SelectStmt =
+      c.query !== undefined && 'SelectStmt' in c.query
+        ? c.query.SelectStmt
+        : { targetList: [{ ResTarget: { val: { ColumnRef: { fields: [{ A_Star: {} }] } } } }], fromClause: [{ RangeVar: c.relation ?? {} }], op: 'SETOP_NONE' };
+    const facts = this.#collector().select(query).facts();
+    const info = this.#info('COPY', facts, sql, false);
+    const inner = new SelectRouter(query, facts, info, this.#space);
+    const router: Router = {
+      route: (params) => {
+        const plan = inner.route(params);
+        if (plan.kind !== 'shards') return plan;
+        if (plan.merge !== null || plan.statements.some((s) => s.sql !== sql)) {
+          return refusePlan(sgError('unsupportedCrossShard', { reason: 'COPY (query) TO STDOUT cannot merge rows of several shards (ORDER BY, LIMIT, aggregates, DISTINCT)', hint: 'Filter by the sharding key, or COPY each shard\'s rows without ordering.' }));
+        }
+        const out: CopyToPlan = { kind: 'copyTo', statements: plan.statements };
+        return out;
+      },
+    };
+    return { info: null, router };
+  }
+
+  #explain(e: ExplainStmt, sql: string): { info: StatementInfo | null; router: Router; describeShard?: number } {
+    const inner = e.query === undefined ? null : this.#analyzeStatement(e.query, sql);
+    const analyze = (e.options ?? []).some((o) => 'DefElem' in o && o.DefElem.defname === 'analyze' && !(o.DefElem.arg !== undefined && 'String' in o.DefElem.arg && ['false', 'off', '0'].includes(o.DefElem.arg.String.sval ?? '')));
+    const writes = analyze && (inner?.info?.writes ?? false);
+    const info: StatementInfo = { command: 'EXPLAIN', writes, ddl: false, tables: inner?.info?.tables ?? NO_TABLES, sql };
+    if (inner === null || inner.info === null) return this.#onDefault('EXPLAIN', sql, false);
+    const memo = new PlanMemo(info, this.#space);
+    const router: Router = {
+      route: (params) => {
+        const plan = inner.router.route(params);
+        if (plan.kind !== 'shards') return plan;
+        if (writes && plan.statements.some((s) => s.sql !== sql)) {
+          return refusePlan(sgError('unsupportedCrossShard', { reason: 'EXPLAIN ANALYZE of a write that is split across shards', hint: 'EXPLAIN without ANALYZE, or filter the write to one shard.' }));
+        }
+        const shards = plan.statements.map((s) => this.#space.indexOf(s.shard) ?? this.#space.defaultIndex);
+        return memo.get(plan.route, shards);
+      },
+    };
+    return { info, router, describeShard: inner.describeShard ?? this.#space.defaultIndex };
+  }
+}
+
+function internalRefusal(e: unknown): Plan {
+  if (e instanceof PgError) return refusePlan(e);
+  return refusePlan(sgError('internal', { reason: e instanceof Error ? e.message : String(e) }));
+}
+
+/**
+ * The plain SELECT branches of a top-level set operation, and the first
+ * operation that is not UNION ALL (null when all are). Null when the
+ * statement is not a set operation or has a WITH clause of its own.
+ */
+function setOperationBranches(sel: SelectStmt): { branches: SelectStmt[]; distinctOp: string | null } | null {
+  if ((sel.op ?? 'SETOP_NONE') === 'SETOP_NONE' || sel.withClause !== undefined) return null;
+  const branches: SelectStmt[] = [];
+  let distinctOp: string | null = null;
+  const visit = (s: SelectStmt): void => {
+    const op = s.op ?? 'SETOP_NONE';
+    if (op === 'SETOP_NONE') {
+      branches.push(s);
+      return;
+    }
+    if (!(op === 'SETOP_UNION' && s.all === true)) distinctOp ??= `${op.replace('SETOP_', '')}${s.all === true ? ' ALL' : ''}`;
+    if (s.larg !== undefined) visit(s.larg);
+    if (s.rarg !== undefined) visit(s.rarg);
+  };
+  visit(sel);
+  return { branches, distinctOp };
+}
+
+/** Statements that run where session-level objects live: the default shard (README: "Default shard"). */
+const DEFAULT_SHARD_COMMANDS = new Set([
+  'ExecuteStmt', 'DeallocateStmt', 'FetchStmt', 'ClosePortalStmt', 'ListenStmt', 'UnlistenStmt', 'NotifyStmt', 'DoStmt', 'CallStmt', 'LoadStmt', 'CheckPointStmt',
+]);

@@ -1,0 +1,322 @@
+import type { FuncCall, Node, ResTarget, SelectStmt, SortBy } from 'libpg-query';
+import { cloneTree, columnRefNames, constText, exprKey, funcName, isStarRef, stringOf, uncast } from '../sql/ast.js';
+import { deparseNode } from '../sql/parser.js';
+import { exprShape, isAggregateCall } from './aggregates.js';
+import type { AggregateColumn, Count, MergeSpec, Operand, Predicate, SortKey } from './plan.js';
+
+/** A multi-shard SELECT rewritten for merging, or why it cannot be. */
+export type MergeRewrite =
+  | { readonly kind: 'ok'; readonly sql: string; readonly merge: MergeSpec | null }
+  | { readonly kind: 'refuse'; readonly reason: string; readonly hint: string };
+
+class Refusal extends Error {
+  constructor(readonly reason: string, readonly hint: string) {
+    super(reason);
+  }
+}
+
+const COMBINABLE = new Set(['count', 'sum', 'min', 'max', 'avg']);
+const SINGLE_SHARD_HINT = 'Filter by the sharding key so the query reads one shard, or force a shard with /* shardgate:shard=NAME */.';
+const STAR_HINT = 'List the columns instead of * (ShardGate needs their positions to merge the shards\' rows).';
+
+function refuse(reason: string, hint = SINGLE_SHARD_HINT): never {
+  throw new Refusal(reason, hint);
+}
+
+/**
+ * Plans the merge of a SELECT that runs on several shards: what each shard
+ * runs (the client's text when nothing must change) and how the engine
+ * combines the streams (MergeSpec column indexes refer to the shard SQL's
+ * result columns).
+ */
+export function planSelectMerge(stmt: SelectStmt, clientSql: string): MergeRewrite {
+  try {
+    return new SelectMerge(cloneTree(stmt), clientSql).run();
+  } catch (e) {
+    if (e instanceof Refusal) return { kind: 'refuse', reason: e.reason, hint: e.hint };
+    throw e;
+  }
+}
+
+class SelectMerge {
+  readonly #sel: SelectStmt;
+  readonly #clientSql: string;
+  /** The top select list: the set operation's first branch for UNION ALL. */
+  readonly #targets: ResTarget[];
+  readonly #visible: number;
+  readonly #star: number;
+  readonly #hidden: ResTarget[] = [];
+  readonly #aggs: AggregateColumn[] = [];
+  #rewritten = false;
+
+  constructor(sel: SelectStmt, clientSql: string) {
+    this.#sel = sel;
+    this.#clientSql = clientSql;
+    let first = sel;
+    while ((first.op ?? 'SETOP_NONE') !== 'SETOP_NONE' && first.larg !== undefined) first = first.larg;
+    this.#targets = (first.targetList ?? []).map((t) => ('ResTarget' in t ? t.ResTarget : {}));
+    this.#star = this.#targets.findIndex((t) => isStarRef(t.val));
+    this.#visible = this.#targets.length;
+  }
+
+  run(): MergeRewrite {
+    const sel = this.#sel;
+    const setOp = (sel.op ?? 'SETOP_NONE') !== 'SETOP_NONE';
+    if ((sel.distinctClause?.length ?? 0) > 0 && sel.distinctClause?.some((d) => Object.keys(d).length > 0)) refuse('DISTINCT ON needs all rows of a group on one shard');
+    if (sel.limitOption === 'LIMIT_OPTION_WITH_TIES') refuse('FETCH … WITH TIES across shards is not supported');
+    if ((sel.lockingClause?.length ?? 0) > 0 && (sel.limitCount !== undefined || sel.limitOffset !== undefined)) {
+      refuse('FOR UPDATE/SHARE with LIMIT would lock rows on every shard that are not returned');
+    }
+    if ((sel.windowClause?.length ?? 0) > 0) refuse('window functions need all rows on one shard');
+    const shape = exprShape([...(sel.targetList ?? []), ...(sel.sortClause ?? []), sel.havingClause]);
+    if (shape.windows) refuse('window functions need all rows on one shard');
+    const grouped = !setOp && (shape.aggregates || (sel.groupClause?.length ?? 0) > 0 || sel.havingClause !== undefined);
+
+    let groupBy: number[] = [];
+    if (grouped) {
+      this.#targets.forEach((t, i) => {
+        if (t.val !== undefined) this.#aggregateTarget(t.val, i);
+      });
+      groupBy = (sel.groupClause ?? []).map((g) => this.#groupColumn(g));
+    }
+    const orderBy = (sel.sortClause ?? []).map((s) => this.#sortKey(s, setOp, grouped));
+    const having = grouped && sel.havingClause !== undefined ? this.#predicate(sel.havingClause) : null;
+    if (having !== null) {
+      delete sel.havingClause;
+      this.#rewritten = true;
+    }
+    let mergeOrder: SortKey[] = orderBy;
+    if (grouped) {
+      // The engine combines groups as a stream when the merge order starts with exactly the group
+      // keys; shards then send partial groups in that order. Otherwise it combines groups in a hash
+      // table and sorts afterwards, and an order on the shards would be wasted work.
+      const prefix = new Set(orderBy.slice(0, groupBy.length).map((k) => k.column));
+      const streamable = groupBy.length > 0 && prefix.size === new Set(groupBy).size && groupBy.every((c) => prefix.has(c));
+      if (groupBy.length > 0 && orderBy.length === 0) {
+        mergeOrder = groupBy.map((column) => ({ column, descending: false, nullsFirst: false }));
+        sel.sortClause = groupBy.map((c) => sortByOrdinal(c + 1));
+        this.#rewritten = true;
+      } else if (!streamable && sel.sortClause !== undefined) {
+        delete sel.sortClause;
+        this.#rewritten = true;
+      }
+    }
+    const { limit, offset } = this.#limits(grouped);
+    const distinct = (sel.distinctClause?.length ?? 0) > 0;
+
+    if (this.#hidden.length > 0) {
+      if (this.#star !== -1) refuse('columns needed to merge would follow a * of unknown width', STAR_HINT);
+      const list = setOp ? this.#firstBranch().targetList : sel.targetList;
+      if (list === undefined) refuse('a select list is required');
+      for (const h of this.#hidden) list.push({ ResTarget: h });
+      this.#rewritten = true;
+    }
+    const needsMerge = grouped || distinct || mergeOrder.length > 0 || limit !== null || offset !== null;
+    if (!needsMerge) return { kind: 'ok', sql: this.#clientSql, merge: null };
+    // The engine must know how many columns the client sees, which a * hides.
+    if (this.#star !== -1) refuse('merging rows of several shards needs the column count, which * hides', STAR_HINT);
+    const merge: MergeSpec = {
+      visibleColumns: this.#visible,
+      aggregate: grouped ? { groupBy, columns: this.#aggs, having } : null,
+      distinct,
+      orderBy: mergeOrder,
+      offset,
+      limit,
+    };
+    return { kind: 'ok', sql: this.#rewritten ? deparseNode({ SelectStmt: sel }) : this.#clientSql, merge };
+  }
+
+  #firstBranch(): SelectStmt {
+    let first = this.#sel;
+    while ((first.op ?? 'SETOP_NONE') !== 'SETOP_NONE' && first.larg !== undefined) first = first.larg;
+    return first;
+  }
+
+  /** Column index of a select-list entry, which must lie before any `*`. */
+  #known(i: number): number {
+    if (this.#star !== -1 && i >= this.#star) refuse('the merge needs the position of a column after *', STAR_HINT);
+    return i;
+  }
+
+  #appendHidden(val: Node): number {
+    const index = this.#targets.length + this.#hidden.length;
+    this.#hidden.push({ name: `__sg_${this.#hidden.length}`, val: cloneTree(val) });
+    return index;
+  }
+
+  /** Registers an aggregate output column; refuses aggregates that cannot be combined. */
+  #aggregateTarget(val: Node, column: number): void {
+    if (!('FuncCall' in val) || !isAggregateCall(val.FuncCall)) {
+      if (exprShape([val]).aggregates) refuse('an expression over aggregates cannot be combined across shards', 'Select the aggregates themselves and compute the expression in the application, or filter by the sharding key.');
+      return;
+    }
+    this.#aggs.push(this.#aggregateColumn(val.FuncCall, this.#known(column)));
+  }
+
+  #aggregateColumn(fc: FuncCall, column: number): AggregateColumn {
+    const name = funcName(fc);
+    if (!COMBINABLE.has(name) || fc.agg_within_group === true) refuse(`aggregate ${name}() cannot be combined across shards`);
+    if (fc.agg_distinct === true) refuse(`${name}(DISTINCT …) cannot be combined across shards`);
+    if (name === 'avg') {
+      const sum = this.#appendHidden({ FuncCall: { ...cloneTree(fc), funcname: [{ String: { sval: 'sum' } }] } });
+      const count = this.#appendHidden({ FuncCall: { ...cloneTree(fc), funcname: [{ String: { sval: 'count' } }] } });
+      return { kind: 'avg', column, sum, count };
+    }
+    return { kind: name as 'count' | 'sum' | 'min' | 'max', column };
+  }
+
+  /** Index of a select-list entry equal to `node` (ignoring where it was written), or -1. */
+  #findExpr(node: Node): number {
+    const key = exprKey(node);
+    return this.#targets.findIndex((t) => t.val !== undefined && exprKey(t.val) === key);
+  }
+
+  #findName(node: Node): number {
+    if (!('ColumnRef' in node)) return -1;
+    const names = columnRefNames(node.ColumnRef);
+    if (names === null || names.length !== 1) return -1;
+    return this.#targets.findIndex((t) => outputName(t) === names[0]);
+  }
+
+  #ordinal(node: Node): number | null {
+    if (!('A_Const' in node)) return null;
+    const c = constText(node.A_Const);
+    if (!c.integer || c.text === null) return null;
+    const k = Number(c.text);
+    if (k < 1 || k > this.#targets.length) refuse(`position ${k} is not in the select list`, 'Use a column position within the select list.');
+    return k - 1;
+  }
+
+  #groupColumn(g: Node): number {
+    if ('GroupingSet' in g) refuse('GROUPING SETS, ROLLUP and CUBE cannot be combined across shards');
+    const ord = this.#ordinal(g);
+    if (ord !== null) return this.#known(ord);
+    // GROUP BY prefers input columns, then output names (PostgreSQL's order).
+    const byExpr = this.#findExpr(g);
+    if (byExpr !== -1) return this.#known(byExpr);
+    const byName = this.#findName(g);
+    if (byName !== -1) return this.#known(byName);
+    return this.#appendHidden(g);
+  }
+
+  #sortKey(s: Node, setOp: boolean, grouped: boolean): SortKey {
+    if (!('SortBy' in s)) refuse('unexpected ORDER BY item');
+    const sb: SortBy = s.SortBy;
+    if (sb.sortby_dir === 'SORTBY_USING' || sb.useOp !== undefined) refuse('ORDER BY … USING cannot be merged across shards');
+    const descending = sb.sortby_dir === 'SORTBY_DESC';
+    const nullsFirst = sb.sortby_nulls === 'SORTBY_NULLS_FIRST' ? true : sb.sortby_nulls === 'SORTBY_NULLS_LAST' ? false : descending;
+    const node = sb.node;
+    if (node === undefined) refuse('unexpected ORDER BY item');
+    const ord = this.#ordinal(node);
+    let column: number;
+    if (ord !== null) column = this.#known(ord);
+    else {
+      // ORDER BY prefers output column names, then expressions of the select list.
+      const byName = this.#findName(node);
+      const byExpr = byName === -1 ? this.#findExpr(node) : byName;
+      if (byExpr !== -1) column = this.#known(byExpr);
+      else if (setOp) refuse('ORDER BY of a UNION ALL must name an output column');
+      else {
+        column = this.#appendHidden(node);
+        if (grouped && 'FuncCall' in node && isAggregateCall(node.FuncCall)) this.#aggs.push(this.#aggregateColumn(node.FuncCall, column));
+        else if (grouped && exprShape([node]).aggregates) refuse('ORDER BY an expression over aggregates cannot be merged across shards');
+      }
+    }
+    return { column, descending, nullsFirst };
+  }
+
+  /** A HAVING condition as a Predicate over merged group columns. */
+  #predicate(node: Node): Predicate {
+    if ('BoolExpr' in node) {
+      const args = (node.BoolExpr.args ?? []).map((a) => this.#predicate(a));
+      if (node.BoolExpr.boolop === 'NOT_EXPR') return { kind: 'not', arg: args[0] as Predicate };
+      return { kind: node.BoolExpr.boolop === 'OR_EXPR' ? 'or' : 'and', args };
+    }
+    if ('NullTest' in node && node.NullTest.arg !== undefined) {
+      return { kind: 'isNull', negated: node.NullTest.nulltesttype === 'IS_NOT_NULL', arg: this.#operand(node.NullTest.arg) };
+    }
+    if ('A_Expr' in node && node.A_Expr.kind === 'AEXPR_OP' && node.A_Expr.lexpr !== undefined && node.A_Expr.rexpr !== undefined) {
+      const raw = stringOf(node.A_Expr.name?.[0]);
+      const op = raw === '!=' ? '<>' : raw;
+      if (op === '=' || op === '<>' || op === '<' || op === '<=' || op === '>' || op === '>=') {
+        return { kind: 'compare', op, left: this.#operand(node.A_Expr.lexpr), right: this.#operand(node.A_Expr.rexpr) };
+      }
+    }
+    refuse('this HAVING condition cannot be evaluated after merging shards', 'Use comparisons of aggregates, group columns, constants and parameters combined with AND, OR, NOT.');
+  }
+
+  #operand(node: Node): Operand {
+    const bare = uncast(node);
+    if ('A_Const' in bare) return { kind: 'literal', value: constText(bare.A_Const).text };
+    if ('ParamRef' in bare) return { kind: 'param', index: (bare.ParamRef.number ?? 1) - 1 };
+    const existing = this.#findExpr(node);
+    if (existing !== -1) return { kind: 'column', column: this.#known(existing) };
+    if ('FuncCall' in node && isAggregateCall(node.FuncCall)) {
+      const column = this.#appendHidden(node);
+      this.#aggs.push(this.#aggregateColumn(node.FuncCall, column));
+      return { kind: 'column', column };
+    }
+    const group = (this.#sel.groupClause ?? []).some((g) => exprKey(g) === exprKey(node));
+    if (group) return { kind: 'column', column: this.#appendHidden(node) };
+    refuse('this HAVING condition cannot be evaluated after merging shards', 'Use comparisons of aggregates, group columns, constants and parameters combined with AND, OR, NOT.');
+  }
+
+  /** Merge limits; rewrites the shard query to fetch limit + offset rows (nothing is cut on shards when grouping). */
+  #limits(grouped: boolean): { limit: Count | null; offset: Count | null } {
+    const sel = this.#sel;
+    const limit = sel.limitCount === undefined ? null : countOf(sel.limitCount, 'LIMIT');
+    const offset = sel.limitOffset === undefined ? null : countOf(sel.limitOffset, 'OFFSET');
+    // LIMIT ALL / LIMIT NULL without OFFSET: nothing to do.
+    if (limit === null && offset === null) return { limit: null, offset: null };
+    if (offset !== null || grouped || limit === null) this.#rewritten = true;
+    delete sel.limitOffset;
+    if (grouped || limit === null) {
+      delete sel.limitCount;
+      sel.limitOption = 'LIMIT_OPTION_DEFAULT';
+    } else if (offset !== null) {
+      sel.limitCount = sumCounts(limit, offset);
+    }
+    return { limit, offset };
+  }
+}
+
+/** A LIMIT/OFFSET value: a constant, a parameter, or null for LIMIT ALL / NULL. */
+function countOf(node: Node, what: string): Count | null {
+  const bare = uncast(node);
+  if ('A_Const' in bare) {
+    const c = constText(bare.A_Const);
+    if (c.text === null) return null;
+    if (!c.integer) refuse(`${what} must be an integer constant or parameter across shards`, 'Write the count as an integer or a parameter.');
+    return { kind: 'value', value: Number(c.text) };
+  }
+  if ('ParamRef' in bare) return { kind: 'param', index: (bare.ParamRef.number ?? 1) - 1 };
+  refuse(`${what} must be an integer constant or parameter across shards`, 'Write the count as an integer or a parameter.');
+}
+
+function countNode(c: Count): Node {
+  if (c.kind === 'value') return { A_Const: { ival: { ival: c.value } } };
+  // Typed so that PostgreSQL can resolve `$1 + $2` without knowing the parameters' types.
+  return { TypeCast: { arg: { ParamRef: { number: c.index + 1 } }, typeName: { names: [{ String: { sval: 'pg_catalog' } }, { String: { sval: 'int8' } }], typemod: -1 } } };
+}
+
+function sumCounts(a: Count, b: Count): Node {
+  if (a.kind === 'value' && b.kind === 'value') return countNode({ kind: 'value', value: a.value + b.value });
+  return { A_Expr: { kind: 'AEXPR_OP', name: [{ String: { sval: '+' } }], lexpr: countNode(a), rexpr: countNode(b) } };
+}
+
+function sortByOrdinal(k: number): Node {
+  return { SortBy: { node: { A_Const: { ival: { ival: k } } }, sortby_dir: 'SORTBY_DEFAULT', sortby_nulls: 'SORTBY_NULLS_DEFAULT' } };
+}
+
+/** The column name PostgreSQL gives a select-list entry (alias, column name or function name). */
+function outputName(t: ResTarget): string | null {
+  if (t.name !== undefined) return t.name;
+  const v = t.val;
+  if (v === undefined) return null;
+  if ('ColumnRef' in v) {
+    const names = columnRefNames(v.ColumnRef);
+    return names === null ? null : (names[names.length - 1] ?? null);
+  }
+  if ('FuncCall' in v) return funcName(v.FuncCall);
+  return null;
+}
