@@ -1,0 +1,505 @@
+import type { ShardName } from '../config/names.js';
+import { sgError } from '../errors/catalogue.js';
+import { PgError } from '../errors/pg-error.js';
+import { asPgError, combineErrors, commitDecisionSql, outcomeUnknown } from './decision.js';
+import type { Failpoints } from './failpoints.js';
+import { Branch, CANCEL_GRACE_MS, settleWithin } from './branch.js';
+import { gidFor, preparedGid, quoteIdent, quoteLiteral } from './gid.js';
+import type { Outcome, TxConnection, TxConnectionSource, TxLog } from './types.js';
+
+/** What a global transaction needs from its manager. */
+export interface TxContext<C extends TxConnection> {
+  readonly source: TxConnectionSource<C>;
+  readonly prepareTimeoutMs: number;
+  readonly acquireTimeoutMs: number;
+  readonly failpoints: Failpoints;
+  readonly log: TxLog;
+  /** Fixes the outcome of `gid` on its anchor through a fresh connection (after the anchor's reply was lost). */
+  resolve(anchor: ShardName, gid: string, participants: readonly ShardName[]): Promise<Outcome>;
+  /** Retries COMMIT PREPARED in the background; recovery finishes it if those tries fail too. */
+  handOff(shard: ShardName, prepared: string): void;
+  /** Called once, after the transaction ended and released every connection. */
+  finished(tx: GlobalTransaction<C>): void;
+}
+
+export type GlobalTransactionState = 'active' | 'failed' | 'committed' | 'rolledBack';
+
+/**
+ * One global transaction: a local transaction (branch) on each shard it
+ * touched, joined lazily, ended together by `commit()` or `rollback()`.
+ * Methods other than `fail`, `markWritten` and the state getters must not run
+ * concurrently with each other; `participant()` may run for several shards at once.
+ */
+export class GlobalTransaction<C extends TxConnection> {
+  /** `sg_<coordinatorId>_<unique>`: application_name of every branch, and the stem of the gid. */
+  readonly id: string;
+  /** When begin() was called (ms since the epoch). */
+  readonly startedAt = Date.now();
+  readonly #ctx: TxContext<C>;
+  readonly #beginSql: string;
+  readonly #setup: ((conn: C) => Promise<void>) | undefined;
+  readonly #branches = new Map<ShardName, Branch<C>>();
+  readonly #joining = new Map<ShardName, Promise<C>>();
+  readonly #savepoints: string[] = [];
+  #state: GlobalTransactionState = 'active';
+  #ending = false;
+  #gid: string | undefined;
+  #victim: PgError | null = null;
+
+  constructor(ctx: TxContext<C>, id: string, opts: { beginSql?: string; setup?: (conn: C) => Promise<void> }) {
+    this.#ctx = ctx;
+    this.id = id;
+    this.#beginSql = opts.beginSql ?? 'BEGIN';
+    this.#setup = opts.setup;
+  }
+
+  get state(): GlobalTransactionState {
+    return this.#state;
+  }
+
+  /** True from the start of commit() or rollback() until the end. */
+  get ending(): boolean {
+    return this.#ending;
+  }
+
+  /** The gid, once commit() chose an anchor for two-phase commit. */
+  get gid(): string | undefined {
+    return this.#gid;
+  }
+
+  /** The joined shards, each with its connection and whether it was written. */
+  get participants(): ReadonlyMap<ShardName, { readonly conn: C; readonly wrote: boolean }> {
+    return this.#branches;
+  }
+
+  /** Names of the savepoints currently defined, oldest first. */
+  get savepoints(): readonly string[] {
+    return this.#savepoints;
+  }
+
+  /**
+   * The shard's connection in this transaction, joining the shard if new:
+   * acquire, `setup`, begin, tag the branch with application_name (SET LOCAL,
+   * so a pooled connection does not keep it), then re-create the active
+   * savepoints so ROLLBACK TO works on shards first touched after a savepoint.
+   * Throws 25P02 in the failed state. A failed join leaves the transaction's
+   * state alone: the caller reports the statement's error and calls fail().
+   */
+  async participant(shard: ShardName): Promise<C> {
+    this.#assertActive();
+    const branch = this.#branches.get(shard);
+    if (branch) return branch.conn;
+    let joining = this.#joining.get(shard);
+    if (!joining) {
+      joining = this.#join(shard).finally(() => this.#joining.delete(shard));
+      this.#joining.set(shard, joining);
+    }
+    return joining;
+  }
+
+  async #join(shard: ShardName): Promise<C> {
+    if (!this.#ctx.source.shards.includes(shard)) {
+      throw sgError('unknownShard', { shard, shards: this.#ctx.source.shards.join(', ') });
+    }
+    const conn = await this.#ctx.source.acquire(shard, this.#ctx.acquireTimeoutMs);
+    try {
+      await this.#setup?.(conn);
+      const statements = [
+        this.#beginSql,
+        // Before any savepoint, so that no ROLLBACK TO can undo it.
+        `SET LOCAL application_name = ${quoteLiteral(this.id)}`,
+        ...this.#savepoints.map((name) => `SAVEPOINT ${quoteIdent(name)}`),
+      ];
+      await conn.exec(statements.join('; '));
+    } catch (err) {
+      conn.release(true);
+      throw err;
+    }
+    this.#branches.set(shard, new Branch(conn));
+    return conn;
+  }
+
+  /** Records that the shard's branch wrote (so commit() counts it as a writer). */
+  markWritten(shard: ShardName): void {
+    const branch = this.#branches.get(shard);
+    if (!branch) throw sgError('internal', { reason: `markWritten(${shard}) before the shard joined ${this.id}` });
+    branch.wrote = true;
+  }
+
+  /**
+   * Puts the transaction in the failed state (statements get 25P02 until
+   * ROLLBACK or ROLLBACK TO) and returns the error to report: a 57014 caused by
+   * the deadlock detector cancelling this transaction becomes 40P01.
+   */
+  fail(error: PgError): PgError {
+    if (this.#state === 'active' && !this.#ending) this.#state = 'failed';
+    if (this.#victim !== null && error.code === '57014') {
+      const victim = this.#victim;
+      this.#victim = null;
+      return victim;
+    }
+    return error;
+  }
+
+  /**
+   * True (once) when the deadlock detector chose this transaction as a
+   * victim; the statement it cancelled then fails with 57014, which the
+   * session reports as 40P01 (fail() does this translation itself).
+   */
+  consumeDeadlockVictim(): boolean {
+    const was = this.#victim !== null;
+    this.#victim = null;
+    return was;
+  }
+
+  /** Called by the deadlock detector: marks the victim and cancels its waiting statements. */
+  async breakDeadlock(waitingOn: readonly ShardName[], cycleShards: readonly ShardName[]): Promise<boolean> {
+    if (this.#state !== 'active' || this.#ending) return false;
+    this.#victim = sgError('distributedDeadlock', { shards: [...cycleShards].sort().join(', ') });
+    await Promise.all(
+      waitingOn.map(async (shard) => {
+        const conn = this.#branches.get(shard)?.conn;
+        await conn?.cancel().catch((err: unknown) => this.#log('warn', 'cancel of deadlock victim failed', { shard, err: String(err) }));
+      }),
+    );
+    return true;
+  }
+
+  /** SAVEPOINT on every joined shard; later joins re-create it. */
+  async savepoint(name: string): Promise<void> {
+    this.#assertActive();
+    await this.#settleJoins();
+    await this.#onEveryBranch(`SAVEPOINT ${quoteIdent(name)}`);
+    this.#savepoints.push(name);
+  }
+
+  /** RELEASE SAVEPOINT on every joined shard; forgets it and every later savepoint. */
+  async release(name: string): Promise<void> {
+    this.#assertActive();
+    await this.#settleJoins();
+    const at = this.#savepoints.lastIndexOf(name);
+    if (at < 0) throw this.#failWith(sgError('unknownSavepoint', { name }));
+    await this.#onEveryBranch(`RELEASE SAVEPOINT ${quoteIdent(name)}`);
+    this.#savepoints.splice(at);
+  }
+
+  /** ROLLBACK TO SAVEPOINT on every joined shard; also leaves the failed state, as in PostgreSQL. */
+  async rollbackTo(name: string): Promise<void> {
+    if (this.#state !== 'failed') this.#assertActive();
+    await this.#settleJoins();
+    const at = this.#savepoints.lastIndexOf(name);
+    if (at < 0) throw this.#failWith(sgError('unknownSavepoint', { name }));
+    await this.#onEveryBranch(`ROLLBACK TO SAVEPOINT ${quoteIdent(name)}`);
+    this.#savepoints.splice(at + 1);
+    this.#victim = null;
+    this.#state = 'active';
+  }
+
+  /**
+   * Commits on every shard, atomically (src/tx/README.md): 0 written shards →
+   * COMMIT each; 1 → read-only branches COMMIT first, then the writer; ≥ 2 →
+   * read-only branches COMMIT first, then two-phase commit with the decision
+   * row on the anchor. Resolves with the tag to report: 'ROLLBACK' when the
+   * transaction was in the failed state (it is rolled back) or a shard had
+   * silently aborted its part (nothing was committed anywhere). Throws a
+   * PgError after making sure nothing is committed anywhere, or 08007 when the
+   * anchor could not be asked (recovery settles it). Always releases every connection.
+   */
+  async commit(): Promise<'COMMIT' | 'ROLLBACK'> {
+    if (this.#state === 'failed') {
+      await this.rollback();
+      return 'ROLLBACK';
+    }
+    this.#assertActive();
+    this.#ending = true;
+    try {
+      await this.#settleJoins();
+      const branches = [...this.#branches.values()];
+      const written = branches.filter((b) => b.wrote);
+      const readOnly = branches.filter((b) => !b.wrote);
+      let tag: 'COMMIT' | 'ROLLBACK';
+      if (written.length === 0) {
+        tag = await this.#commitLocal(readOnly);
+      } else {
+        // Read-only branches leave the vote first. Nothing is prepared yet, so a failure here just rolls back.
+        const readTag = await this.#commitLocal(readOnly).catch(async (err: unknown) => {
+          await this.#rollbackLocal(written);
+          throw err;
+        });
+        if (readTag === 'ROLLBACK') {
+          await this.#rollbackLocal(written);
+          tag = 'ROLLBACK';
+        } else if (written.length === 1) {
+          tag = await this.#commitLocal(written);
+        } else {
+          tag = await this.#twoPhase(written as [Branch<C>, ...Branch<C>[]]);
+        }
+      }
+      this.#state = tag === 'COMMIT' ? 'committed' : 'rolledBack';
+      return tag;
+    } catch (err) {
+      if (this.#state !== 'committed') this.#state = 'rolledBack';
+      throw err;
+    } finally {
+      this.#finish();
+    }
+  }
+
+  /** ROLLBACK on every joined shard and release the connections. Never throws for a shard's failure (closing the connection rolls back too). */
+  async rollback(): Promise<void> {
+    if (this.#ending) return;
+    this.#ending = true;
+    try {
+      await this.#settleJoins();
+      await this.#rollbackLocal([...this.#branches.values()]);
+      this.#state = 'rolledBack';
+    } finally {
+      this.#finish();
+    }
+  }
+
+  async #twoPhase([anchor, ...others]: [Branch<C>, ...Branch<C>[]]): Promise<'COMMIT' | 'ROLLBACK'> {
+    const gid = gidFor(this.id, anchor.shard);
+    this.#gid = gid;
+    const participants = others.map((b) => b.shard);
+    const fp = this.#ctx.failpoints;
+
+    // Phase 1: prepare every written branch but the anchor's, in parallel.
+    const deadline = Date.now() + this.#ctx.prepareTimeoutMs;
+    const results = await Promise.allSettled(others.map((b) => this.#prepare(b, gid, deadline)));
+    const failures = results.flatMap((r, i) => (r.status === 'rejected' ? [{ shard: others[i]!.shard, error: r.reason as unknown }] : []));
+    const silentlyAborted = results.some((r) => r.status === 'fulfilled' && !r.value);
+    if (failures.length > 0 || silentlyAborted || Date.now() > deadline) {
+      // Rolling back is safe: no decision row exists, so nothing can commit these branches.
+      await this.#abort(anchor, others, gid);
+      if (failures.length > 0) throw combineErrors(failures);
+      if (silentlyAborted) return 'ROLLBACK';
+      throw sgError('prepareTimeout', { shard: participants.join(', '), timeoutMs: this.#ctx.prepareTimeoutMs });
+    }
+
+    // Phase 2: the decision, committed with the anchor's own writes.
+    try {
+      await fp.hit('before-decision', anchor.shard);
+    } catch (err) {
+      await this.#abort(anchor, others, gid);
+      throw err;
+    }
+    try {
+      // If we die before this COMMIT reaches the anchor, the anchor's local transaction ends with
+      // the connection, no decision row exists, and recovery records 'abort' and rolls back the others.
+      const tag = await anchor.conn.exec(commitDecisionSql(gid, participants));
+      // If we die after this line, the transaction is committed: recovery finds the prepared branches,
+      // reads 'commit' on the anchor and commits them.
+      anchor.state = 'idle';
+      if (tag !== 'COMMIT') {
+        await this.#abort(anchor, others, gid);
+        return 'ROLLBACK';
+      }
+    } catch (err) {
+      if (!outcomeUnknown(err)) {
+        // The anchor answered with an error: its local transaction, decision included, did not commit.
+        await this.#abort(anchor, others, gid);
+        const e = err as PgError;
+        if (e.code === '23505' && (e.fields.table === 'tx_decision' || e.fields.constraint === 'tx_decision_pkey')) {
+          // Recovery took us for dead and recorded 'abort' first; the primary key fenced our commit out.
+          throw sgError('commitFenced', { gid });
+        }
+        throw err;
+      }
+      // The reply was lost: the decision may or may not have committed. Close the connection (the
+      // server ends an uncommitted transaction with it) and fix the outcome the way recovery does.
+      anchor.state = 'unknown';
+      this.#releaseBranch(anchor);
+      let outcome: Outcome;
+      try {
+        outcome = await this.#ctx.resolve(anchor.shard, gid, participants);
+      } catch (resolveErr) {
+        // The prepared branches stay: recovery settles them from the anchor once it is reachable.
+        this.#log('error', 'commit outcome unknown; left to recovery', { gid, anchor: anchor.shard, err: String(resolveErr) });
+        throw sgError('commitOutcomeUnknown', { gid, shard: anchor.shard, reason: asPgError(err, anchor.shard).message });
+      }
+      if (outcome === 'abort') {
+        await this.#abort(anchor, others, gid);
+        throw asPgError(err, anchor.shard);
+      }
+    }
+    this.#state = 'committed';
+
+    // Phase 3: COMMIT PREPARED everywhere, then reply.
+    try {
+      await fp.hit('after-decision', anchor.shard);
+    } catch (err) {
+      this.#log('warn', 'failpoint after-decision: COMMIT PREPARED handed to recovery', { gid, err: String(err) });
+      for (const b of others) this.#ctx.handOff(b.shard, preparedGid(gid, b.shard));
+      return 'COMMIT';
+    }
+    const commitPrepared = async (b: Branch<C>): Promise<void> => {
+      const name = preparedGid(gid, b.shard);
+      try {
+        await b.conn.exec(`COMMIT PREPARED ${quoteLiteral(name)}`);
+        // If we die after this line (and before the others), recovery commits the remaining branches.
+        b.state = 'idle';
+      } catch (err) {
+        if (err instanceof PgError && err.code === '42704') {
+          // Recovery (or another instance) finished it; the decision says commit, so it committed it.
+          b.state = 'idle';
+        } else {
+          // Not a failure of the transaction, which is committed: retried in the background, else recovery.
+          b.broken = outcomeUnknown(err);
+          this.#log('warn', 'COMMIT PREPARED failed; handed to recovery', { gid, shard: b.shard, err: String(err) });
+          this.#ctx.handOff(b.shard, name);
+        }
+      }
+    };
+    const between = (b: Branch<C>): Promise<void> =>
+      fp.hit('between-commit-prepared', b.shard).catch((err: unknown) => this.#log('warn', 'failpoint between-commit-prepared', { gid, err: String(err) }));
+    if (fp.active) {
+      // With failpoints configured the first branch commits alone, so that between-commit-prepared
+      // falls between two COMMIT PREPAREDs (crash tests); otherwise all go out at once.
+      const [first, ...rest] = others as [Branch<C>, ...Branch<C>[]];
+      await commitPrepared(first);
+      if (rest.length > 0) await between(first);
+      let outstanding = rest.length;
+      await Promise.all(
+        rest.map(async (b) => {
+          await commitPrepared(b);
+          outstanding -= 1;
+          if (outstanding > 0) await between(b);
+        }),
+      );
+    } else {
+      await Promise.all(others.map(commitPrepared));
+    }
+    return 'COMMIT';
+  }
+
+  /** PREPARE TRANSACTION under the deadline; false when the shard had silently aborted the branch. */
+  async #prepare(b: Branch<C>, gid: string, deadline: number): Promise<boolean> {
+    const name = preparedGid(gid, b.shard);
+    await this.#ctx.failpoints.hit('before-prepare', b.shard);
+    // If we die once this is sent, the branch may be prepared with no decision row: recovery
+    // records 'abort' on the anchor and rolls it back.
+    const statement = b.conn.exec(`PREPARE TRANSACTION ${quoteLiteral(name)}`);
+    let settled = await settleWithin(statement, deadline - Date.now());
+    const timedOut = settled.kind === 'timeout';
+    if (timedOut) {
+      await b.conn.cancel().catch((err: unknown) => this.#log('warn', 'cancel of PREPARE failed', { gid, shard: b.shard, err: String(err) }));
+      settled = await settleWithin(statement, CANCEL_GRACE_MS);
+    }
+    if (settled.kind === 'ok') {
+      b.state = settled.value === 'PREPARE TRANSACTION' ? 'prepared' : 'idle';
+    } else if (settled.kind === 'error') {
+      // A PREPARE that fails rolls the branch back, unless the connection broke mid-way.
+      b.state = outcomeUnknown(settled.error) ? 'unknown' : 'idle';
+    } else {
+      // Never answered: maybe prepared. We never record 'commit' for this gid, so recovery aborts it.
+      b.state = 'unknown';
+    }
+    if (timedOut) throw sgError('prepareTimeout', { shard: b.shard, timeoutMs: this.#ctx.prepareTimeoutMs });
+    if (settled.kind === 'error') throw asPgError(settled.error, b.shard);
+    if (b.state !== 'prepared') return false;
+    await this.#ctx.failpoints.hit('after-prepare', b.shard);
+    return true;
+  }
+
+  /** Rolls back a two-phase commit that has no 'commit' decision. */
+  async #abort(anchor: Branch<C>, others: readonly Branch<C>[], gid: string): Promise<void> {
+    await Promise.all([
+      this.#rollbackLocal([anchor, ...others.filter((b) => b.state === 'open')]),
+      ...others
+        .filter((b) => b.state === 'prepared')
+        .map(async (b) => {
+          try {
+            await b.conn.exec(`ROLLBACK PREPARED ${quoteLiteral(preparedGid(gid, b.shard))}`);
+            b.state = 'idle';
+          } catch (err) {
+            // 42704: recovery rolled it back already. Anything else: recovery will, since no 'commit' row exists.
+            if (err instanceof PgError && err.code === '42704') b.state = 'idle';
+            else {
+              b.broken = outcomeUnknown(err);
+              this.#log('warn', 'ROLLBACK PREPARED failed; left to recovery', { gid, shard: b.shard, err: String(err) });
+            }
+          }
+        }),
+    ]);
+  }
+
+  /** COMMIT on each branch in parallel; 'ROLLBACK' when a shard reports its part was aborted. */
+  async #commitLocal(branches: readonly Branch<C>[]): Promise<'COMMIT' | 'ROLLBACK'> {
+    const tags = await this.#parallel(branches, async (b) => {
+      const tag = await b.conn.exec('COMMIT');
+      b.state = 'idle';
+      return tag;
+    });
+    return tags.every((t) => t === 'COMMIT') ? 'COMMIT' : 'ROLLBACK';
+  }
+
+  /** ROLLBACK on each open branch; a failure closes that connection, which rolls back too. */
+  async #rollbackLocal(branches: readonly Branch<C>[]): Promise<void> {
+    await Promise.all(
+      branches
+        .filter((b) => b.state === 'open')
+        .map(async (b) => {
+          try {
+            await b.conn.exec('ROLLBACK');
+            b.state = 'idle';
+          } catch (err) {
+            b.broken = true;
+            this.#log('warn', 'ROLLBACK failed; closing the connection', { id: this.id, shard: b.shard, err: String(err) });
+          }
+        }),
+    );
+  }
+
+  async #onEveryBranch(sql: string): Promise<void> {
+    await this.#parallel([...this.#branches.values()], (b) => b.conn.exec(sql)).catch((err: unknown) => {
+      throw this.#failWith(asPgError(err, '?'));
+    });
+  }
+
+  /** Runs `fn` on each branch in parallel; rejects with the combined error when any failed. */
+  async #parallel<T>(branches: readonly Branch<C>[], fn: (b: Branch<C>) => Promise<T>): Promise<T[]> {
+    const results = await Promise.allSettled(branches.map(fn));
+    const failures = results.flatMap((r, i) => {
+      if (r.status === 'fulfilled') return [];
+      const b = branches[i]!;
+      if (outcomeUnknown(r.reason)) b.broken = true;
+      return [{ shard: b.shard, error: r.reason as unknown }];
+    });
+    if (failures.length > 0) throw combineErrors(failures);
+    return results.map((r) => (r as PromiseFulfilledResult<T>).value);
+  }
+
+  #failWith(error: PgError): PgError {
+    this.fail(error);
+    return error;
+  }
+
+  #assertActive(): void {
+    if (this.#state === 'failed') throw sgError('inFailedTransaction');
+    if (this.#state !== 'active' || this.#ending) {
+      throw sgError('internal', { reason: `global transaction ${this.id} is ${this.#ending ? 'ending' : this.#state}` });
+    }
+  }
+
+  async #settleJoins(): Promise<void> {
+    while (this.#joining.size > 0) await Promise.allSettled([...this.#joining.values()]);
+  }
+
+  #releaseBranch(b: Branch<C>): void {
+    if (b.released) return;
+    b.released = true;
+    // A branch still open or in an unknown state must not go back to the pool.
+    b.conn.release(b.broken || b.state === 'open' || b.state === 'unknown');
+  }
+
+  #finish(): void {
+    for (const b of this.#branches.values()) this.#releaseBranch(b);
+    this.#victim = null;
+    this.#ctx.finished(this);
+  }
+
+  #log(level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown>): void {
+    this.#ctx.log(level, msg, fields);
+  }
+}

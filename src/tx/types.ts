@@ -1,0 +1,62 @@
+import type { ShardName } from '../config/names.js';
+
+/**
+ * The part of a backend connection the transaction manager uses. The engine's
+ * ShardCursor satisfies it structurally; errors from the shard are thrown as
+ * PgError with the shard's SQLSTATE.
+ */
+export interface TxConnection {
+  readonly shard: ShardName;
+  /** Runs one or more statements without parameters; resolves with the last command tag. */
+  exec(sql: string): Promise<string>;
+  /** Runs one statement with text parameters and returns its rows as text. */
+  rows(sql: string, params?: readonly (string | null)[]): Promise<(string | null)[][]>;
+  /** Asks the shard to cancel the statement running on this connection, if any. */
+  cancel(): Promise<void>;
+  /** Returns the connection to its pool; `broken` closes it instead. */
+  release(broken?: boolean): void;
+}
+
+/** Hands out connections per shard (the engine's ShardConnector satisfies it). */
+export interface TxConnectionSource<C extends TxConnection> {
+  readonly shards: readonly ShardName[];
+  /** Waits up to `timeoutMs` for a connection; throws a PgError (40P01 shardBusy) after that. */
+  acquire(shard: ShardName, timeoutMs: number): Promise<C>;
+  /**
+   * True when a shard serves one connection at a time (embedded PGlite): lock
+   * waits cannot happen there (they become acquire timeouts), so the deadlock
+   * detector does not query it. Absent means false for every shard.
+   */
+  exclusive?(shard: ShardName): boolean;
+}
+
+/** The outcome of a global transaction as recorded on its anchor. */
+export type Outcome = 'commit' | 'abort';
+
+/** Structured log sink; `fields` always names the gid or shard concerned. */
+export type TxLog = (level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown>) => void;
+
+/** One prepared branch resolved by a recovery pass. */
+export interface RecoveryDecision {
+  /** The global transaction's gid (the decision row's key). */
+  readonly gid: string;
+  /** The shard that held the prepared branch. */
+  readonly shard: ShardName;
+  readonly outcome: Outcome;
+  /** Why: what the anchor said, or that another instance had finished it already. */
+  readonly reason: string;
+}
+
+/** A prepared branch of ours still waiting for its outcome. */
+export interface InDoubtTransaction {
+  readonly gid: string;
+  /** The identifier the branch was prepared under (`pg_prepared_xacts.gid`). */
+  readonly preparedGid: string;
+  readonly shard: ShardName;
+  /** The shard holding the decision; null when the identifier does not parse. */
+  readonly anchor: ShardName | null;
+  readonly ageMs: number;
+  readonly anchorReachable: boolean;
+  /** The decision row's outcome when the anchor answered and has one. */
+  readonly decision: Outcome | null;
+}
