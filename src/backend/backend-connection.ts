@@ -1,0 +1,510 @@
+import type { ShardName } from '../config/names.js';
+import type { CopyInSink, ShardEvent, ShardQuery, StatementDescription } from '../engine/shard-cursor.js';
+import { sgError } from '../errors/catalogue.js';
+import { PgError, type ErrorFields } from '../errors/pg-error.js';
+import { decodeBackend, type BackendMessage, type FrontendMessage } from '../protocol/index.js';
+import type { FieldDescription, RawRow, TxStatus } from '../protocol/fields.js';
+import { BufferedCopySink } from './buffered-copy-sink.js';
+import { NetworkCopySink } from './network-copy-sink.js';
+import type { PoolMember } from './shard-pool.js';
+import { StatementCache } from './statement-cache.js';
+import type { Transport } from './transport.js';
+
+export const DEFAULT_BATCH_SIZE = 1000;
+export const DEFAULT_STATEMENT_CACHE_SIZE = 256;
+/**
+ * Rows discarded after an early exit beyond which a networked shard is asked to
+ * cancel the statement instead of streaming the rest (only for reads started
+ * outside a transaction block, where cancelling changes nothing but the work done).
+ */
+const CANCEL_AFTER_DISCARDED = 10_000;
+/** Statements whose cancellation cannot undo anything the caller asked for. */
+const READ_ONLY = /^\s*(select|values|table|show|explain)\b/i;
+/** SQLSTATEs after which a cached statement must be parsed again. */
+const STALE_STATEMENT = new Set(['26000', '0A000']);
+
+export interface BackendConnectionOptions {
+  readonly shard: ShardName;
+  readonly transport: Transport;
+  /** ParameterStatus values received at start-up (server_version, …). */
+  readonly parameters: Map<string, string>;
+  readonly statementCacheSize?: number;
+}
+
+/** State of one extended-protocol statement while it runs. */
+interface Exchange {
+  readonly key: string;
+  readonly name: string;
+  parsing: boolean;
+  syncSent: boolean;
+  error: ErrorFields | null;
+}
+
+/**
+ * One backend session on a shard, of either kind, speaking protocol v3 through
+ * its transport. Implements everything `ShardCursor` asks of a connection
+ * except `release` (see `ShardLease`). One operation at a time: starting a
+ * second while one runs throws XX000, since interleaving would corrupt the
+ * protocol state. Errors from the shard are thrown as `PgError` only after the
+ * shard is ready for the next statement, so the connection stays usable.
+ */
+export class BackendConnection implements PoolMember {
+  readonly shard: ShardName;
+  /** Session settings applied on this connection, kept for the session layer; empty on a fresh connection. */
+  readonly settings = new Map<string, string>();
+  /** ParameterStatus values as last reported by the shard. */
+  readonly parameters: Map<string, string>;
+  readonly #t: Transport;
+  readonly #cache: StatementCache;
+  /** Statements to Close (F) in the next exchange (evicted or stale). */
+  #closeNext: string[] = [];
+  #txStatus: TxStatus = 'I';
+  #busy = false;
+
+  constructor(opts: BackendConnectionOptions) {
+    this.shard = opts.shard;
+    this.#t = opts.transport;
+    this.parameters = opts.parameters;
+    this.#cache = new StatementCache(opts.statementCacheSize ?? DEFAULT_STATEMENT_CACHE_SIZE);
+  }
+
+  get kind(): 'network' | 'embedded' {
+    return this.#t.kind;
+  }
+  get serverVersion(): string {
+    return this.parameters.get('server_version') ?? '';
+  }
+  get alive(): boolean {
+    return this.#t.alive;
+  }
+  get busy(): boolean {
+    return this.#busy;
+  }
+  get txStatus(): TxStatus {
+    return this.#txStatus;
+  }
+  /** Bytes received from the shard and not read yet. */
+  get bufferedBytes(): number {
+    return this.#t.buffered;
+  }
+  /** Named statements currently parsed on the shard by this connection. */
+  get cachedStatements(): number {
+    return this.#cache.size;
+  }
+
+  onDeath(listener: () => void): void {
+    this.#t.onDeath(listener);
+  }
+
+  /**
+   * Runs one statement with the extended protocol, binding a cached named
+   * statement when this connection parsed the same SQL and parameter types
+   * before. Rows come in batches of at most `batchSize`; a networked shard's
+   * socket is paused while a batch waits for the consumer, an embedded shard
+   * produces one batch per Execute (PortalSuspended loop), so memory stays
+   * bounded by the batch size either way.
+   */
+  query(q: ShardQuery): AsyncGenerator<ShardEvent, void> {
+    return this.#query(q);
+  }
+
+  async *#query(q: ShardQuery): AsyncGenerator<ShardEvent, void> {
+    this.#enter();
+    const embedded = this.#t.kind === 'embedded';
+    const batchSize = Math.max(1, q.batchSize ?? DEFAULT_BATCH_SIZE);
+    const cancellable = this.#txStatus === 'I' && READ_ONLY.test(q.sql);
+    const ex = this.#startExchange(q, embedded ? batchSize : 0);
+    let done = false;
+    let rows: RawRow[] = [];
+    let tag: string | null = null;
+    let rowCount = 0;
+    let suspended = false;
+    try {
+      for (;;) {
+        const msg = this.#tryNext() ?? (await this.#next(ex.error));
+        switch (msg.type) {
+          case 'DataRow':
+            rowCount++;
+            rows.push(msg.values);
+            if (rows.length >= batchSize) {
+              const batch = rows;
+              rows = [];
+              yield { kind: 'rows', rows: batch };
+            }
+            break;
+          case 'ParseComplete':
+            ex.parsing = false;
+            break;
+          case 'BindComplete':
+          case 'CloseComplete':
+          case 'NoData':
+            break;
+          case 'RowDescription':
+            yield { kind: 'fields', fields: msg.fields };
+            break;
+          case 'PortalSuspended': {
+            // Embedded only: ask for the next batch now; it runs when the consumer wants it.
+            suspended = true;
+            this.#t.send([{ type: 'Execute', portal: '', maxRows: batchSize }, { type: 'Flush' }]);
+            if (rows.length > 0) {
+              const batch = rows;
+              rows = [];
+              yield { kind: 'rows', rows: batch };
+            }
+            break;
+          }
+          case 'CommandComplete':
+          case 'EmptyQueryResponse':
+            tag = msg.type === 'CommandComplete' ? msg.tag : '';
+            // A SELECT run in several Executes reports only the last one's rows; report them all, as one Execute would.
+            if (suspended && tag.startsWith('SELECT ')) tag = `SELECT ${rowCount}`;
+            this.#endExchange(ex);
+            if (rows.length > 0) {
+              const batch = rows;
+              rows = [];
+              yield { kind: 'rows', rows: batch };
+            }
+            break;
+          case 'ErrorResponse':
+            ex.error ??= msg.fields;
+            this.#endExchange(ex);
+            break;
+          case 'CopyInResponse':
+            this.#refuseCopyIn(true);
+            break;
+          case 'CopyOutResponse':
+          case 'CopyData':
+          case 'CopyDone':
+            break;
+          case 'NoticeResponse':
+            yield { kind: 'notice', fields: msg.fields };
+            break;
+          case 'ReadyForQuery':
+            this.#txStatus = msg.status;
+            done = true;
+            this.#finishExchange(ex);
+            if (ex.error !== null) throw new PgError(ex.error, this.shard);
+            if (tag !== null) this.#noteTag(tag);
+            yield { kind: 'complete', tag: tag ?? '' };
+            return;
+          default:
+            throw this.#unexpected(msg);
+        }
+      }
+    } finally {
+      if (!done) await this.#abandon(ex, cancellable);
+      this.#busy = false;
+    }
+  }
+
+  /** Runs statements with the simple protocol (no parameters) and returns the last command tag. */
+  async exec(sql: string): Promise<string> {
+    this.#enter();
+    try {
+      const { tag, error } = await this.#roundTrip([{ type: 'Query', sql }]);
+      if (error !== null) throw new PgError(error, this.shard);
+      return tag;
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  /** Runs one statement with text parameters and results and collects its rows. */
+  async rows(sql: string, params: readonly (string | null)[] = []): Promise<(string | null)[][]> {
+    const out: (string | null)[][] = [];
+    for await (const ev of this.#query({ sql, params })) {
+      if (ev.kind === 'rows') for (const row of ev.rows) out.push(row.map((v) => (v === null ? null : v.toString('utf8'))));
+    }
+    return out;
+  }
+
+  /** Parses `sql` as the unnamed statement and describes its parameters and result columns. */
+  async describe(sql: string, paramTypes: readonly number[] = []): Promise<StatementDescription> {
+    this.#enter();
+    try {
+      this.#t.send([
+        ...this.#closes(),
+        { type: 'Parse', name: '', sql, paramTypes },
+        { type: 'Describe', target: 'S', name: '' },
+        { type: 'Sync' },
+      ]);
+      let types: readonly number[] = [];
+      let fields: readonly FieldDescription[] | null = null;
+      let error: ErrorFields | null = null;
+      for (;;) {
+        const msg = await this.#next(error);
+        if (msg.type === 'ParameterDescription') types = msg.types;
+        else if (msg.type === 'RowDescription') fields = msg.fields;
+        else if (msg.type === 'ErrorResponse') error ??= msg.fields;
+        else if (msg.type === 'ReadyForQuery') {
+          this.#txStatus = msg.status;
+          if (error !== null) throw new PgError(error, this.shard);
+          return { paramTypes: types, fields };
+        }
+      }
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  /**
+   * Starts COPY … FROM STDIN. On a networked shard data streams as written
+   * (each write waits for the socket to drain). An embedded shard cannot hold
+   * a COPY open between requests, so its sink buffers (see BufferedCopySink).
+   * The connection stays busy until the sink ends or fails.
+   */
+  async copyIn(sql: string): Promise<CopyInSink> {
+    this.#enter();
+    if (this.#t.kind === 'embedded') {
+      return new BufferedCopySink({
+        sql,
+        roundTrip: (messages) => this.#roundTrip(messages),
+        txStatus: () => this.#txStatus,
+        shard: this.shard,
+        onDone: () => (this.#busy = false),
+      });
+    }
+    let started = false;
+    try {
+      this.#t.send([{ type: 'Query', sql }]);
+      let error: ErrorFields | null = null;
+      for (;;) {
+        const msg = await this.#next(error);
+        if (msg.type === 'CopyInResponse') break;
+        if (msg.type === 'ErrorResponse') error ??= msg.fields;
+        else if (msg.type === 'ReadyForQuery') {
+          this.#txStatus = msg.status;
+          throw error !== null
+            ? new PgError(error, this.shard)
+            : new PgError(sgError('internal', { reason: 'copyIn needs a COPY … FROM STDIN statement' }).fields, this.shard);
+        }
+      }
+      started = true;
+      return new NetworkCopySink({
+        shard: this.shard,
+        send: (messages) => this.#t.send(messages),
+        drained: () => this.#t.drained(),
+        roundTrip: (messages) => this.#roundTrip(messages),
+        onDone: () => (this.#busy = false),
+      });
+    } finally {
+      if (!started) this.#busy = false;
+    }
+  }
+
+  /** Runs COPY … TO STDOUT, yielding each CopyData payload; returns the command tag. */
+  copyOut(sql: string): AsyncGenerator<Buffer, string> {
+    return this.#copyOut(sql);
+  }
+
+  async *#copyOut(sql: string): AsyncGenerator<Buffer, string> {
+    this.#enter();
+    const cancellable = this.#txStatus === 'I';
+    const ex: Exchange = { key: '', name: '', parsing: false, syncSent: true, error: null };
+    let done = false;
+    let tag = '';
+    try {
+      this.#t.send([{ type: 'Query', sql }]);
+      for (;;) {
+        const msg = this.#tryNext() ?? (await this.#next(ex.error));
+        if (msg.type === 'CopyData') yield msg.data;
+        else if (msg.type === 'CommandComplete') tag = msg.tag;
+        else if (msg.type === 'ErrorResponse') ex.error ??= msg.fields;
+        else if (msg.type === 'CopyInResponse') this.#refuseCopyIn(false);
+        else if (msg.type === 'ReadyForQuery') {
+          this.#txStatus = msg.status;
+          done = true;
+          if (ex.error !== null) throw new PgError(ex.error, this.shard);
+          return tag;
+        }
+      }
+    } finally {
+      if (!done) await this.#abandon(ex, cancellable);
+      this.#busy = false;
+    }
+  }
+
+  /** Asks the shard to cancel the running statement (a no-op on embedded shards, which cannot be interrupted). */
+  async cancel(): Promise<void> {
+    await this.#t.cancel();
+  }
+
+  /** Ends the session (Terminate); never rejects. */
+  async close(): Promise<void> {
+    await this.#t.close();
+  }
+
+  #enter(): void {
+    if (this.#busy) {
+      throw new PgError(sgError('internal', { reason: `connection to shard ${this.shard} used by two operations at once` }).fields, this.shard);
+    }
+    if (!this.#t.alive) throw new PgError(sgError('shardUnavailable', { shard: this.shard, reason: 'connection closed' }).fields, this.shard);
+    this.#busy = true;
+  }
+
+  /** Sends Parse (unless cached), Bind, Describe portal and Execute, and Sync (networked) or Flush (embedded). */
+  #startExchange(q: ShardQuery, maxRows: number): Exchange {
+    const key = StatementCache.key(q.sql, q.paramTypes);
+    const out: FrontendMessage[] = [];
+    let name = this.#cache.get(key);
+    let parsing = false;
+    if (name === undefined) {
+      const added = this.#cache.add(key);
+      this.#closeNext.push(...added.evicted);
+      name = added.name;
+      parsing = true;
+    }
+    out.push(...this.#closes());
+    if (parsing) out.push({ type: 'Parse', name, sql: q.sql, paramTypes: q.paramTypes ?? [] });
+    const params = (q.params ?? []).map((p) => (typeof p === 'string' ? Buffer.from(p, 'utf8') : p));
+    out.push(
+      { type: 'Bind', portal: '', statement: name, paramFormats: q.paramFormats ?? [], params, resultFormats: q.resultFormats ?? [] },
+      { type: 'Describe', target: 'P', name: '' },
+      { type: 'Execute', portal: '', maxRows },
+    );
+    const syncSent = maxRows === 0;
+    out.push(syncSent ? { type: 'Sync' } : { type: 'Flush' });
+    this.#t.send(out);
+    return { key, name, parsing, syncSent, error: null };
+  }
+
+  /** The statement ended (or failed): an embedded exchange still owes its Sync. */
+  #endExchange(ex: Exchange): void {
+    if (ex.syncSent) return;
+    ex.syncSent = true;
+    this.#t.send([{ type: 'Sync' }]);
+  }
+
+  /** Keeps the statement cache true to what the shard holds once an exchange is over. */
+  #finishExchange(ex: Exchange): void {
+    if (ex.key === '') return;
+    if (ex.parsing) {
+      this.#cache.delete(ex.key); // Parse failed or never ran: the name does not exist on the shard
+    } else if (ex.error !== null && STALE_STATEMENT.has(ex.error.code)) {
+      this.#cache.delete(ex.key);
+      this.#closeNext.push(ex.name);
+    }
+  }
+
+  /**
+   * The consumer left before the end: discard the rest so the connection is
+   * ready for the next statement. A long read started outside a transaction on
+   * a networked shard is cancelled instead of streamed to the end. Failures
+   * here are swallowed: a connection left dead is closed when released.
+   */
+  async #abandon(ex: Exchange, cancellable: boolean): Promise<void> {
+    try {
+      this.#endExchange(ex);
+      let discarded = 0;
+      let cancelSent = false;
+      for (;;) {
+        const msg = this.#tryNext() ?? (await this.#next(null));
+        if (msg.type === 'ParseComplete') ex.parsing = false;
+        else if (msg.type === 'ErrorResponse') ex.error ??= msg.fields;
+        else if (msg.type === 'CopyInResponse') this.#refuseCopyIn(ex.key !== '');
+        else if (msg.type === 'ReadyForQuery') {
+          this.#txStatus = msg.status;
+          this.#finishExchange(ex);
+          return;
+        } else if ((msg.type === 'DataRow' || msg.type === 'CopyData') && ++discarded > CANCEL_AFTER_DISCARDED && cancellable && !cancelSent) {
+          cancelSent = true;
+          await this.#t.cancel();
+        }
+      }
+    } catch {
+      await this.#t.close();
+    }
+  }
+
+  /** Sends messages, reads to ReadyForQuery, returns the last command tag and the first error. */
+  async #roundTrip(messages: readonly FrontendMessage[]): Promise<{ tag: string; error: ErrorFields | null }> {
+    this.#t.send([...this.#closes(), ...messages]);
+    let tag = '';
+    let error: ErrorFields | null = null;
+    for (;;) {
+      const msg = await this.#next(error);
+      switch (msg.type) {
+        case 'CommandComplete':
+          tag = msg.tag;
+          this.#noteTag(tag);
+          break;
+        case 'ErrorResponse':
+          error ??= msg.fields;
+          break;
+        case 'CopyInResponse':
+          if (!messages.some((m) => m.type === 'CopyData' || m.type === 'CopyDone')) this.#refuseCopyIn(false);
+          break;
+        case 'ReadyForQuery':
+          this.#txStatus = msg.status;
+          return { tag, error };
+        default:
+          break; // rows, notices, copy-out data: not asked for here
+      }
+    }
+  }
+
+  /**
+   * A COPY FROM STDIN reached a path that cannot feed it: fail it so the shard
+   * returns to normal. The embedded transport already failed it (a COPY left
+   * waiting for data would stop PGlite); a networked one needs a CopyFail, and
+   * a second Sync after an extended-protocol COPY, since Sync is ignored while copying.
+   */
+  #refuseCopyIn(extended: boolean): void {
+    if (this.#t.kind === 'embedded') return;
+    const message = 'COPY FROM STDIN must be run with copyIn()';
+    this.#t.send(extended ? [{ type: 'CopyFail', message }, { type: 'Sync' }] : [{ type: 'CopyFail', message }]);
+  }
+
+  #noteTag(tag: string): void {
+    // The shard dropped every prepared statement: forget ours rather than Bind names that no longer exist.
+    if (tag === 'DISCARD ALL' || tag === 'DEALLOCATE ALL') {
+      this.#cache.clear();
+      this.#closeNext = [];
+    }
+  }
+
+  #closes(): FrontendMessage[] {
+    if (this.#closeNext.length === 0) return [];
+    const out = this.#closeNext.map((name): FrontendMessage => ({ type: 'Close', target: 'S', name }));
+    this.#closeNext = [];
+    return out;
+  }
+
+  #tryNext(): BackendMessage | null {
+    for (;;) {
+      const raw = this.#t.tryRead();
+      if (raw === null) return null;
+      const msg = decodeBackend(raw);
+      if (!this.#absorb(msg)) return msg;
+    }
+  }
+
+  /** The next message; when the connection dies, throws the shard's last error (often FATAL) if one came. */
+  async #next(pending: ErrorFields | null): Promise<BackendMessage> {
+    for (;;) {
+      let raw;
+      try {
+        raw = this.#t.tryRead() ?? (await this.#t.read());
+      } catch (err) {
+        if (pending !== null) throw new PgError(pending, this.shard);
+        throw err;
+      }
+      const msg = decodeBackend(raw);
+      if (!this.#absorb(msg)) return msg;
+    }
+  }
+
+  /** Handles messages that may come at any time; true when consumed. */
+  #absorb(msg: BackendMessage): boolean {
+    if (msg.type === 'ParameterStatus') {
+      this.parameters.set(msg.name, msg.value);
+      return true;
+    }
+    return msg.type === 'NotificationResponse';
+  }
+
+  #unexpected(msg: BackendMessage): PgError {
+    void this.#t.close();
+    return new PgError(sgError('shardUnavailable', { shard: this.shard, reason: `unexpected ${msg.type} from the shard` }).fields, this.shard);
+  }
+}

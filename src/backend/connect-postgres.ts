@@ -1,0 +1,132 @@
+import { connect } from 'node:net';
+import type { ShardName } from '../config/names.js';
+import { sgError } from '../errors/catalogue.js';
+import { PgError } from '../errors/pg-error.js';
+import { decodeBackend, encodeStartup, md5Password, ScramClient, SCRAM_SHA_256, type FrontendMessage } from '../protocol/index.js';
+import { BackendConnection } from './backend-connection.js';
+import { TcpTransport } from './tcp-transport.js';
+
+/** What a `postgres://` URL says about a shard. */
+export interface PostgresTarget {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly password: string | null;
+  readonly database: string;
+}
+
+/**
+ * Reads `postgres://user:password@host:port/database`. Missing parts take
+ * libpq's defaults (port 5432, user postgres, database = user); query
+ * options are ignored.
+ */
+export function parsePostgresUrl(url: string): PostgresTarget {
+  const u = new URL(url);
+  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') throw new Error(`not a postgres:// URL: ${u.protocol}`);
+  const user = u.username === '' ? 'postgres' : decodeURIComponent(u.username);
+  const database = decodeURIComponent(u.pathname.replace(/^\//, '')) || user;
+  return {
+    host: u.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1',
+    port: u.port === '' ? 5432 : Number(u.port),
+    user,
+    password: u.password === '' ? null : decodeURIComponent(u.password),
+    database,
+  };
+}
+
+export interface ConnectOptions {
+  /** Longest the TCP connect plus the startup exchange may take. */
+  readonly connectTimeoutMs?: number;
+  readonly statementCacheSize?: number;
+}
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * Opens a session on a networked shard: StartupMessage (application_name
+ * shardgate, client_encoding UTF8), authentication (trust, cleartext, MD5 or
+ * SCRAM-SHA-256), ParameterStatus and BackendKeyData up to ReadyForQuery.
+ * Any failure, refused login included, is `shardUnavailable` (08006) naming
+ * the shard; the shard's own SQLSTATE is kept in the detail.
+ */
+export async function connectPostgres(shard: ShardName, target: PostgresTarget, opts: ConnectOptions = {}): Promise<BackendConnection> {
+  const timeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const socket = connect({ host: target.host, port: target.port });
+  const transport = new TcpTransport(shard, target, socket);
+  const timer = setTimeout(() => transport.destroy(), timeoutMs);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('close', () => reject(new Error(`could not connect to ${target.host}:${target.port}`)));
+      socket.once('error', (err) => reject(new Error(`could not connect to ${target.host}:${target.port}: ${err.message}`)));
+    });
+    const parameters = await startup(transport, target);
+    return new BackendConnection({ shard, transport, parameters, statementCacheSize: opts.statementCacheSize });
+  } catch (err) {
+    transport.destroy();
+    if (err instanceof PgError && err.code === '08006') throw err;
+    const reason = err instanceof Error ? err.message : String(err);
+    const detail = err instanceof PgError ? `SQLSTATE ${err.code}` : undefined;
+    throw new PgError(sgError('shardUnavailable', { shard, reason }, detail === undefined ? {} : { detail }).fields, shard);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function startup(t: TcpTransport, target: PostgresTarget): Promise<Map<string, string>> {
+  t.sendRaw(
+    encodeStartup({
+      type: 'StartupMessage',
+      major: 3,
+      minor: 0,
+      parameters: { user: target.user, database: target.database, application_name: 'shardgate', client_encoding: 'UTF8' },
+    }),
+  );
+  const parameters = new Map<string, string>();
+  let scram: ScramClient | null = null;
+  const password = (): string => {
+    if (target.password === null) throw new Error('the server asks for a password and the shard URL has none');
+    return target.password;
+  };
+  const reply = (msg: FrontendMessage): void => t.send([msg]);
+  for (;;) {
+    const msg = decodeBackend(await t.read());
+    switch (msg.type) {
+      case 'AuthenticationOk':
+      case 'NoticeResponse':
+      case 'NegotiateProtocolVersion':
+        break;
+      case 'AuthenticationCleartextPassword':
+        reply({ type: 'PasswordMessage', password: password() });
+        break;
+      case 'AuthenticationMD5Password':
+        reply({ type: 'PasswordMessage', password: md5Password(target.user, password(), msg.salt) });
+        break;
+      case 'AuthenticationSASL':
+        if (!msg.mechanisms.includes(SCRAM_SHA_256)) throw new Error(`no supported SASL mechanism among ${msg.mechanisms.join(', ')}`);
+        scram = new ScramClient(password());
+        reply({ type: 'SASLInitialResponse', mechanism: SCRAM_SHA_256, data: scram.clientFirst() });
+        break;
+      case 'AuthenticationSASLContinue':
+        if (scram === null) throw new Error('SASL exchange out of order');
+        reply({ type: 'SASLResponse', data: scram.clientFinal(msg.data) });
+        break;
+      case 'AuthenticationSASLFinal':
+        if (scram === null) throw new Error('SASL exchange out of order');
+        scram.verifyServerFinal(msg.data);
+        break;
+      case 'ParameterStatus':
+        parameters.set(msg.name, msg.value);
+        break;
+      case 'BackendKeyData':
+        t.setCancelKey(msg.processId, msg.secretKey);
+        break;
+      case 'ErrorResponse':
+        throw new PgError(msg.fields);
+      case 'ReadyForQuery':
+        return parameters;
+      default:
+        throw new Error(`unexpected ${msg.type} during startup`);
+    }
+  }
+}

@@ -1,0 +1,192 @@
+import { connect, type Socket } from 'node:net';
+import type { ShardName } from '../config/names.js';
+import { sgError } from '../errors/catalogue.js';
+import { PgError } from '../errors/pg-error.js';
+import { encodeFrontendMany, encodeStartup, MessageReader, type FrontendMessage, type RawMessage } from '../protocol/index.js';
+import type { Transport } from './transport.js';
+
+/**
+ * Unread bytes at which the socket is paused, and below which it resumes: with
+ * rows taken in batches, what waits for the consumer is one batch plus at most
+ * this much (and one socket chunk).
+ */
+const PAUSE_AT_BYTES = 256 * 1024;
+const RESUME_BELOW_BYTES = 64 * 1024;
+const CANCEL_TIMEOUT_MS = 5_000;
+const CLOSE_TIMEOUT_MS = 2_000;
+
+/** Where a networked shard listens, and its cancel key once connected. */
+export interface TcpEndpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * A socket to a PostgreSQL server after the startup exchange. Reading pauses
+ * the socket while more than PAUSE_AT_BYTES are buffered and unread, which is
+ * how a slow consumer holds back a large result.
+ */
+export class TcpTransport implements Transport {
+  readonly kind = 'network';
+  readonly #shard: ShardName;
+  readonly #endpoint: TcpEndpoint;
+  readonly #socket: Socket;
+  readonly #reader = new MessageReader();
+  #waiter: { resolve: (m: RawMessage) => void; reject: (e: Error) => void } | null = null;
+  #dead: PgError | null = null;
+  #closedByUs = false;
+  #paused = false;
+  readonly #deathListeners: (() => void)[] = [];
+  #cancelKey: { processId: number; secretKey: number } | null = null;
+
+  constructor(shard: ShardName, endpoint: TcpEndpoint, socket: Socket) {
+    this.#shard = shard;
+    this.#endpoint = endpoint;
+    this.#socket = socket;
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 30_000);
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('error', (err) => this.#die(err.message));
+    socket.on('close', () => this.#die('the server closed the connection'));
+  }
+
+  get alive(): boolean {
+    return this.#dead === null && !this.#closedByUs;
+  }
+
+  /** Set from BackendKeyData during startup; needed by cancel(). */
+  setCancelKey(processId: number, secretKey: number): void {
+    this.#cancelKey = { processId, secretKey };
+  }
+
+  /** Writes the startup packet (no type byte). */
+  sendRaw(bytes: Buffer): void {
+    if (this.#dead === null) this.#socket.write(bytes);
+  }
+
+  send(messages: readonly FrontendMessage[]): void {
+    if (this.#dead === null) this.#socket.write(encodeFrontendMany(messages));
+  }
+
+  drained(): Promise<void> {
+    if (!this.#socket.writableNeedDrain || this.#dead !== null) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.#socket.off('drain', done);
+        this.#socket.off('close', done);
+        resolve();
+      };
+      this.#socket.on('drain', done);
+      this.#socket.on('close', done);
+    });
+  }
+
+  tryRead(): RawMessage | null {
+    let msg: RawMessage | null;
+    try {
+      msg = this.#reader.next();
+    } catch (err) {
+      // Framing is lost: nothing more can be read from this socket.
+      this.#die(`invalid data from the server: ${(err as Error).message}`);
+      this.#socket.destroy();
+      return null;
+    }
+    if (this.#paused && this.#reader.buffered < RESUME_BELOW_BYTES) {
+      this.#paused = false;
+      this.#socket.resume();
+    }
+    return msg;
+  }
+
+  read(): Promise<RawMessage> {
+    const msg = this.tryRead();
+    if (msg !== null) return Promise.resolve(msg);
+    if (this.#dead !== null) return Promise.reject(this.#dead);
+    if (this.#waiter !== null) return Promise.reject(new PgError(sgError('internal', { reason: 'two readers on one shard socket' }).fields, this.#shard));
+    if (this.#paused) {
+      this.#paused = false;
+      this.#socket.resume();
+    }
+    return new Promise((resolve, reject) => (this.#waiter = { resolve, reject }));
+  }
+
+  /**
+   * Sends CancelRequest on a new connection with this session's key and waits
+   * until the server closes it (it has signalled the backend by then).
+   */
+  async cancel(): Promise<void> {
+    const key = this.#cancelKey;
+    if (key === null || this.#dead !== null) return;
+    await new Promise<void>((resolve) => {
+      const sock = connect({ host: this.#endpoint.host, port: this.#endpoint.port });
+      const timer = setTimeout(() => sock.destroy(), CANCEL_TIMEOUT_MS);
+      sock.on('connect', () => sock.write(encodeStartup({ type: 'CancelRequest', processId: key.processId, secretKey: key.secretKey })));
+      sock.on('error', () => undefined);
+      sock.on('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      sock.on('data', () => undefined);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closedByUs) return;
+    this.#closedByUs = true;
+    if (this.#dead === null) {
+      this.#socket.end(encodeFrontendMany([{ type: 'Terminate' }]));
+    }
+    if (this.#socket.closed) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.#socket.destroy(), CLOSE_TIMEOUT_MS);
+      this.#socket.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  /** Closes at once, without Terminate (startup failed or timed out). */
+  destroy(): void {
+    this.#closedByUs = true;
+    this.#socket.destroy();
+  }
+
+  get buffered(): number {
+    return this.#reader.buffered;
+  }
+
+  onDeath(listener: () => void): void {
+    this.#deathListeners.push(listener);
+  }
+
+  #onData(chunk: Buffer): void {
+    this.#reader.push(chunk);
+    if (this.#waiter !== null) {
+      const msg = this.tryRead();
+      if (msg !== null) {
+        const w = this.#waiter;
+        this.#waiter = null;
+        w.resolve(msg);
+      }
+    }
+    if (!this.#paused && this.#reader.buffered > PAUSE_AT_BYTES) {
+      this.#paused = true;
+      this.#socket.pause();
+    }
+  }
+
+  #die(reason: string): void {
+    if (this.#dead !== null) return;
+    this.#dead = new PgError(sgError('shardUnavailable', { shard: this.#shard, reason }).fields, this.#shard);
+    if (this.#waiter !== null) {
+      const w = this.#waiter;
+      this.#waiter = null;
+      // A message may have completed with the last bytes (a FATAL error before the close).
+      const msg = this.tryRead();
+      if (msg !== null) w.resolve(msg);
+      else w.reject(this.#dead);
+    }
+    if (!this.#closedByUs) for (const l of this.#deathListeners) l();
+  }
+}
