@@ -1,0 +1,101 @@
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { loadConfig, type LoadOptions } from '../config/load.js';
+import type { ShardGateConfig } from '../config/types.js';
+import { processIo, withConfigErrors, type CliIo } from './cli-io.js';
+import { recover } from './recover.js';
+import { serve } from './serve.js';
+import { status } from './status.js';
+
+/** ShardGate's version, from package.json (two folders up from both src/cli and dist/cli). */
+export function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+interface ConfigFlags {
+  readonly config?: string;
+  readonly listen?: string;
+}
+
+function load(flags: ConfigFlags, io: CliIo): ShardGateConfig {
+  const opts: LoadOptions = { env: io.env, ...(flags.listen !== undefined ? { overrides: { listen: flags.listen } } : {}) };
+  return loadConfig(flags.config, opts);
+}
+
+/**
+ * Runs the `shardgate` command line (`argv` as in process.argv: node, script,
+ * arguments) and resolves with the exit status: 0 success, 1 failure,
+ * 2 configuration error (reported before anything starts). Commands:
+ * serve, demo, status, recover, version.
+ */
+export async function main(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
+  let code = 0;
+  const program = new Command()
+    .name('shardgate')
+    .description('PostgreSQL sharding proxy that never loses a cross-shard transaction')
+    .version(version(), '-V, --version')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.out(s.replace(/\n$/, '')),
+      writeErr: (s) => io.err(s.replace(/\n$/, '')),
+    })
+    .showHelpAfterError();
+
+  const configOption = '-c, --config <file>';
+  const configHelp = 'configuration file (YAML); default: $SHARDGATE_CONFIG, else the embedded default';
+
+  program
+    .command('serve')
+    .description('run the proxy until SIGINT/SIGTERM')
+    .option(configOption, configHelp)
+    .option('-l, --listen <host:port>', 'address for PostgreSQL clients (overrides listen)')
+    .action(async (flags: ConfigFlags) => {
+      code = await withConfigErrors(io, () => serve(load(flags, io), io));
+    });
+
+  program
+    .command('demo')
+    .description('serve the embedded default (four local shards) and print a psql command to try')
+    .option('-l, --listen <host:port>', 'address for PostgreSQL clients')
+    .action(async (flags: { listen?: string }) => {
+      // The demo is always the embedded default, whatever SHARDGATE_CONFIG says.
+      code = await withConfigErrors(io, () =>
+        serve(loadConfig(undefined, { env: {}, ...(flags.listen !== undefined ? { overrides: { listen: flags.listen } } : {}) }), io, { demo: true }),
+      );
+    });
+
+  program
+    .command('status')
+    .description('check every shard: reachable, version, max_prepared_transactions, in-doubt transactions')
+    .option(configOption, configHelp)
+    .action(async (flags: ConfigFlags) => {
+      code = await withConfigErrors(io, () => status(load(flags, io), io, flags.config ?? io.env.SHARDGATE_CONFIG));
+    });
+
+  program
+    .command('recover')
+    .description('run one recovery pass over prepared transactions and print each decision')
+    .option(configOption, configHelp)
+    .action(async (flags: ConfigFlags) => {
+      code = await withConfigErrors(io, () => recover(load(flags, io), io));
+    });
+
+  program
+    .command('version')
+    .description('print the version')
+    .action(() => {
+      io.out(version());
+    });
+
+  try {
+    await program.parseAsync([...argv]);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end by "throwing" with status 0.
+      return err.exitCode;
+    }
+    throw err;
+  }
+  return code;
+}

@@ -1,0 +1,117 @@
+import { ConfigError } from '../config/load.js';
+import type { ShardGateConfig } from '../config/types.js';
+import { createLogger, redactUrl } from '../observe/logger.js';
+import type { CliIo } from './cli-io.js';
+
+/** `host:port`, with brackets around IPv6 hosts. */
+export function formatAddress(addr: { readonly host: string; readonly port: number }): string {
+  return addr.host.includes(':') ? `[${addr.host}]:${addr.port}` : `${addr.host}:${addr.port}`;
+}
+
+/** The line `serve` prints once clients can connect; tools wait for it. */
+export function listeningLine(addr: { readonly host: string; readonly port: number }, config: ShardGateConfig): string {
+  const names = config.shards.map((s) => s.name).join(', ');
+  return `shardgate listening on ${formatAddress(addr)} (${config.shards.length} shard${config.shards.length === 1 ? '' : 's'}: ${names})`;
+}
+
+/** A psql command line that connects to this proxy as its first user. */
+export function psqlCommand(addr: { readonly host: string; readonly port: number }, config: ShardGateConfig): string {
+  const user = config.auth.users[0];
+  const host = addr.host.includes(':') ? `[${addr.host}]` : addr.host;
+  if (user === undefined) return `psql -h ${addr.host} -p ${addr.port} -d ${config.database}`;
+  const cred = `${encodeURIComponent(user.name)}:${encodeURIComponent(user.password)}`;
+  return `psql "postgres://${cred}@${host}:${addr.port}/${encodeURIComponent(config.database)}"`;
+}
+
+/** Refuses to serve a configuration nobody can log in to. The library needs no users, the proxy does. */
+function checkServable(config: ShardGateConfig): void {
+  if (config.auth.users.length === 0 && !config.auth.trust) {
+    throw new ConfigError([
+      { path: 'auth.users', message: 'no user can log in: list users with passwords, or set auth.trust: true with a loopback listen address' },
+    ]);
+  }
+}
+
+/** Options of `serve`. */
+export interface ServeOptions {
+  /** Print a psql command and a few statements to try once listening. */
+  readonly demo?: boolean;
+}
+
+/**
+ * Starts the proxy: shard connections, engine (which resolves leftover
+ * prepared transactions before serving), wire server. Prints the listening
+ * line on stdout, then runs until SIGINT/SIGTERM and closes gracefully
+ * (exit status 0). A failure while starting closes whatever was opened and
+ * returns 1.
+ */
+export async function serve(config: ShardGateConfig, io: CliIo, opts: ServeOptions = {}): Promise<number> {
+  checkServable(config);
+  const root = createLogger({ env: io.env });
+  const log = root.child({ component: 'cli' });
+  log.info(
+    {
+      listen: formatAddress(config.listen),
+      database: config.database,
+      coordinatorId: config.coordinatorId,
+      shards: config.shards.map((s) => ({ name: s.name, kind: s.kind, target: s.kind === 'embedded' ? s.dir : redactUrl(s.url) })),
+      tables: [...config.tables.keys()],
+    },
+    'starting',
+  );
+
+  // Loaded here, not at the top: `version`, `status` and configuration errors need none of the engine.
+  const { createConnector } = await import('../backend/connector.js');
+  const { Engine } = await import('../engine/engine.js');
+  const { ProxyServer } = await import('../server/proxy-server.js');
+
+  const closers: (() => Promise<void>)[] = [];
+  const closeAll = async (): Promise<void> => {
+    // Newest first: the server stops taking clients before the engine and the connections go.
+    for (const close of closers.reverse()) {
+      try {
+        await close();
+      } catch (err) {
+        log.warn({ err }, 'error while closing');
+      }
+    }
+    closers.length = 0;
+  };
+
+  try {
+    const connector = await createConnector(config);
+    closers.push(() => connector.close());
+    for (const shard of config.shards) {
+      log.info({ shard: shard.name, serverVersion: connector.serverVersion(shard.name) }, 'shard connected');
+    }
+    const engineLog = root.child({ component: 'engine' });
+    const engine = await Engine.open(config, { connector, log: (level, msg, fields) => engineLog[level](fields, msg) });
+    // The engine owns the connector from here on and closes it with itself.
+    closers.length = 0;
+    closers.push(() => engine.close());
+    const server = new ProxyServer(engine, config, { log: root.child({ component: 'server' }) });
+    closers.push(() => server.close());
+    const addr = await server.listen();
+    log.info({ listen: formatAddress(addr) }, 'listening');
+    io.out(listeningLine(addr, config));
+    if (opts.demo) {
+      io.out(`try:  ${psqlCommand(addr, config)}`);
+      io.out('  CREATE TABLE account (id bigint PRIMARY KEY, owner text, balance numeric NOT NULL);');
+      io.out("  INSERT INTO account (id, owner, balance) VALUES (1, 'ann', 100), (2, 'bob', 100), (3, 'cy', 100), (4, 'dee', 100);");
+      io.out('  BEGIN; UPDATE account SET balance = balance - 10 WHERE id = 1; UPDATE account SET balance = balance + 10 WHERE id = 2; COMMIT;');
+      io.out('  SELECT sum(balance) FROM account;');
+      io.out('stop with Ctrl-C');
+    }
+  } catch (err) {
+    log.error({ err }, 'start-up failed');
+    io.err(`shardgate: cannot start: ${err instanceof Error ? err.message : String(err)}`);
+    await closeAll();
+    return 1;
+  }
+
+  const signal = await io.onShutdownSignal();
+  log.info({ signal }, 'shutting down');
+  await closeAll();
+  log.info({}, 'stopped');
+  return 0;
+}
