@@ -9,6 +9,9 @@ import { concatenate, mergeSorted } from './k-way-merge.js';
 import { offsetLimit, resolveCount } from './offset-limit.js';
 import { compileOrder } from './row-order.js';
 import { compileRowKey } from './row-key.js';
+import { resolveMergeSpec } from './resolve-merge-spec.js';
+
+export { resolveMergeSpec } from './resolve-merge-spec.js';
 
 /** Rows per output batch when the caller does not say. */
 export const DEFAULT_MERGE_BATCH_SIZE = 1000;
@@ -24,16 +27,20 @@ export interface MergeOptions {
 
 /**
  * The RowDescription the client sees for a merged result: the first
- * `visibleColumns` shard columns; count keeps the shard's int8, sum the
- * shard's sum type, and avg columns become numeric (float8 for float inputs).
+ * `visibleColumns` shard columns (negative indexes resolved against
+ * `fields.length`); count keeps the shard's int8, sum the shard's sum type,
+ * and avg columns become numeric (float8 for float inputs). Throws 42P10
+ * for an ORDER BY position past the visible columns, as `mergeStreams` does.
  */
 export function mergedFields(fields: readonly FieldDescription[], spec: MergeSpec): FieldDescription[] {
-  return aggregatedFields(fields, spec).slice(0, spec.visibleColumns);
+  const resolved = resolveMergeSpec(spec, fields.length);
+  return aggregatedFields(fields, resolved).slice(0, resolved.visibleColumns);
 }
 
 /**
  * Merges the result streams of one statement run on several shards into what
- * one server would have returned, following `spec`:
+ * one server would have returned, following `spec` (negative indexes are
+ * resolved against `fields.length` first, see `resolveMergeSpec`):
  *
  * 1. ORDER BY: a k-way merge of the inputs (each already sorted the same way
  *    by its shard); without an order the inputs are read one after another.
@@ -53,7 +60,8 @@ export function mergedFields(fields: readonly FieldDescription[], spec: MergeSpe
  * closed when the merge ends, fails, or its consumer stops early.
  *
  * Errors — unsupported key types (0A000), bad LIMIT/OFFSET (2201W, 2201X,
- * 22P02), overflow (22003) — are raised from the iteration, after which the
+ * 22P02), overflow (22003), an ORDER BY position past the visible columns
+ * (42P10) — are raised from the iteration, after which the
  * inputs are closed too.
  */
 export function mergeStreams(
@@ -69,11 +77,13 @@ export function mergeStreams(
 async function* runMerge(
   inputs: InputSet,
   fields: readonly FieldDescription[],
-  spec: MergeSpec,
+  given: MergeSpec,
   params: readonly (string | null | undefined)[],
   batchSize: number,
 ): AsyncGenerator<readonly RawRow[], void, undefined> {
   try {
+    // Negative indexes (columns around a `*`) become absolute now that the shard result's width is known.
+    const spec = resolveMergeSpec(given, fields.length);
     checkSpec(fields, spec, batchSize);
     const offset = resolveCount(spec.offset, params, 'OFFSET') ?? 0;
     const limit = resolveCount(spec.limit, params, 'LIMIT');

@@ -1,0 +1,260 @@
+import type { ShardName } from '../config/names.js';
+import type { FieldDescription, FormatCode, RawRow } from '../protocol/fields.js';
+import type { ErrorFields } from '../errors/pg-error.js';
+import type { MergeSpec, ShardStatement, ShardsPlan } from '../planner/plan.js';
+import { combineTags } from '../planner/command-tag.js';
+import { mergedFields, mergeStreams } from './merge/merge-streams.js';
+import { asPgError, combineErrors } from './combine-errors.js';
+import type { ClientStatement, ExecEvent } from './session-api.js';
+import type { ShardCursor, ShardEvent, ShardQuery } from './shard-cursor.js';
+
+/** What running a plan needs from the session. */
+export interface ShardRunContext {
+  /** The connection a shard's statement runs on: a transaction participant, or one acquired for this statement. */
+  readonly connection: (shard: ShardName) => Promise<ShardCursor>;
+  /** Connections with a statement in flight, for cancel(). */
+  readonly running: Set<ShardCursor>;
+  /** Column counts of shard statements already described (for binary results of merged queries). */
+  readonly columnCounts: Map<string, number>;
+}
+
+const COLUMN_COUNT_CACHE = 256;
+
+/**
+ * Runs a ShardsPlan's statements, in parallel on their shards, and yields the
+ * client's events:
+ * - one statement: the shard's events, unchanged;
+ * - several without a merge: the first shard's fields, then every shard's rows
+ *   in statement order, and the tags added up (a broadcast write answers with
+ *   its first shard's result only: every shard did the same thing);
+ * - with a merge: the merged stream, with the visible columns only.
+ * Failures of several shards are combined into one error naming each shard.
+ */
+export async function* runShardsPlan(
+  plan: ShardsPlan,
+  stmt: ClientStatement,
+  params: readonly (string | null | undefined)[],
+  ctx: ShardRunContext,
+): AsyncGenerator<ExecEvent, void, undefined> {
+  const statements = plan.statements;
+  if (statements.length === 0) {
+    yield { kind: 'complete', tag: plan.command };
+    return;
+  }
+  const conns = await connectAll(statements, ctx);
+  const formats = await resultFormats(plan.merge, stmt.resultFormats, statements[0]!, conns[0]!, stmt, ctx);
+  const queries = statements.map((s) => shardQuery(s, stmt, formats));
+  if (statements.length === 1 && plan.merge === null) {
+    yield* single(conns[0]!, queries[0]!, ctx);
+  } else if (plan.merge === null) {
+    yield* concatenated(plan, conns, queries, ctx);
+  } else {
+    yield* merged(plan.merge, plan.command, conns, queries, params, ctx);
+  }
+}
+
+async function connectAll(statements: readonly ShardStatement[], ctx: ShardRunContext): Promise<ShardCursor[]> {
+  const shards = statements.map((s) => s.shard);
+  if (new Set(shards).size !== shards.length) throw asPgError(new Error('a plan ran two statements on one shard'));
+  const settled = await Promise.allSettled(shards.map((s) => ctx.connection(s)));
+  const failed = settled.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
+  if (failed.length > 0) throw combineErrors(failed);
+  return settled.map((r) => (r as PromiseFulfilledResult<ShardCursor>).value);
+}
+
+/** The shard statement's parameters: the client's, picked and reordered by paramMap. */
+function shardQuery(s: ShardStatement, stmt: ClientStatement, resultFormats: readonly FormatCode[] | undefined): ShardQuery {
+  const all = stmt.params ?? [];
+  const formats = stmt.paramFormats ?? [];
+  const types = stmt.paramTypes ?? [];
+  if (s.paramMap === null) {
+    return { sql: s.sql, params: all, paramFormats: formats, paramTypes: types, ...(resultFormats ? { resultFormats } : {}) };
+  }
+  const map = s.paramMap;
+  return {
+    sql: s.sql,
+    params: map.map((i) => all[i] ?? null),
+    paramFormats: formats.length <= 1 ? formats : map.map((i) => formats[i] ?? 0),
+    paramTypes: types.length === 0 ? [] : map.map((i) => types[i] ?? 0),
+    ...(resultFormats ? { resultFormats } : {}),
+  };
+}
+
+/**
+ * Result formats to ask the shards for. Without a merge, or when the client
+ * wants text, the client's own list is used. A merge may add hidden columns
+ * after the visible ones; Bind needs one format per column then, so the shard
+ * statement is described once to learn its column count (cached by SQL text):
+ * visible columns get the client's format, hidden ones text.
+ */
+async function resultFormats(
+  merge: MergeSpec | null,
+  client: readonly FormatCode[] | undefined,
+  first: ShardStatement,
+  conn: ShardCursor,
+  stmt: ClientStatement,
+  ctx: ShardRunContext,
+): Promise<readonly FormatCode[] | undefined> {
+  if (merge === null || client === undefined || client.every((f) => f === 0)) return client;
+  const clientFormat = (i: number): FormatCode => (client.length === 1 ? client[0]! : (client[i] ?? 0));
+  let count = ctx.columnCounts.get(first.sql);
+  if (count === undefined) {
+    const types = first.paramMap === null ? stmt.paramTypes : first.paramMap.map((i) => stmt.paramTypes?.[i] ?? 0);
+    const described = await conn.describe(first.sql, types ?? []);
+    count = described.fields?.length ?? 0;
+    if (ctx.columnCounts.size >= COLUMN_COUNT_CACHE) ctx.columnCounts.clear();
+    ctx.columnCounts.set(first.sql, count);
+  }
+  if (count <= merge.visibleColumns && client.length === 1) return client;
+  return Array.from({ length: count }, (_, i) => (i < merge.visibleColumns ? clientFormat(i) : 0));
+}
+
+async function* single(conn: ShardCursor, q: ShardQuery, ctx: ShardRunContext): AsyncGenerator<ExecEvent, void, undefined> {
+  ctx.running.add(conn);
+  try {
+    for await (const ev of conn.query(q)) yield ev;
+  } finally {
+    ctx.running.delete(conn);
+  }
+}
+
+/** A shard's event stream that can be read ahead once and closed early. */
+class ShardStream {
+  readonly conn: ShardCursor;
+  readonly #it: AsyncIterator<ShardEvent>;
+  #pending: Promise<IteratorResult<ShardEvent>> | null = null;
+  #done = false;
+
+  constructor(conn: ShardCursor, q: ShardQuery) {
+    this.conn = conn;
+    this.#it = conn.query(q)[Symbol.asyncIterator]();
+  }
+
+  /** Starts reading the next event without waiting for it (sends the statement). */
+  prefetch(): Promise<IteratorResult<ShardEvent>> {
+    this.#pending ??= this.#it.next();
+    return this.#pending;
+  }
+
+  async next(): Promise<ShardEvent | null> {
+    if (this.#done) return null;
+    const r = await this.prefetch();
+    this.#pending = null;
+    if (r.done === true) {
+      this.#done = true;
+      return null;
+    }
+    return r.value;
+  }
+
+  /** Stops reading: waits for a read in flight, then discards the rest of the result. */
+  async close(): Promise<void> {
+    if (this.#done) return;
+    this.#done = true;
+    await this.#pending?.catch(() => undefined);
+    await this.#it.return?.().catch(() => undefined);
+  }
+}
+
+/** Sends every statement and waits for each shard's first answer, so errors of several shards are seen together. */
+async function startAll(conns: readonly ShardCursor[], queries: readonly ShardQuery[], ctx: ShardRunContext): Promise<ShardStream[]> {
+  const streams = conns.map((c, i) => new ShardStream(c, queries[i]!));
+  for (const c of conns) ctx.running.add(c);
+  const first = await Promise.allSettled(streams.map((s) => s.prefetch()));
+  const errors = first.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
+  if (errors.length > 0) {
+    await Promise.all(streams.map((s) => s.close()));
+    for (const c of conns) ctx.running.delete(c);
+    throw combineErrors(errors);
+  }
+  return streams;
+}
+
+async function* concatenated(
+  plan: ShardsPlan,
+  conns: readonly ShardCursor[],
+  queries: readonly ShardQuery[],
+  ctx: ShardRunContext,
+): AsyncGenerator<ExecEvent, void, undefined> {
+  const streams = await startAll(conns, queries, ctx);
+  // Every shard of a broadcast write did the same work: answer like one server would.
+  const firstOnly = plan.route === 'broadcast-write';
+  const tags: string[] = [];
+  let fieldsSent = false;
+  try {
+    for (let i = 0; i < streams.length; i++) {
+      const stream = streams[i]!;
+      for (let ev = await stream.next(); ev !== null; ev = await stream.next()) {
+        if (ev.kind === 'complete') {
+          if (!firstOnly || i === 0) tags.push(ev.tag);
+        } else if (ev.kind === 'notice') {
+          yield ev;
+        } else if (ev.kind === 'fields') {
+          if (!fieldsSent) yield ev;
+          fieldsSent = true;
+        } else if (!firstOnly || i === 0) {
+          yield ev;
+        }
+      }
+      ctx.running.delete(stream.conn);
+    }
+  } finally {
+    await Promise.all(streams.map((s) => s.close()));
+    for (const s of streams) ctx.running.delete(s.conn);
+  }
+  yield { kind: 'complete', tag: combineTags(tags) };
+}
+
+async function* merged(
+  spec: MergeSpec,
+  command: string,
+  conns: readonly ShardCursor[],
+  queries: readonly ShardQuery[],
+  params: readonly (string | null | undefined)[],
+  ctx: ShardRunContext,
+): AsyncGenerator<ExecEvent, void, undefined> {
+  const streams = await startAll(conns, queries, ctx);
+  const notices: ErrorFields[] = [];
+  const tags: string[] = [];
+  try {
+    // Each shard's events up to its RowDescription; all shards describe the same columns.
+    let fields: readonly FieldDescription[] | null = null;
+    for (const stream of streams) {
+      for (let ev = await stream.next(); ev !== null; ev = await stream.next()) {
+        if (ev.kind === 'notice') notices.push(ev.fields);
+        else if (ev.kind === 'complete') tags.push(ev.tag);
+        if (ev.kind === 'fields') {
+          fields ??= ev.fields;
+          break;
+        }
+      }
+    }
+    for (const n of notices.splice(0)) yield { kind: 'notice', fields: n };
+    if (fields === null) {
+      yield { kind: 'complete', tag: combineTags(tags) };
+      return;
+    }
+    const inputs = streams.map((s) => shardRows(s, notices, tags));
+    yield { kind: 'fields', fields: mergedFields(fields, spec) };
+    let count = 0;
+    for await (const rows of mergeStreams(inputs, fields, spec, [...params])) {
+      count += rows.length;
+      for (const n of notices.splice(0)) yield { kind: 'notice', fields: n };
+      if (rows.length > 0) yield { kind: 'rows', rows };
+    }
+    for (const n of notices.splice(0)) yield { kind: 'notice', fields: n };
+    yield { kind: 'complete', tag: command === 'SELECT' ? `SELECT ${count}` : combineTags(tags) };
+  } finally {
+    await Promise.all(streams.map((s) => s.close()));
+    for (const s of streams) ctx.running.delete(s.conn);
+  }
+}
+
+/** The rows of one shard's stream, as batches; notices and the tag are collected on the side. */
+async function* shardRows(stream: ShardStream, notices: ErrorFields[], tags: string[]): AsyncGenerator<RawRow[], void, undefined> {
+  for (let ev = await stream.next(); ev !== null; ev = await stream.next()) {
+    if (ev.kind === 'rows') yield [...ev.rows];
+    else if (ev.kind === 'notice') notices.push(ev.fields);
+    else if (ev.kind === 'complete') tags.push(ev.tag);
+  }
+}

@@ -1,0 +1,528 @@
+import type { ShardName } from '../config/names.js';
+import { sgError } from '../errors/index.js';
+import type { CopyFromPlan, CopyToPlan, Plan, SetPlan, ShardsPlan, ShowPlan, TransactionPlan } from '../planner/plan.js';
+import type { FieldDescription, TxStatus } from '../protocol/fields.js';
+import { asPgError, breaksConnection } from './combine-errors.js';
+import { copyFromEvents, shardForKey } from './copy-from.js';
+import { copyOutAll } from './copy-out.js';
+import type { EngineContext } from './engine-context.js';
+import { routingParams } from './param-text.js';
+import { runShardsPlan } from './run-shards.js';
+import type { ClientStatement, EngineSession, ExecEvent } from './session-api.js';
+import { parseStartup, REPORTED_SETTINGS, settingIdent, type StartupSettings } from './session-settings.js';
+import { parseHint, SettingsState, shardgateSetting, type SettingsTarget } from './settings-state.js';
+import type { ShardCursor, StatementDescription } from './shard-cursor.js';
+import { TxScope, type SessionSnapshot } from './tx-scope.js';
+
+/** Who a session belongs to, from the client's startup message. */
+export interface SessionInfo {
+  readonly user: string;
+  readonly database: string;
+  /** Startup parameters: application_name, client_encoding, DateStyle, TimeZone, search_path, options (-c name=value)… */
+  readonly parameters?: Readonly<Record<string, string>>;
+}
+
+/** Commands PostgreSQL refuses inside a transaction block: never wrapped in an implicit global transaction. */
+const NON_TRANSACTIONAL = new Set(['VACUUM', 'CREATE DATABASE', 'DROP DATABASE', 'CREATE TABLESPACE', 'DROP TABLESPACE', 'ALTER SYSTEM', 'REINDEX', 'CLUSTER']);
+
+const warning = (code: string, message: string): ExecEvent => ({ kind: 'notice', fields: { severity: 'WARNING', code, message } });
+
+/** A text column of a result ShardGate answers itself. */
+export function textField(name: string, format: 0 | 1 = 0): FieldDescription {
+  return { name, tableOid: 0, columnAttr: 0, typeOid: 25, typeSize: -1, typeModifier: -1, format };
+}
+
+/**
+ * One client session over the engine: session settings, the shard hint and
+ * the current global transaction. Outside a transaction a statement runs on
+ * connections taken for it alone (no BEGIN; released when it completes),
+ * except a write to several shards, which runs in its own global transaction
+ * so it commits everywhere or nowhere.
+ */
+export class Session implements EngineSession {
+  readonly #ctx: EngineContext;
+  readonly #user: string;
+  readonly #startup: StartupSettings;
+  readonly #settings: SettingsState;
+  #hint: ShardName | null = null;
+  #scope: TxScope | null = null;
+  #implicitBlock = false;
+  readonly #running = new Set<ShardCursor>();
+  readonly #columnCounts = new Map<string, number>();
+  #closed = false;
+
+  constructor(ctx: EngineContext, info: SessionInfo) {
+    this.#ctx = ctx;
+    this.#user = info.user;
+    this.#startup = parseStartup(info.parameters);
+    this.#settings = new SettingsState(this.#startup.settings);
+  }
+
+  get txStatus(): TxStatus {
+    const scope = this.#scope;
+    if (scope === null || !scope.explicit) return 'I';
+    return scope.failed ? 'E' : 'T';
+  }
+
+  /** The shard hint in force (SET LOCAL inside the transaction wins over SET). */
+  get hint(): ShardName | null {
+    const local = this.#scope?.localHint;
+    return local === undefined ? this.#hint : local;
+  }
+
+  async initialParameters(): Promise<ReadonlyMap<string, string>> {
+    const defaults = await this.#ctx.serverDefaults();
+    const params = new Map<string, string>([
+      ['server_version', defaults.serverVersion],
+      ['server_encoding', 'UTF8'],
+      ['client_encoding', this.#startup.clientEncoding],
+      ['DateStyle', 'ISO, MDY'],
+      ['TimeZone', defaults.timeZone],
+      ['integer_datetimes', 'on'],
+      ['standard_conforming_strings', 'on'],
+      ['IntervalStyle', 'postgres'],
+      ['is_superuser', 'off'],
+      ['session_authorization', this.#user],
+      ['application_name', this.#startup.applicationName],
+    ]);
+    // Startup settings are applied (and so checked) on the default shard now, and reported as it shows them.
+    const names = [...this.#startup.settings.keys()].filter((n) => REPORTED_SETTINGS.has(n) && n !== 'application_name');
+    if (this.#startup.settings.size > (this.#startup.applicationName === '' ? 0 : 1)) {
+      const conn = await this.#acquire(this.#ctx.config.defaultShard);
+      let broken = false;
+      try {
+        await this.#settings.values.apply(conn);
+        for (const [name, value] of await this.#settings.current(conn, names)) params.set(name, value);
+      } catch (err) {
+        broken = breaksConnection(err);
+        throw err;
+      } finally {
+        conn.release(broken);
+      }
+    }
+    this.#settings.reportedAtStart(params);
+    return params;
+  }
+
+  async *execute(stmt: ClientStatement): AsyncGenerator<ExecEvent, void, undefined> {
+    if (this.#closed) throw sgError('internal', { reason: 'execute() on a closed session' });
+    const params = routingParams(stmt);
+    const plan = this.#plan(stmt.sql, params);
+    const scope = this.#scope;
+    const allowedWhenFailed =
+      (plan.kind === 'transaction' && (plan.op === 'commit' || plan.op === 'rollback' || plan.op === 'rollbackTo')) || (plan.kind === 'empty' && plan.command === null);
+    if (scope?.failed && !allowedWhenFailed) {
+      throw sgError('inFailedTransaction');
+    }
+    try {
+      switch (plan.kind) {
+        case 'refuse':
+          throw plan.error;
+        case 'empty':
+          yield* this.#empty(plan.command);
+          return;
+        case 'show':
+          yield* this.#show(plan, stmt);
+          return;
+        case 'set':
+          yield* this.#set(plan);
+          return;
+        case 'transaction':
+          yield* this.#transaction(plan);
+          return;
+        case 'shards':
+          yield* this.#shards(plan, stmt, params);
+          return;
+        case 'copyFrom':
+          yield* this.#copyFrom(plan);
+          return;
+        case 'copyTo':
+          yield* this.#copyTo(plan);
+          return;
+      }
+    } catch (err) {
+      const error = asPgError(err);
+      // Any error inside a transaction block aborts the whole global transaction, as on one server.
+      const current = this.#scope;
+      if (current !== null && current.tx.state === 'active' && !current.tx.ending) throw current.tx.fail(error);
+      throw error;
+    }
+  }
+
+  #plan(sql: string, params: readonly (string | null | undefined)[]): Plan {
+    try {
+      return this.#ctx.planner.plan(sql, params, { hintShard: this.hint });
+    } catch (err) {
+      return { kind: 'refuse', error: asPgError(err) };
+    }
+  }
+
+  async *#empty(command: string | null): AsyncGenerator<ExecEvent, void, undefined> {
+    if (command === null) {
+      yield { kind: 'empty' };
+      return;
+    }
+    if (command === 'DISCARD ALL') {
+      if (this.#scope?.explicit) throw sgError('cannotRunInTransaction', { command });
+      this.#hint = null;
+      yield* this.#settings.resetAll(this.#settingsTarget());
+    }
+    yield { kind: 'complete', tag: command };
+  }
+
+  // ---- SHOW / SET -------------------------------------------------------
+
+  async *#show(plan: ShowPlan, stmt: ClientStatement): AsyncGenerator<ExecEvent, void, undefined> {
+    const value = shardgateSetting(this.#ctx.config, this.hint, plan.name);
+    const format = stmt.resultFormats?.length === 1 ? stmt.resultFormats[0]! : (stmt.resultFormats?.[0] ?? 0);
+    // A text value's binary form is its UTF-8 bytes, so either format carries the same bytes.
+    yield { kind: 'fields', fields: [textField(plan.name, format)] };
+    yield { kind: 'rows', rows: [[Buffer.from(value, 'utf8')]] };
+    yield { kind: 'complete', tag: 'SHOW' };
+  }
+
+  async *#set(plan: SetPlan): AsyncGenerator<ExecEvent, void, undefined> {
+    let scope = this.#scope;
+    // In a multi-statement query the SET belongs to its implicit transaction and rolls back with it.
+    if (scope === null && this.#implicitBlock && !(plan.name ?? '').startsWith('shardgate.')) scope = this.#begin(false);
+    // SET TRANSACTION … belongs to the current transaction: it is sent like SET LOCAL, as written.
+    const txCharacteristics = plan.name === 'transaction' || plan.name === 'transaction snapshot';
+    if (plan.name === 'session characteristics') {
+      throw sgError('featureNotSupported', { feature: 'SET SESSION CHARACTERISTICS', hint: 'SET default_transaction_isolation (or default_transaction_read_only) instead.' });
+    }
+    if ((plan.local || txCharacteristics) && scope === null) {
+      // As PostgreSQL: SET LOCAL outside a transaction block has no effect.
+      yield warning('25P01', `${txCharacteristics ? 'SET TRANSACTION' : 'SET LOCAL'} can only be used in transaction blocks`);
+      yield { kind: 'complete', tag: plan.command };
+      return;
+    }
+    if (plan.name !== null && plan.name.startsWith('shardgate.')) {
+      const hint = parseHint(this.#ctx.config, plan.name, plan.value);
+      if (plan.local && scope !== null) scope.localHint = hint;
+      else this.#hint = hint;
+      yield { kind: 'complete', tag: plan.command };
+      return;
+    }
+    if (plan.name === null) {
+      yield* this.#settings.resetAll(this.#settingsTarget());
+    } else if ((plan.local || txCharacteristics) && scope !== null) {
+      const stmt = txCharacteristics
+        ? plan.sql
+        : plan.value === null
+          ? `SET LOCAL ${settingIdent(plan.name)} TO DEFAULT`
+          : `SET LOCAL ${settingIdent(plan.name)} TO ${plan.value}`;
+      const conns = await this.#txConnections(scope);
+      for (const conn of conns) await conn.exec(stmt);
+      scope.localSettings.set(plan.name, stmt);
+      yield* this.#settings.reportChanges(conns[0]!, [plan.name]);
+    } else {
+      yield* this.#settings.set(plan.name, plan.value, this.#settingsTarget());
+    }
+    yield { kind: 'complete', tag: plan.command };
+  }
+
+  /** Where a SET runs now: the transaction's connections, or a default-shard connection taken for it. */
+  #settingsTarget(): SettingsTarget {
+    const scope = this.#scope;
+    if (scope === null) return { kind: 'session', acquire: () => this.#acquire(this.#ctx.config.defaultShard) };
+    return { kind: 'transaction', connections: () => this.#txConnections(scope) };
+  }
+
+  /** The transaction's joined connections; joins the default shard when none has joined yet. */
+  async #txConnections(scope: TxScope): Promise<ShardCursor[]> {
+    if (scope.seen.size === 0) await this.#participant(scope, this.#ctx.config.defaultShard);
+    return [...scope.seen];
+  }
+
+  // ---- transactions -----------------------------------------------------
+
+  #snapshot(): SessionSnapshot {
+    return { ...this.#settings.snapshot(), hint: this.#hint };
+  }
+
+  /** Restores session state saved at a transaction's start or a savepoint; reports settings that change back. */
+  *#restore(snap: SessionSnapshot): Generator<ExecEvent, void, undefined> {
+    this.#hint = snap.hint;
+    yield* this.#settings.restore(snap);
+  }
+
+  #begin(explicit: boolean, beginSql?: string): TxScope {
+    const tx = this.#ctx.transactions.begin({
+      ...(beginSql !== undefined ? { beginSql } : {}),
+      setup: (conn) => this.#settings.values.apply(conn),
+    });
+    this.#scope = new TxScope(tx, explicit, this.#snapshot());
+    return this.#scope;
+  }
+
+  /** The shard's connection in the transaction; a newly joined one gets the transaction's SET LOCAL statements. */
+  async #participant(scope: TxScope, shard: ShardName): Promise<ShardCursor> {
+    const conn = await scope.tx.participant(shard);
+    if (!scope.seen.has(conn)) {
+      scope.seen.add(conn);
+      if (scope.localSettings.size > 0) await conn.exec([...scope.localSettings.values()].join('; '));
+    }
+    return conn;
+  }
+
+  async *#transaction(plan: TransactionPlan): AsyncGenerator<ExecEvent, void, undefined> {
+    const scope = this.#scope;
+    switch (plan.op) {
+      case 'begin':
+        if (scope?.explicit) {
+          yield { kind: 'notice', fields: { severity: 'WARNING', code: '25001', message: 'there is already a transaction in progress' } };
+        } else if (scope !== null) {
+          // BEGIN inside a multi-statement query turns its implicit transaction into a block.
+          scope.explicit = true;
+        } else {
+          this.#begin(true, plan.options === '' ? undefined : `BEGIN ${plan.options}`);
+        }
+        yield { kind: 'complete', tag: plan.command };
+        return;
+      case 'commit':
+      case 'rollback': {
+        if (scope === null) {
+          yield warning('25P01', 'there is no transaction in progress');
+          yield { kind: 'complete', tag: plan.op === 'commit' ? 'COMMIT' : 'ROLLBACK' };
+          return;
+        }
+        const tag = plan.op === 'commit' ? await this.#commit(scope) : await this.#rollback(scope);
+        if (tag === 'ROLLBACK') yield* this.#restore(scope.atStart);
+        yield { kind: 'complete', tag };
+        return;
+      }
+      case 'savepoint':
+      case 'release':
+      case 'rollbackTo':
+        if (scope === null || !scope.explicit) throw sgError('noTransactionBlock', { command: plan.command });
+        yield* this.#savepoint(scope, plan.op, plan.name ?? '');
+        yield { kind: 'complete', tag: plan.command };
+        return;
+      case 'prepare':
+      case 'commitPrepared':
+      case 'rollbackPrepared':
+        throw sgError('featureNotSupported', {
+          feature: plan.command,
+          hint: 'ShardGate runs two-phase commit itself: a COMMIT that wrote to several shards is atomic.',
+        });
+    }
+  }
+
+  async *#savepoint(scope: TxScope, op: 'savepoint' | 'release' | 'rollbackTo', name: string): AsyncGenerator<ExecEvent, void, undefined> {
+    if (op === 'savepoint') {
+      await scope.tx.savepoint(name);
+      scope.savepoint(name, this.#snapshot());
+    } else if (op === 'release') {
+      await scope.tx.release(name);
+      scope.release(name);
+    } else {
+      await scope.tx.rollbackTo(name);
+      const snap = scope.rollbackTo(name);
+      if (snap !== null) yield* this.#restore(snap);
+    }
+  }
+
+  /** Ends the transaction with COMMIT; 'ROLLBACK' when it had failed. Settings set inside it stay only if it committed. */
+  async #commit(scope: TxScope): Promise<'COMMIT' | 'ROLLBACK'> {
+    this.#scope = null;
+    try {
+      return await scope.tx.commit();
+    } catch (err) {
+      for (const ev of this.#restore(scope.atStart)) void ev;
+      throw err;
+    }
+  }
+
+  async #rollback(scope: TxScope): Promise<'ROLLBACK'> {
+    this.#scope = null;
+    await scope.tx.rollback();
+    return 'ROLLBACK';
+  }
+
+  beginImplicit(): void {
+    this.#implicitBlock = true;
+  }
+
+  async endImplicit(ok: boolean): Promise<void> {
+    this.#implicitBlock = false;
+    const scope = this.#scope;
+    // A BEGIN in the query made it a transaction block, which stays open.
+    if (scope === null || scope.explicit) return;
+    if (ok && !scope.failed) {
+      const tag = await this.#commit(scope);
+      if (tag === 'COMMIT') return;
+    } else {
+      await this.#rollback(scope);
+    }
+    for (const ev of this.#restore(scope.atStart)) void ev;
+  }
+
+  // ---- statements on shards ---------------------------------------------
+
+  async #acquire(shard: ShardName): Promise<ShardCursor> {
+    return this.#ctx.connector.acquire(shard, this.#ctx.config.pool.acquireTimeoutMs);
+  }
+
+  /** A connection for one statement outside a transaction, with the session's settings applied. */
+  async #acquireDirect(shard: ShardName, taken: ShardCursor[]): Promise<ShardCursor> {
+    const conn = await this.#acquire(shard);
+    taken.push(conn);
+    await this.#settings.values.apply(conn);
+    return conn;
+  }
+
+  /** Releases connections taken for one statement; a connection left inside a transaction or after a connection-level error is closed. */
+  #releaseAll(taken: readonly ShardCursor[], error: unknown): void {
+    for (const conn of taken) conn.release((error !== undefined && breaksConnection(error)) || conn.txStatus !== 'I');
+  }
+
+  /**
+   * Runs a statement's work (`body`) with the connections it should use:
+   * - inside a transaction (or a multi-statement query's implicit one): the
+   *   transaction's participants, written shards marked as such;
+   * - outside, writing two or more shards: a global transaction of its own,
+   *   committed before the command tag is sent, so the write is atomic;
+   * - otherwise: connections taken for this statement only (no BEGIN),
+   *   released as soon as it completes.
+   * `connection(shard, write)` returns one connection per shard however often it is called.
+   */
+  async *#withConnections(
+    use: { readonly writes: boolean; readonly shards: number; readonly command: string },
+    body: (connection: (shard: ShardName, write?: boolean) => Promise<ShardCursor>) => AsyncIterable<ExecEvent>,
+  ): AsyncGenerator<ExecEvent, void, undefined> {
+    let scope = this.#scope;
+    if (scope === null && this.#implicitBlock) scope = this.#begin(false);
+    if (scope !== null) {
+      const inTx = scope;
+      yield* body(async (shard, write = use.writes) => {
+        const conn = await this.#participant(inTx, shard);
+        if (write) inTx.tx.markWritten(shard);
+        return conn;
+      });
+      return;
+    }
+    if (use.writes && use.shards >= 2 && !NON_TRANSACTIONAL.has(use.command)) {
+      yield* this.#atomically((tx) =>
+        body(async (shard, write = use.writes) => {
+          const conn = await tx.participant(shard);
+          if (write) tx.markWritten(shard);
+          return conn;
+        }),
+      );
+      return;
+    }
+    const taken: ShardCursor[] = [];
+    const byShard = new Map<ShardName, Promise<ShardCursor>>();
+    let error: unknown;
+    try {
+      yield* body((shard) => {
+        let conn = byShard.get(shard);
+        if (conn === undefined) {
+          conn = this.#acquireDirect(shard, taken);
+          byShard.set(shard, conn);
+        }
+        return conn;
+      });
+    } catch (err) {
+      error = err ?? new Error('unknown error');
+      throw err;
+    } finally {
+      this.#releaseAll(taken, error);
+    }
+  }
+
+  /**
+   * Runs one autocommit statement in its own global transaction: its events
+   * pass through, except the command tag, which is sent only once the
+   * transaction committed. Anything else (an error, the consumer stopping
+   * early) rolls back on every shard.
+   */
+  async *#atomically(body: (tx: TxScope['tx']) => AsyncIterable<ExecEvent>): AsyncGenerator<ExecEvent, void, undefined> {
+    const tx = this.#ctx.transactions.begin({ setup: (conn) => this.#settings.values.apply(conn) });
+    let done = false;
+    try {
+      let tag: ExecEvent | null = null;
+      for await (const ev of body(tx)) {
+        if (ev.kind === 'complete') tag = ev;
+        else yield ev;
+      }
+      const outcome = await tx.commit();
+      done = true;
+      if (outcome !== 'COMMIT') throw sgError('transactionRolledBack', { shards: [...tx.participants.keys()].join(', ') });
+      if (tag !== null) yield tag;
+    } finally {
+      if (!done) await tx.rollback();
+    }
+  }
+
+  #shards(plan: ShardsPlan, stmt: ClientStatement, params: readonly (string | null | undefined)[]): AsyncIterable<ExecEvent> {
+    const shards = new Set(plan.statements.map((s) => s.shard)).size;
+    return this.#withConnections({ writes: plan.writes, shards, command: plan.command }, (connection) =>
+      runShardsPlan(plan, stmt, params, { connection, running: this.#running, columnCounts: this.#columnCounts }),
+    );
+  }
+
+  #copyFrom(plan: CopyFromPlan): AsyncIterable<ExecEvent> {
+    return this.#withConnections({ writes: true, shards: plan.shards.length, command: 'COPY' }, (connection) =>
+      copyFromEvents(plan, this.#ctx.config, (key) => shardForKey(this.#ctx.config, plan.table, key), connection),
+    );
+  }
+
+  #copyTo(plan: CopyToPlan): AsyncIterable<ExecEvent> {
+    return this.#withConnections({ writes: false, shards: plan.statements.length, command: 'COPY' }, (connection) =>
+      copyOutAll(plan.statements, (s) => connection(s.shard), this.#running),
+    );
+  }
+
+  // ---- describe, cancel, close ------------------------------------------
+
+  async describe(sql: string, paramTypes: readonly number[] = []): Promise<StatementDescription> {
+    const plan = this.#plan(sql, []);
+    const scope = this.#scope;
+    const control = plan.kind === 'transaction' && (plan.op === 'commit' || plan.op === 'rollback' || plan.op === 'rollbackTo');
+    if (scope?.failed && !control) throw sgError('inFailedTransaction');
+    switch (plan.kind) {
+      case 'show':
+        shardgateSetting(this.#ctx.config, this.hint, plan.name);
+        return { paramTypes: [], fields: [textField(plan.name)] };
+      case 'set':
+      case 'transaction':
+      case 'empty':
+      case 'copyFrom':
+      case 'copyTo':
+        return { paramTypes: [], fields: null };
+      case 'refuse':
+        // A routing error may depend on parameter values not known yet; anything else is final.
+        if (plan.error.code !== '22023') throw plan.error;
+        break;
+      case 'shards':
+        break;
+    }
+    const shard = this.#ctx.planner.describeShard(sql, { hintShard: this.hint });
+    const joined = scope === null ? undefined : [...scope.seen].find((c) => c.shard === shard);
+    if (joined !== undefined) return joined.describe(sql, paramTypes);
+    const taken: ShardCursor[] = [];
+    let error: unknown;
+    try {
+      return await (await this.#acquireDirect(shard, taken)).describe(sql, paramTypes);
+    } catch (err) {
+      error = err ?? new Error('unknown error');
+      throw err;
+    } finally {
+      this.#releaseAll(taken, error);
+    }
+  }
+
+  async cancel(): Promise<void> {
+    await Promise.all([...this.#running].map((c) => c.cancel().catch(() => undefined)));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const scope = this.#scope;
+    this.#scope = null;
+    if (scope !== null) await scope.tx.rollback().catch((err: unknown) => this.#ctx.log('warn', 'rollback at session close failed', { err: String(err) }));
+  }
+}
+

@@ -1,0 +1,57 @@
+import pg from 'pg';
+import { createConnector } from '../../../src/backend/index.js';
+import { shardName, tableName } from '../../../src/config/names.js';
+import type { ShardGateConfig, TableRule } from '../../../src/config/types.js';
+import { Engine } from '../../../src/engine/engine.js';
+import type { Session } from '../../../src/engine/session.js';
+import type { PgCluster } from '../../harness/cluster.js';
+
+/** A configuration over real clusters: users by id mod n, orders by hash of user_id, countries broadcast. */
+export function clusterConfig(shards: readonly PgCluster[], extra: Partial<ShardGateConfig> = {}): ShardGateConfig {
+  return {
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: null,
+    adminToken: null,
+    database: 'app',
+    auth: { users: [], trust: true },
+    coordinatorId: 'it1',
+    shards: shards.map((c, i) => ({ kind: 'postgres' as const, name: shardName(`s${i}`), url: c.url('app') })),
+    defaultShard: shardName('s0'),
+    pool: { maxPerShard: 8, acquireTimeoutMs: 5000, maxClients: 100 },
+    transactions: { prepareTimeoutMs: 5000, recoveryIntervalMs: 0 },
+    tables: new Map<ReturnType<typeof tableName>, TableRule>([
+      [tableName('users'), { kind: 'mod', key: 'id' }],
+      [tableName('orders'), { kind: 'hash', key: 'user_id' }],
+      [tableName('countries'), { kind: 'broadcast' }],
+    ]),
+    ...extra,
+  };
+}
+
+export async function openClusterEngine(config: ShardGateConfig): Promise<Engine> {
+  const connector = await createConnector(config);
+  return Engine.open(config, { connector, transactions: { deadlockCheckMs: 0 } });
+}
+
+/** Runs one statement through a session; rows as text arrays. */
+export async function sql(session: Session, text: string, params: readonly (string | null)[] = []): Promise<{ rows: (string | null)[][]; tag: string }> {
+  const rows: (string | null)[][] = [];
+  let tag = '';
+  for await (const ev of session.execute({ sql: text, params: params.map((p) => (p === null ? null : Buffer.from(p))) })) {
+    if (ev.kind === 'rows') rows.push(...ev.rows.map((r) => r.map((v) => (v === null ? null : v.toString('utf8')))));
+    else if (ev.kind === 'complete') tag = ev.tag;
+  }
+  return { rows, tag };
+}
+
+/** Runs SQL on a cluster directly; rows as text arrays (no type parsing). */
+export async function direct(cluster: PgCluster, text: string, params: unknown[] = []): Promise<(string | null)[][]> {
+  const client = new pg.Client({ connectionString: cluster.url('app') });
+  await client.connect();
+  try {
+    const res = await client.query({ text, values: params, rowMode: 'array', types: { getTypeParser: () => (v: string) => v } });
+    return res.rows as (string | null)[][];
+  } finally {
+    await client.end();
+  }
+}
