@@ -1,0 +1,66 @@
+/** A transaction open right now in this instance. */
+export interface InFlightTx {
+  /** Global transaction id; null until the transaction has one (it is assigned when a branch opens). */
+  readonly gid: string | null;
+  /** Who runs it: `user@address:port` for a wire client, `library` in-process. */
+  readonly client: string;
+  /** ISO 8601 time of BEGIN (or of the first statement of an implicit transaction). */
+  readonly startedAt: string;
+  readonly ageSeconds: number;
+  readonly state: 'active' | 'idle_in_transaction' | 'aborted' | 'preparing' | 'committing' | 'rolling_back';
+  /** Shards with an open branch. */
+  readonly participants: readonly string[];
+  /** SQL of the statement running now, or null between statements. */
+  readonly currentStatement: string | null;
+}
+
+/** A prepared transaction of ours older than the recovery grace period. */
+export interface InDoubtTx {
+  readonly gid: string;
+  /** The shard holding the decision row (named in the gid). */
+  readonly anchor: string;
+  /** Shards where `pg_prepared_xacts` still lists the gid. */
+  readonly preparedOn: readonly string[];
+  /** ISO 8601 time of the oldest PREPARE TRANSACTION. */
+  readonly preparedAt: string;
+  readonly ageSeconds: number;
+  /** The outcome recorded on the anchor; null when none is recorded or the anchor cannot be read. */
+  readonly decision: 'commit' | 'abort' | null;
+  readonly anchorReachable: boolean;
+}
+
+/** One shard as a health check saw it. */
+export interface ShardHealth {
+  readonly shard: string;
+  readonly kind: 'postgres' | 'embedded';
+  readonly healthy: boolean;
+  /** Round trip of the check; null when it failed. */
+  readonly latencyMs: number | null;
+  /** Why it is unhealthy (SQLSTATE and message), null when healthy. */
+  readonly error: string | null;
+  readonly pool: { readonly inUse: number; readonly idle: number; readonly waiting: number } | null;
+}
+
+/** Result of resolving one in-doubt transaction. */
+export interface ResolveResult {
+  readonly gid: string;
+  readonly outcome: 'commit' | 'abort';
+}
+
+/**
+ * What the admin server reads and asks for; implemented over the engine and
+ * the transaction manager. The admin server adds no policy of its own:
+ * `resolve` finishes a transaction by the decision recorded on its anchor
+ * only (never by guess) and throws a PgError when it cannot, and `reload`
+ * refuses changes that would move existing rows.
+ */
+export interface AdminSource {
+  inFlight(): readonly InFlightTx[];
+  inDoubt(): Promise<readonly InDoubtTx[]>;
+  shardHealth(): Promise<readonly ShardHealth[]>;
+  /** Throws PgError 42704 when `gid` is not in doubt; another PgError when the decision cannot be read or applied. */
+  resolve(gid: string): Promise<ResolveResult>;
+  /** The running configuration; masked again by the server before it is sent. */
+  config(): unknown;
+  reload(): Promise<{ readonly ok: boolean; readonly reason?: string }>;
+}

@@ -1,0 +1,296 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** How a transaction committed: DESIGN.md "Transactions". */
+export type TransactionKind = 'local' | 'one_shard' | 'two_phase';
+/** How a transaction ended, as the client saw it. */
+export type TransactionOutcome = 'commit' | 'rollback' | 'error';
+/** The timed steps of two-phase commit (DESIGN.md "Two-phase commit with the decision on a participant"). */
+export type CommitPhase = 'prepare' | 'decision' | 'commit_prepared';
+/** Which kind of routing decision a statement's Plan carried. */
+export type RouteKind = 'single' | 'multi' | 'all' | 'broadcast-read' | 'broadcast-write' | 'default' | 'hint';
+/** What recovery did with one in-doubt prepared transaction. */
+export type RecoveryOutcome = 'commit' | 'abort';
+
+export const TRANSACTION_KINDS: readonly TransactionKind[] = ['local', 'one_shard', 'two_phase'];
+export const TRANSACTION_OUTCOMES: readonly TransactionOutcome[] = ['commit', 'rollback', 'error'];
+export const COMMIT_PHASES: readonly CommitPhase[] = ['prepare', 'decision', 'commit_prepared'];
+export const ROUTE_KINDS: readonly RouteKind[] = ['single', 'multi', 'all', 'broadcast-read', 'broadcast-write', 'default', 'hint'];
+export const RECOVERY_OUTCOMES: readonly RecoveryOutcome[] = ['commit', 'abort'];
+
+/** One shard's pool at the moment of a scrape. */
+export interface PoolStats {
+  readonly shard: string;
+  /** Backend connections lent to a session or transaction. */
+  readonly inUse: number;
+  /** Open backend connections nobody holds. */
+  readonly idle: number;
+  /** Requests queued for a connection. */
+  readonly waiting: number;
+}
+
+/** In-doubt prepared transactions at the moment of a scrape. */
+export interface InDoubtStats {
+  readonly count: number;
+  /** Age of the oldest one in seconds; 0 when there is none. */
+  readonly oldestAgeSeconds: number;
+}
+
+/** Read at every scrape; may be async (the value is awaited before the text is produced). */
+export type StatsSource<T> = () => T | Promise<T>;
+
+/** Options of `new Metrics()`. */
+export interface MetricsOptions {
+  /** false: every method is a no-op and `text()` is empty (measures the cost of metrics). Default true. */
+  readonly enabled?: boolean;
+  /** Shards whose per-shard series start at zero, so dashboards show them before the first statement. */
+  readonly shards?: readonly string[];
+}
+
+/** Latency buckets in seconds: 0.1 ms (a PGlite point query is ~0.3 ms) to 10 s. */
+const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/**
+ * Every Prometheus metric ShardGate exports, in a registry of its own (never
+ * prom-client's global one, so two instances in one process, or an application
+ * with its own metrics, never collide). Callers report events through verbs
+ * (`statementExecuted`, `transactionEnded`, …) and never touch metric objects,
+ * so the names below can change in one place. Label values come from closed
+ * sets (the types above) or configured shard names, so cardinality is bounded
+ * by configuration. Gauges about pools and in-doubt transactions are read from
+ * callbacks at scrape time, never pushed.
+ */
+export class Metrics {
+  /** Content-Type of `text()`: Prometheus text exposition format 0.0.4. */
+  static readonly contentType = 'text/plain; version=0.0.4; charset=utf-8';
+
+  readonly enabled: boolean;
+  readonly #registry = new Registry();
+  #poolSource: StatsSource<readonly PoolStats[]> | null = null;
+  #inDoubtSource: StatsSource<InDoubtStats> | null = null;
+  // Each source is read once per scrape, before the registry renders, so a
+  // source that queries shards is not called once per gauge.
+  #scrapedPools: readonly PoolStats[] = [];
+  #scrapedInDoubt: InDoubtStats = { count: 0, oldestAgeSeconds: 0 };
+
+  readonly #clientConnections: Gauge;
+  readonly #statements: Counter<'shard'>;
+  readonly #statementSeconds: Histogram<'shard'>;
+  readonly #transactions: Counter<'kind' | 'outcome'>;
+  readonly #phaseSeconds: Histogram<'phase'>;
+  readonly #xaTimeouts: Counter;
+  readonly #recoveryDecisions: Counter<'outcome'>;
+  readonly #deadlocksBroken: Counter;
+  readonly #routingDecisions: Counter<'route'>;
+
+  constructor(opts: MetricsOptions = {}) {
+    this.enabled = opts.enabled ?? true;
+    const registers = [this.#registry];
+    this.#clientConnections = new Gauge({
+      name: 'shardgate_client_connections',
+      help: 'Client sessions currently connected (wire clients and library sessions).',
+      registers,
+    });
+    this.#statements = new Counter({
+      name: 'shardgate_shard_statements_total',
+      help: 'Statements executed on a shard, by shard.',
+      labelNames: ['shard'],
+      registers,
+    });
+    this.#statementSeconds = new Histogram({
+      name: 'shardgate_shard_statement_duration_seconds',
+      help: 'Time from sending a statement to a shard to its completion, by shard.',
+      labelNames: ['shard'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    const pools = (): readonly PoolStats[] => this.#scrapedPools;
+    const poolGauge = (name: string, help: string, pick: (p: PoolStats) => number): Gauge<'shard'> =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['shard'],
+        registers,
+        collect() {
+          // Reset first so a shard removed by a reload stops being reported.
+          this.reset();
+          for (const p of pools()) this.set({ shard: p.shard }, pick(p));
+        },
+      });
+    poolGauge('shardgate_pool_connections_in_use', 'Backend connections currently lent out, by shard.', (p) => p.inUse);
+    poolGauge('shardgate_pool_connections_idle', 'Open backend connections not lent out, by shard.', (p) => p.idle);
+    poolGauge('shardgate_pool_waiting_requests', 'Requests waiting for a backend connection, by shard.', (p) => p.waiting);
+    this.#transactions = new Counter({
+      name: 'shardgate_transactions_total',
+      help: 'Ended transactions by kind (local, one_shard, two_phase) and outcome (commit, rollback, error).',
+      labelNames: ['kind', 'outcome'],
+      registers,
+    });
+    this.#phaseSeconds = new Histogram({
+      name: 'shardgate_2pc_phase_duration_seconds',
+      help: 'Duration of each two-phase commit phase: prepare, decision (anchor commit), commit_prepared.',
+      labelNames: ['phase'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.#xaTimeouts = new Counter({
+      name: 'shardgate_xa_timeout_total',
+      help: 'Two-phase commits aborted because PREPARE TRANSACTION did not finish within transactions.prepareTimeoutMs.',
+      registers,
+    });
+    const transactions = this.#transactions;
+    new Gauge({
+      name: 'shardgate_cross_shard_txn_ratio',
+      help: 'Share of ended transactions that wrote to two or more shards (two_phase / all), since start; 0 before the first.',
+      registers,
+      async collect() {
+        let all = 0;
+        let crossed = 0;
+        for (const v of (await transactions.get()).values) {
+          all += v.value;
+          if (v.labels.kind === 'two_phase') crossed += v.value;
+        }
+        this.set(all === 0 ? 0 : crossed / all);
+      },
+    });
+    const inDoubt = (): InDoubtStats => this.#scrapedInDoubt;
+    new Gauge({
+      name: 'shardgate_in_doubt_transactions',
+      help: 'Prepared transactions of ours older than the recovery grace period, not yet resolved.',
+      registers,
+      collect() {
+        this.set(inDoubt().count);
+      },
+    });
+    new Gauge({
+      name: 'shardgate_in_doubt_oldest_age_seconds',
+      help: 'Age of the oldest in-doubt prepared transaction; 0 when there is none.',
+      registers,
+      collect() {
+        this.set(inDoubt().oldestAgeSeconds);
+      },
+    });
+    this.#recoveryDecisions = new Counter({
+      name: 'shardgate_recovery_decisions_total',
+      help: 'In-doubt prepared transactions finished by recovery, by outcome (commit, abort).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.#deadlocksBroken = new Counter({
+      name: 'shardgate_distributed_deadlocks_broken_total',
+      help: 'Deadlock cycles spanning shards broken by cancelling their youngest transaction.',
+      registers,
+    });
+    this.#routingDecisions = new Counter({
+      name: 'shardgate_routing_decisions_total',
+      help: 'Statements routed, by route kind (single, multi, all, broadcast-read, broadcast-write, default, hint).',
+      labelNames: ['route'],
+      registers,
+    });
+
+    // Series with closed label sets start at zero, so rate() and ratios work from the first scrape.
+    for (const kind of TRANSACTION_KINDS) for (const outcome of TRANSACTION_OUTCOMES) this.#transactions.inc({ kind, outcome }, 0);
+    for (const phase of COMMIT_PHASES) this.#phaseSeconds.zero({ phase });
+    for (const outcome of RECOVERY_OUTCOMES) this.#recoveryDecisions.inc({ outcome }, 0);
+    for (const route of ROUTE_KINDS) this.#routingDecisions.inc({ route }, 0);
+    for (const shard of opts.shards ?? []) this.shardKnown(shard);
+  }
+
+  /** A metrics object that records nothing: every method returns at once and `text()` is empty. */
+  static disabled(): Metrics {
+    return new Metrics({ enabled: false });
+  }
+
+  /** Starts a shard's per-shard series at zero (at start-up and after a reload adds a shard). */
+  shardKnown(shard: string): void {
+    if (!this.enabled) return;
+    this.#statements.inc({ shard }, 0);
+    this.#statementSeconds.zero({ shard });
+  }
+
+  /** A client session opened (wire connection after startup, or a library session). */
+  clientConnected(): void {
+    if (this.enabled) this.#clientConnections.inc();
+  }
+
+  /** A client session closed, however it ended. */
+  clientDisconnected(): void {
+    if (this.enabled) this.#clientConnections.dec();
+  }
+
+  /** One statement finished on `shard` after `seconds` (successful or not). */
+  statementExecuted(shard: string, seconds: number): void {
+    if (!this.enabled) return;
+    this.#statements.inc({ shard });
+    this.#statementSeconds.observe({ shard }, seconds);
+  }
+
+  /** A transaction ended. `kind` is how it committed or would have committed. */
+  transactionEnded(kind: TransactionKind, outcome: TransactionOutcome): void {
+    if (this.enabled) this.#transactions.inc({ kind, outcome });
+  }
+
+  /** One phase of a two-phase commit took `seconds`. */
+  phaseTimed(phase: CommitPhase, seconds: number): void {
+    if (this.enabled) this.#phaseSeconds.observe({ phase }, seconds);
+  }
+
+  /** A two-phase commit was aborted because a prepare exceeded its timeout. */
+  prepareTimedOut(): void {
+    if (this.enabled) this.#xaTimeouts.inc();
+  }
+
+  /** Recovery finished one in-doubt transaction with `outcome`. */
+  recoveryDecided(outcome: RecoveryOutcome): void {
+    if (this.enabled) this.#recoveryDecisions.inc({ outcome });
+  }
+
+  /** A distributed deadlock was broken (its youngest transaction got 40P01). */
+  deadlockBroken(): void {
+    if (this.enabled) this.#deadlocksBroken.inc();
+  }
+
+  /** A statement was routed with a Plan of this kind. */
+  routed(route: RouteKind): void {
+    if (this.enabled) this.#routingDecisions.inc({ route });
+  }
+
+  /** Where pool gauges are read from at each scrape (replaces the previous source). */
+  setPoolSource(source: StatsSource<readonly PoolStats[]> | null): void {
+    this.#poolSource = source;
+  }
+
+  /** Where in-doubt gauges are read from at each scrape (replaces the previous source). */
+  setInDoubtSource(source: StatsSource<InDoubtStats> | null): void {
+    this.#inDoubtSource = source;
+  }
+
+  /** The Prometheus text exposition of every metric; '' when disabled. */
+  async text(): Promise<string> {
+    if (!this.enabled) return '';
+    [this.#scrapedPools, this.#scrapedInDoubt] = await Promise.all([this.#readPools(), this.#readInDoubt()]);
+    return this.#registry.metrics();
+  }
+
+  /** Names of the registered metric families (without _bucket/_sum/_count suffixes). */
+  metricNames(): string[] {
+    return this.#registry.getMetricsAsArray().map((m) => m.name);
+  }
+
+  async #readPools(): Promise<readonly PoolStats[]> {
+    // A failing source must not break the whole scrape: the pool gauges are simply absent.
+    try {
+      return (await this.#poolSource?.()) ?? [];
+    } catch {
+      return [];
+    }
+  }
+
+  async #readInDoubt(): Promise<InDoubtStats> {
+    try {
+      return (await this.#inDoubtSource?.()) ?? { count: 0, oldestAgeSeconds: 0 };
+    } catch {
+      // NaN shows as a gap in graphs instead of a reassuring but false zero.
+      return { count: Number.NaN, oldestAgeSeconds: Number.NaN };
+    }
+  }
+}
