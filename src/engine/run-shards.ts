@@ -3,7 +3,7 @@ import type { FieldDescription, FormatCode, RawRow } from '../protocol/fields.js
 import type { ErrorFields } from '../errors/pg-error.js';
 import type { MergeSpec, ShardStatement, ShardsPlan } from '../planner/plan.js';
 import { combineTags } from '../planner/command-tag.js';
-import { mergedFields, mergeStreams } from './merge/merge-streams.js';
+import { mergedFields, mergeStreams, resolveMergeSpec } from './merge/merge-streams.js';
 import { asPgError, combineErrors } from './combine-errors.js';
 import type { ClientStatement, ExecEvent } from './session-api.js';
 import type { ShardCursor, ShardEvent, ShardQuery } from './shard-cursor.js';
@@ -63,7 +63,7 @@ async function connectAll(statements: readonly ShardStatement[], ctx: ShardRunCo
 }
 
 /** The shard statement's parameters: the client's, picked and reordered by paramMap. */
-function shardQuery(s: ShardStatement, stmt: ClientStatement, resultFormats: readonly FormatCode[] | undefined): ShardQuery {
+export function shardQuery(s: ShardStatement, stmt: ClientStatement, resultFormats: readonly FormatCode[] | undefined): ShardQuery {
   const all = stmt.params ?? [];
   const formats = stmt.paramFormats ?? [];
   const types = stmt.paramTypes ?? [];
@@ -105,8 +105,10 @@ async function resultFormats(
     if (ctx.columnCounts.size >= COLUMN_COUNT_CACHE) ctx.columnCounts.clear();
     ctx.columnCounts.set(first.sql, count);
   }
-  if (count <= merge.visibleColumns && client.length === 1) return client;
-  return Array.from({ length: count }, (_, i) => (i < merge.visibleColumns ? clientFormat(i) : 0));
+  // A negative visibleColumns (hidden columns after a `*`) counts from the end.
+  const visible = resolveMergeSpec(merge, count).visibleColumns;
+  if (count <= visible && client.length === 1) return client;
+  return Array.from({ length: count }, (_, i) => (i < visible ? clientFormat(i) : 0));
 }
 
 async function* single(conn: ShardCursor, q: ShardQuery, ctx: ShardRunContext): AsyncGenerator<ExecEvent, void, undefined> {

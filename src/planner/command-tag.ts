@@ -96,6 +96,10 @@ const FIXED: Record<string, string> = {
   CreateCastStmt: 'CREATE CAST',
   CreateEventTrigStmt: 'CREATE EVENT TRIGGER',
   SecLabelStmt: 'SECURITY LABEL',
+  CreatedbStmt: 'CREATE DATABASE',
+  DropdbStmt: 'DROP DATABASE',
+  CreateTableSpaceStmt: 'CREATE TABLESPACE',
+  DropTableSpaceStmt: 'DROP TABLESPACE',
 };
 
 /** The command word PostgreSQL uses in the tag of a statement (the part before any row count). */

@@ -68,6 +68,7 @@ export function ddlRouter(stmt: Node, sql: string, collector: RelationCollector,
     ddl: !maintenance,
     tables: [...new Set(tables.map((t) => t.table))],
     sql,
+    ...(outsideTransactionOnly(type, v) ? { transactional: false } : {}),
   };
   const fixed = (plan: Plan): { info: StatementInfo; router: Router } => ({ info, router: { route: () => plan } });
   const all = (): Plan => buildShardsPlan(info, space, 'all', space.all, null, null);
@@ -110,4 +111,37 @@ export function ddlRouter(stmt: Node, sql: string, collector: RelationCollector,
     return fixed(all());
   }
   return fixed(buildShardsPlan({ ...info, ddl: false, writes: true }, space, 'default', [space.defaultIndex], null, null));
+}
+
+/** Statements PostgreSQL refuses inside a transaction block (PreventInTransactionBlock), so never wrapped in one. */
+const NEVER_IN_TRANSACTION = new Set([
+  'CreatedbStmt', 'DropdbStmt', 'AlterSystemStmt', 'CreateTableSpaceStmt', 'DropTableSpaceStmt', 'CreateSubscriptionStmt', 'DropSubscriptionStmt',
+]);
+
+/** True when the statement must run outside any transaction block (ShardsPlan.transactional). */
+function outsideTransactionOnly(type: string, v: Record<string, unknown>): boolean {
+  if (NEVER_IN_TRANSACTION.has(type)) return true;
+  switch (type) {
+    case 'VacuumStmt':
+      // ANALYZE alone may run in a transaction; VACUUM may not.
+      return v.is_vacuumcmd === true;
+    case 'IndexStmt':
+    case 'DropStmt':
+      return v.concurrent === true;
+    case 'ReindexStmt': {
+      const concurrently = ((v.params as Node[] | undefined) ?? []).some((p) => 'DefElem' in p && p.DefElem.defname === 'concurrently' && !isFalse(p.DefElem.arg));
+      return concurrently || v.kind === 'REINDEX_OBJECT_DATABASE' || v.kind === 'REINDEX_OBJECT_SYSTEM' || v.kind === 'REINDEX_OBJECT_SCHEMA';
+    }
+    case 'ClusterStmt':
+      // CLUSTER without a table processes every clustered table of the database, which PostgreSQL does outside a transaction.
+      return v.relation === undefined;
+    default:
+      return false;
+  }
+}
+
+function isFalse(arg: Node | undefined): boolean {
+  if (arg === undefined) return false;
+  const text = stringOf(arg) ?? ('Integer' in arg ? String(arg.Integer.ival ?? 0) : null);
+  return text !== null && ['false', 'off', '0'].includes(text.toLowerCase());
 }

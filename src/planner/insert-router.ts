@@ -5,12 +5,12 @@ import { deparseNode } from '../sql/parser.js';
 import { isNonDistributive } from './aggregates.js';
 import type { ValueRef } from './key-conditions.js';
 import { valueRef } from './key-conditions.js';
-import type { Plan } from './plan.js';
+import type { InsertSelectPlan, Plan } from './plan.js';
 import type { Occurrence, RelationFacts } from './relations.js';
 import { sameShape } from './relations.js';
 import type { Params, ShardSpace } from './routing.js';
 import { routeRelations, RouteError, shardOfValue } from './routing.js';
-import type { Router, StatementInfo } from './statement-info.js';
+import type { RouteContext, Router, StatementInfo } from './statement-info.js';
 import { guard, PlanMemo, refusePlan } from './statement-info.js';
 
 const KEY_HINT = 'List the sharding key column and give it a constant or parameter in every row.';
@@ -20,13 +20,21 @@ function unsupported(reason: string, hint: string): RouteError {
   return new RouteError(sgError('unsupportedCrossShard', { reason, hint }));
 }
 
+/** Plans a SELECT as a statement of its own (the source of an INSERT … SELECT that moves rows). */
+export type SourcePlanner = (select: SelectStmt) => Router;
+
 /**
  * Builds the router of an INSERT. Rows of a VALUES list go to the shard of
  * their key; a multi-row INSERT whose rows land on several shards is split
  * into one statement per shard holding only its rows, with parameters
- * renumbered. Returns a RefusePlan router for shapes that cannot be routed.
+ * renumbered. An INSERT … SELECT runs on the shards that hold its rows when
+ * each shard can copy its own rows, and otherwise becomes an
+ * InsertSelectPlan (the engine reads the rows and inserts them where their
+ * keys belong). Without a column list the key's position comes from
+ * `RouteContext.columnsOf` at routing time. Returns a RefusePlan router for
+ * shapes that cannot be routed.
  */
-export function insertRouter(stmt: InsertStmt, facts: RelationFacts, info: StatementInfo, space: ShardSpace): Router {
+export function insertRouter(stmt: InsertStmt, facts: RelationFacts, info: StatementInfo, space: ShardSpace, planSource: SourcePlanner): Router {
   const target = facts.occurrences.find((o) => o.target) as Occurrence;
   const others: RelationFacts = { ...facts, occurrences: facts.occurrences.filter((o) => !o.target) };
   const memo = new PlanMemo(info, space);
@@ -39,11 +47,24 @@ export function insertRouter(stmt: InsertStmt, facts: RelationFacts, info: State
   }
   if (target.placement !== 'sharded' || target.rule === null) return new RelationsOnly(facts, memo, space);
   const key = target.rule.key;
-  if (stmt.cols === undefined || stmt.cols.length === 0) {
-    return fixed(unsupported(`INSERT into sharded table ${target.table} without a column list (the position of its sharding key ${key} is unknown)`, 'List the columns: INSERT INTO t (col, …) VALUES (…).'));
-  }
+  if (stmt.cols === undefined || stmt.cols.length === 0) return new ImplicitColumnsRouter(stmt, target, others, memo, space, info.sql, planSource);
   const keyIndex = stmt.cols.findIndex((c) => 'ResTarget' in c && c.ResTarget.name === key);
   if (keyIndex === -1) return fixed(unsupported(`the sharding key must be given: column ${key} is not in the column list`, KEY_HINT));
+  return keyedRouter(stmt, keyIndex, target, others, memo, space, info.sql, planSource);
+}
+
+/** The router of an INSERT into a sharded table once the key's position among the inserted values is known. */
+function keyedRouter(
+  stmt: InsertStmt,
+  keyIndex: number,
+  target: Occurrence,
+  others: RelationFacts,
+  memo: PlanMemo,
+  space: ShardSpace,
+  clientSql: string,
+  planSource: SourcePlanner,
+): Router {
+  const key = target.rule?.key ?? '';
   const conflict = stmt.onConflictClause;
   if (conflict?.targetList?.some((t) => 'ResTarget' in t && t.ResTarget.name === key)) {
     return fixed(unsupported("changing a row's sharding key would move it to another shard", 'Delete the row and insert it again with the new key.'));
@@ -62,9 +83,53 @@ export function insertRouter(stmt: InsertStmt, facts: RelationFacts, info: State
       }
       rows.push(v);
     }
-    return new ValuesRouter(stmt, rows, target, others, memo, space, info.sql);
+    return new ValuesRouter(stmt, rows, target, others, memo, space, clientSql);
   }
-  return selectSourceRouter(src, keyIndex, target, others, memo, space);
+  return selectSourceRouter(src, keyIndex, target, others, memo, space, insertSelectRouter(stmt, src, keyIndex, target, planSource));
+}
+
+/**
+ * INSERT without a column list into a sharded table: the values follow the
+ * table's column order, which only the catalog knows. The caller supplies it
+ * through `RouteContext.columnsOf`; without it the plan is a refusal naming
+ * the table (`needsColumns`), so the caller can look the columns up and plan
+ * again.
+ */
+class ImplicitColumnsRouter implements Router {
+  /** Routers by the key's position (a table's column order rarely changes). */
+  readonly #byKeyIndex = new Map<number, Router>();
+
+  constructor(
+    readonly stmt: InsertStmt,
+    readonly target: Occurrence,
+    readonly others: RelationFacts,
+    readonly memo: PlanMemo,
+    readonly space: ShardSpace,
+    readonly clientSql: string,
+    readonly planSource: SourcePlanner,
+  ) {}
+
+  route(params: Params, ctx?: RouteContext): Plan {
+    const table = this.target.table;
+    const key = this.target.rule?.key ?? '';
+    const columns = ctx?.columnsOf?.(table);
+    if (columns === undefined) {
+      const error = sgError('unsupportedCrossShard', {
+        reason: `INSERT into sharded table ${table} without a column list (the position of its sharding key ${key} is unknown)`,
+        hint: 'List the columns: INSERT INTO t (col, …) VALUES (…).',
+      });
+      return { kind: 'refuse', error, needsColumns: table };
+    }
+    let keyIndex = columns.indexOf(key);
+    if (keyIndex === -1) keyIndex = columns.findIndex((c) => c.toLowerCase() === key.toLowerCase());
+    if (keyIndex === -1) return refusePlan(sgError('unsupportedCrossShard', { reason: `table ${table} has no column ${key}, its sharding key`, hint: 'Check the table rule in `tables:`.' }));
+    let router = this.#byKeyIndex.get(keyIndex);
+    if (router === undefined) {
+      router = keyedRouter(this.stmt, keyIndex, this.target, this.others, this.memo, this.space, this.clientSql, this.planSource);
+      this.#byKeyIndex.set(keyIndex, router);
+    }
+    return router.route(params, ctx);
+  }
 }
 
 function fixed(e: RouteError): Router {
@@ -172,25 +237,26 @@ function renumberParams(node: Node): { sql: string; paramMap: readonly number[] 
  * or the key of a source table sharded the same way (each shard copies its
  * own rows).
  */
-function selectSourceRouter(src: SelectStmt, keyIndex: number, target: Occurrence, others: RelationFacts, memo: PlanMemo, space: ShardSpace): Router {
+function selectSourceRouter(src: SelectStmt, keyIndex: number, target: Occurrence, others: RelationFacts, memo: PlanMemo, space: ShardSpace, crossShard: Router): Router {
   const targets = (src.op ?? 'SETOP_NONE') === 'SETOP_NONE' ? (src.targetList ?? []) : [];
   const starAt = targets.findIndex((t) => 'ResTarget' in t && isStarRef(t.ResTarget.val));
   const keyTarget = targets[keyIndex];
   const keyExpr = starAt !== -1 && starAt <= keyIndex ? undefined : keyTarget !== undefined && 'ResTarget' in keyTarget ? keyTarget.ResTarget.val : undefined;
-  if (keyExpr === undefined) return fixed(unsupported('INSERT … SELECT across shards (the selected sharding key cannot be located)', SELECT_HINT));
+  if (keyExpr === undefined) return crossShard;
   const constant = valueRef(keyExpr);
   if (constant !== null) {
     return {
-      route: (params) =>
+      route: (params, ctx) =>
         guard(() => {
           const text = constant.kind === 'literal' ? constant.text : params[constant.index];
           if (text === undefined || text === null) {
             throw new RouteError(sgError('invalidShardingKey', { table: target.table, column: target.rule?.key ?? '', reason: text === null ? 'the sharding key is NULL' : 'the key parameter has no usable text value' }));
           }
           const shard = shardOfValue(text, target, space);
-          const r = routeRelations(others, params, space);
-          if (r.shards.length !== 1 || (r.shards[0] !== shard && others.occurrences.some((o) => o.placement !== 'broadcast'))) {
-            throw unsupported('INSERT … SELECT across shards', SELECT_HINT);
+          const r = routeOrNull(others, params, space);
+          // The SELECT reads rows elsewhere (or cannot run as part of one shard's statement): move them.
+          if (r === null || r.shards.length !== 1 || (r.shards[0] !== shard && others.occurrences.some((o) => o.placement !== 'broadcast'))) {
+            return crossShard.route(params, ctx);
           }
           return memo.get('single', [shard]);
         }),
@@ -204,16 +270,97 @@ function selectSourceRouter(src: SelectStmt, keyIndex: number, target: Occurrenc
           (o) => o.placement === 'sharded' && o.restricting && o.rule?.key === names[names.length - 1] && (names.length === 1 || o.alias === names[names.length - 2]),
         );
   const from = source[0];
-  if (source.length !== 1 || from === undefined || !sameShape(from.rule, target.rule) || !others.colocated) {
-    return fixed(unsupported('INSERT … SELECT across shards', SELECT_HINT));
-  }
+  if (source.length !== 1 || from === undefined || !sameShape(from.rule, target.rule) || !others.colocated) return crossShard;
   const distributive = !isNonDistributive(src);
   return {
-    route: (params) =>
+    route: (params, ctx) =>
       guard(() => {
-        const r = routeRelations(others, params, space);
-        if (r.shards.length > 1 && !distributive) throw unsupported('INSERT … SELECT with aggregates, DISTINCT or LIMIT across shards', SELECT_HINT);
+        const r = routeOrNull(others, params, space);
+        // Aggregates, DISTINCT or LIMIT over several shards need the merged rows: move them.
+        if (r === null || (r.shards.length > 1 && !distributive)) return crossShard.route(params, ctx);
         return memo.get(r.route, r.shards);
       }),
   };
+}
+
+/** routeRelations, or null when the tables cannot be routed as one statement. */
+function routeOrNull(facts: RelationFacts, params: Params, space: ShardSpace): ReturnType<typeof routeRelations> | null {
+  try {
+    return routeRelations(facts, params, space);
+  } catch (e) {
+    if (e instanceof RouteError && e.error.code === '0A000') return null;
+    throw e;
+  }
+}
+
+const MOVE_HINT = 'Select from a table sharded the same way by its key so each shard copies its own rows, or filter the SELECT to one shard.';
+
+/**
+ * INSERT … SELECT whose rows must move between shards: an InsertSelectPlan
+ * whose source is the SELECT planned as a statement of its own (with the
+ * INSERT's WITH clause), built the first time it is needed.
+ */
+function insertSelectRouter(stmt: InsertStmt, src: SelectStmt, keyIndex: number, target: Occurrence, planSource: SourcePlanner): Router {
+  if ((stmt.returningList?.length ?? 0) > 0) {
+    return fixed(unsupported('RETURNING in an INSERT … SELECT that moves rows between shards', `Drop RETURNING and read the rows back with a SELECT. ${MOVE_HINT}`));
+  }
+  let refs = 0;
+  walkTree(stmt.onConflictClause ?? {}, (type) => {
+    if (type === 'ParamRef') refs++;
+    return true;
+  });
+  if (refs > 0) return fixed(unsupported('parameters in the ON CONFLICT clause of an INSERT … SELECT that moves rows between shards', `Write the ON CONFLICT values as constants or EXCLUDED columns. ${MOVE_HINT}`));
+  const select = cloneTree(src);
+  if (stmt.withClause !== undefined) {
+    let writes = false;
+    walkTree(stmt.withClause, (type) => {
+      if (type === 'InsertStmt' || type === 'UpdateStmt' || type === 'DeleteStmt' || type === 'MergeStmt') writes = true;
+      return !writes;
+    });
+    if (writes || select.withClause !== undefined) return fixed(unsupported('a WITH clause that writes, or WITH clauses on both the INSERT and its SELECT, in an INSERT … SELECT that moves rows between shards', MOVE_HINT));
+    select.withClause = cloneTree(stmt.withClause);
+  }
+  const cols = (stmt.cols ?? []).map((c) => ('ResTarget' in c ? (c.ResTarget.name ?? '') : ''));
+  let source: Router | null = null;
+  let template: { head: string; suffix: string } | null = null;
+  return {
+    route: (params, ctx) => {
+      source ??= planSource(select);
+      template ??= insertTemplate(stmt, keyIndex);
+      const plan = source.route(params, ctx);
+      if (plan.kind !== 'shards') return plan;
+      const out: InsertSelectPlan = {
+        kind: 'insertSelect',
+        table: target.table,
+        source: plan,
+        columns: cols,
+        keyIndex,
+        insertSql: template.head,
+        insertSuffix: template.suffix,
+      };
+      return out;
+    },
+  };
+}
+
+/**
+ * The text around the VALUES rows of the INSERTs that place moved rows:
+ * `INSERT INTO t (a, b) VALUES ` and the ON CONFLICT clause after the rows.
+ * Both come from the deparser, so quoting is PostgreSQL's.
+ */
+function insertTemplate(stmt: InsertStmt, keyIndex: number): { head: string; suffix: string } {
+  const width = Math.max(stmt.cols?.length ?? 0, keyIndex + 1);
+  const row: Node = { List: { items: Array.from({ length: width }, (_, i) => ({ ParamRef: { number: i + 1 } })) } };
+  const bare: InsertStmt = { ...cloneTree(stmt), selectStmt: { SelectStmt: { valuesLists: [row], op: 'SETOP_NONE' } } as Node };
+  delete bare.withClause;
+  delete bare.returningList;
+  delete bare.onConflictClause;
+  const plain = deparseNode({ InsertStmt: bare });
+  const at = plain.lastIndexOf('VALUES');
+  const head = `${plain.slice(0, at)}VALUES `;
+  if (stmt.onConflictClause === undefined) return { head, suffix: '' };
+  const full = deparseNode({ InsertStmt: { ...bare, onConflictClause: cloneTree(stmt.onConflictClause) } });
+  const suffix = full.startsWith(plain) ? full.slice(plain.length) : null;
+  if (suffix === null) throw new RouteError(sgError('internal', { reason: 'cannot build the INSERT of an INSERT … SELECT that moves rows' }));
+  return { head, suffix };
 }

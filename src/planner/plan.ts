@@ -14,6 +14,7 @@ export type Plan =
   | ShowPlan
   | CopyFromPlan
   | CopyToPlan
+  | InsertSelectPlan
   | EmptyPlan
   | RefusePlan;
 
@@ -57,14 +58,47 @@ export interface ShardsPlan {
   readonly statements: readonly ShardStatement[];
   /** How to combine the shards' results; null when one shard runs or results are simply concatenated. */
   readonly merge: MergeSpec | null;
+  /**
+   * Present (always false) for statements PostgreSQL refuses inside a
+   * transaction block (VACUUM, CREATE INDEX CONCURRENTLY, CREATE DATABASE,
+   * ALTER SYSTEM …): they run on each shard outside any transaction, so on
+   * several shards they are not atomic; inside a transaction block they fail
+   * with 25001. Absent means the statement may run in a transaction.
+   */
+  readonly transactional?: false;
+  /**
+   * Present when the statement leaves its shard's branch unable to
+   * `PREPARE TRANSACTION` (it creates a temporary object, runs LISTEN/UNLISTEN/
+   * NOTIFY, or declares a cursor WITH HOLD): what it does, for the error. Such
+   * a branch may not be one of two or more written shards of a transaction.
+   */
+  readonly notPreparable?: string;
 }
 
 /**
  * How to merge result streams from several shards. Column indexes refer to the
  * shard statement's result columns (the rewritten select list), 0-based.
+ *
+ * Negative indexes count from the END of the shard result: -1 is its last
+ * column. They exist because a select list with `*` has a width known only
+ * when the shards describe their result: columns the merge adds are appended
+ * after the `*`, and select items after a `*` can only be located from the
+ * end. This applies to every column index here: `SortKey.column`,
+ * `AggregateSpec.groupBy`, `AggregateColumn` columns (`column`, `sum`,
+ * `count`) and `Operand` columns. The engine resolves a spec against the
+ * shard result's column count once it has the RowDescription
+ * (`resolveMergeSpec` in engine/merge), before anything else reads it.
+ *
+ * When `visibleColumns` is negative, a non-negative sort column must lie
+ * within the visible columns: it comes from a position the client wrote
+ * (`ORDER BY 2`), and one beyond them is PostgreSQL's 42P10.
  */
 export interface MergeSpec {
-  /** Columns the client sees: the first `visibleColumns` of the shard result; the rest were added for the merge and are dropped. */
+  /**
+   * Columns the client sees: the first `visibleColumns` of the shard result;
+   * the rest were added for the merge and are dropped. Negative: every column
+   * except the last `-visibleColumns` (the hidden columns appended after a `*`).
+   */
   readonly visibleColumns: number;
   /** Combine groups (GROUP BY or a plain aggregate query). Shards return partial aggregates. */
   readonly aggregate: AggregateSpec | null;
@@ -172,6 +206,31 @@ export interface CopyToPlan {
   readonly statements: readonly ShardStatement[];
 }
 
+/**
+ * INSERT … SELECT whose rows must be moved between shards: the engine runs
+ * `source` (routed and merged like any SELECT, reading inside the session's
+ * transaction), takes each result row's key at `keyIndex`, and inserts the
+ * rows on the shards their keys route to, in multi-row batches:
+ * `insertSql` + `($1, …), ($k+1, …)` + `insertSuffix`, one parameter per
+ * value. Outside a transaction block it runs in a global transaction of its
+ * own (two-phase commit when two or more shards are written).
+ */
+export interface InsertSelectPlan {
+  readonly kind: 'insertSelect';
+  /** The sharded table written. */
+  readonly table: TableName;
+  /** The SELECT producing the rows; its statements take the client's parameters (`paramMap`). */
+  readonly source: ShardsPlan;
+  /** Target columns as written by the client; empty when the INSERT had no column list (the table's own order). */
+  readonly columns: readonly string[];
+  /** Position of the sharding key among the inserted values. */
+  readonly keyIndex: number;
+  /** Start of each batch's statement, up to and including `VALUES `. */
+  readonly insertSql: string;
+  /** Appended after the rows (an ON CONFLICT clause, without parameters), or ''. */
+  readonly insertSuffix: string;
+}
+
 /** An empty query string (EmptyQueryResponse) or a statement ShardGate answers itself with just a tag (DISCARD ALL…). */
 export interface EmptyPlan {
   readonly kind: 'empty';
@@ -182,4 +241,10 @@ export interface EmptyPlan {
 export interface RefusePlan {
   readonly kind: 'refuse';
   readonly error: PgError;
+  /**
+   * Set when the statement was refused only for want of this table's column
+   * order (an INSERT without a column list into a sharded table): planning it
+   * again with `RouteContext.columnsOf` answering for the table routes it.
+   */
+  readonly needsColumns?: TableName;
 }

@@ -1,11 +1,11 @@
-import type { CopyStmt, ExplainStmt, Node, SelectStmt } from 'libpg-query';
+import type { CopyStmt, ExplainStmt, FuncCall, Node, SelectStmt } from 'libpg-query';
 import type { ShardName, TableName } from '../config/names.js';
 import type { ShardGateConfig } from '../config/types.js';
 import { sgError } from '../errors/catalogue.js';
 import { PgError } from '../errors/pg-error.js';
-import { nodeType } from '../sql/ast.js';
+import { findRangeVars, funcName, nodeType, walkTree } from '../sql/ast.js';
 import { LruCache } from '../sql/lru-cache.js';
-import { parseSql } from '../sql/parser.js';
+import { deparseNode, parseSql } from '../sql/parser.js';
 import { commandOf } from './command-tag.js';
 import { ddlRouter } from './ddl-router.js';
 import { SelectRouter, WriteRouter } from './dml-routers.js';
@@ -14,18 +14,13 @@ import type { CopyToPlan, Plan } from './plan.js';
 import type { RelationFacts } from './relations.js';
 import { RelationCollector } from './relations.js';
 import type { Params } from './routing.js';
-import { ShardSpace } from './routing.js';
+import { RouteError, shardIndexOfKey, ShardSpace } from './routing.js';
 import { copyFromPlan, setPlan, transactionPlan } from './session-plans.js';
-import type { Router, StatementInfo } from './statement-info.js';
+import type { RouteContext, Router, StatementInfo } from './statement-info.js';
 import { buildShardsPlan, PlanMemo, refusePlan } from './statement-info.js';
 
 export { initParser } from '../sql/parser.js';
-
-/** Per-session routing input besides the statement. */
-export interface RouteContext {
-  /** Shard forced by `SET shardgate.shard = '…'`, or null. */
-  readonly hintShard: ShardName | null;
-}
+export type { RouteContext } from './statement-info.js';
 
 /** What the cache keeps per SQL text: everything that does not depend on parameter values. */
 interface Analysis {
@@ -80,9 +75,29 @@ export class Planner {
     const hint = a.info === null ? null : (a.hint ?? ctx.hintShard);
     if (hint !== null && a.info !== null) return this.#hintPlan(a, a.info, hint);
     try {
-      return a.router.route(params);
+      return a.router.route(params, ctx);
     } catch (e) {
       return internalRefusal(e);
+    }
+  }
+
+  /**
+   * The shard that owns a row of `table` whose sharding key has this text
+   * (the key column's text output), by the same rule INSERT routing uses:
+   * hash, mod or range for sharded tables; the default shard for broadcast
+   * and unlisted tables (a broadcast row is written everywhere by the caller).
+   * Throws a PgError (22023) for a NULL key, a non-integer under `mod`, or a
+   * value no range covers.
+   */
+  shardForKey(table: TableName, keyText: string | null): ShardName {
+    const rule = this.#config.tables.get(table);
+    if (rule === undefined || rule.kind === 'broadcast') return this.#space.names[this.#space.defaultIndex] as ShardName;
+    if (keyText === null) throw sgError('invalidShardingKey', { table, column: rule.key, reason: 'the sharding key is NULL' });
+    try {
+      return this.#space.names[shardIndexOfKey(table, rule, keyText, this.#space)] as ShardName;
+    } catch (e) {
+      if (e instanceof RouteError) throw e.error;
+      throw e;
     }
   }
 
@@ -153,7 +168,10 @@ export class Planner {
       // A statement shape the analysis did not expect: refuse it rather than guess a route.
       return { ...base, info: null, router: fixedRouter(internalRefusal(e)) };
     }
-    return { ...base, info: r.info, router: r.router, describeShard: r.describeShard ?? this.#space.defaultIndex };
+    const notPreparable = r.info === null ? null : notPreparableUse(stmt);
+    const router = notPreparable === null ? r.router : markNotPreparable(r.router, notPreparable);
+    const info = r.info === null || notPreparable === null ? r.info : { ...r.info, notPreparable };
+    return { ...base, info, router, describeShard: r.describeShard ?? this.#space.defaultIndex };
   }
 
   #collector(): RelationCollector {
@@ -189,7 +207,9 @@ export class Planner {
     if ('InsertStmt' in stmt) {
       const facts = this.#collector().insert(stmt.InsertStmt).facts();
       const info = this.#info('INSERT', facts, sql, true);
-      return { info, router: insertRouter(stmt.InsertStmt, facts, info, space), describeShard: this.#describeFor(facts) };
+      // The SELECT of an INSERT … SELECT that moves rows between shards is planned as a statement of its own.
+      const planSource = (select: SelectStmt): Router => this.#analyzeStatement({ SelectStmt: select }, deparseNode({ SelectStmt: select })).router;
+      return { info, router: insertRouter(stmt.InsertStmt, facts, info, space, planSource), describeShard: this.#describeFor(facts) };
     }
     if ('UpdateStmt' in stmt || 'DeleteStmt' in stmt) {
       const c = this.#collector();
@@ -288,8 +308,11 @@ export class Planner {
     if (inner === null || inner.info === null) return this.#onDefault('EXPLAIN', sql, false);
     const memo = new PlanMemo(info, this.#space);
     const router: Router = {
-      route: (params) => {
-        const plan = inner.router.route(params);
+      route: (params, ctx) => {
+        const plan = inner.router.route(params, ctx);
+        if (plan.kind === 'insertSelect') {
+          return refusePlan(sgError('unsupportedCrossShard', { reason: 'EXPLAIN of an INSERT … SELECT that moves rows between shards', hint: 'EXPLAIN its SELECT instead.' }));
+        }
         if (plan.kind !== 'shards') return plan;
         if (writes && plan.statements.some((s) => s.sql !== sql)) {
           return refusePlan(sgError('unsupportedCrossShard', { reason: 'EXPLAIN ANALYZE of a write that is split across shards', hint: 'EXPLAIN without ANALYZE, or filter the write to one shard.' }));
@@ -300,6 +323,40 @@ export class Planner {
     };
     return { info, router, describeShard: inner.describeShard ?? this.#space.defaultIndex };
   }
+}
+
+/** CURSOR_OPT_HOLD in DeclareCursorStmt.options (PostgreSQL's parsenodes.h). */
+const CURSOR_OPT_HOLD = 0x20;
+
+/**
+ * What a statement does that leaves its shard's branch unable to PREPARE
+ * TRANSACTION (ShardsPlan.notPreparable), or null: creating or naming a
+ * temporary object, LISTEN/UNLISTEN/NOTIFY, a cursor WITH HOLD.
+ */
+function notPreparableUse(stmt: Node): string | null {
+  const type = nodeType(stmt);
+  if (type === 'ListenStmt' || type === 'UnlistenStmt' || type === 'NotifyStmt') return 'LISTEN, UNLISTEN or NOTIFY';
+  if (type === 'DeclareCursorStmt' && (((stmt as { DeclareCursorStmt: { options?: number } }).DeclareCursorStmt.options ?? 0) & CURSOR_OPT_HOLD) !== 0) {
+    return 'a cursor WITH HOLD';
+  }
+  if (type === 'ExplainStmt' || type === 'TransactionStmt' || type === 'VariableSetStmt') return null;
+  const temp = findRangeVars(stmt).some((rv) => rv.relpersistence === 't' || (rv.schemaname ?? '').startsWith('pg_temp'));
+  if (temp) return 'a temporary object';
+  let notify = false;
+  walkTree(stmt, (t, value) => {
+    if (t === 'FuncCall' && funcName(value as FuncCall) === 'pg_notify') notify = true;
+    return !notify;
+  });
+  return notify ? 'LISTEN, UNLISTEN or NOTIFY' : null;
+}
+
+function markNotPreparable(inner: Router, what: string): Router {
+  return {
+    route: (params, ctx) => {
+      const plan = inner.route(params, ctx);
+      return plan.kind === 'shards' ? { ...plan, notPreparable: what } : plan;
+    },
+  };
 }
 
 function internalRefusal(e: unknown): Plan {

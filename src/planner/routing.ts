@@ -1,5 +1,5 @@
-import type { ShardName } from '../config/names.js';
-import type { ShardGateConfig } from '../config/types.js';
+import type { ShardName, TableName } from '../config/names.js';
+import type { ShardGateConfig, TableRule } from '../config/types.js';
 import type { PgError } from '../errors/pg-error.js';
 import { sgError } from '../errors/catalogue.js';
 import type { RouteKind } from './plan.js';
@@ -55,18 +55,31 @@ function valueText(v: ValueRef, params: Params, occ: Occurrence): string | null 
 
 /** Shard owning one key value under the occurrence's rule. */
 export function shardOfValue(text: string, occ: Occurrence, space: ShardSpace): number {
-  const rule = occ.rule;
+  return shardIndexOfKey(occ.table, occ.rule, text, space);
+}
+
+/**
+ * Index of the shard owning a row of `table` whose sharding key has this
+ * text, under `rule` (null: the table is not sharded and lives on the
+ * default shard). The one place the rules are applied to a key: INSERT
+ * routing, COPY routing and INSERT … SELECT all come here. Throws RouteError
+ * (22023) when the value cannot be routed.
+ */
+export function shardIndexOfKey(table: TableName, rule: ShardedRule | null, text: string, space: ShardSpace): number {
   if (rule === null) return space.defaultIndex;
   if (rule.kind === 'hash') return hashShardIndex(text, space.count);
   if (rule.kind === 'mod') {
     const i = modShardIndex(text, space.count);
-    if (i === null) throw new RouteError(sgError('invalidShardingKey', { table: occ.table, column: rule.key, reason: `"${text}" is not an integer (the mod rule needs one)` }));
+    if (i === null) throw new RouteError(sgError('invalidShardingKey', { table, column: rule.key, reason: `"${text}" is not an integer (the mod rule needs one)` }));
     return i;
   }
   const shard = rangeShard(text, rule.ranges);
-  if (shard === null) throw new RouteError(sgError('noShardForKey', { table: occ.table, column: rule.key, value: text }));
+  if (shard === null) throw new RouteError(sgError('noShardForKey', { table, column: rule.key, value: text }));
   return space.indexOf(shard) ?? space.defaultIndex;
 }
+
+/** The rule of a sharded table. */
+export type ShardedRule = Exclude<TableRule, { kind: 'broadcast' }>;
 
 /** Sorted shard indexes a condition allows; null means every shard. */
 export function evalCond(cond: KeyCond, occ: Occurrence, params: Params, space: ShardSpace): number[] | null {

@@ -28,6 +28,13 @@ function refuse(reason: string, hint = SINGLE_SHARD_HINT): never {
  * runs (the client's text when nothing must change) and how the engine
  * combines the streams (MergeSpec column indexes refer to the shard SQL's
  * result columns).
+ *
+ * With a `*` in the select list the width of the shard result is unknown
+ * here, so columns after the first `*` are given from the end (negative
+ * indexes, plan.ts): select items after the last `*` and the hidden columns
+ * appended for the merge. When nothing else is hidden, `NULL AS __sg_0` is
+ * appended so that `visibleColumns` (negative) can say where the client's
+ * columns end.
  */
 export function planSelectMerge(stmt: SelectStmt, clientSql: string): MergeRewrite {
   try {
@@ -43,8 +50,11 @@ class SelectMerge {
   readonly #clientSql: string;
   /** The top select list: the set operation's first branch for UNION ALL. */
   readonly #targets: ResTarget[];
-  readonly #visible: number;
+  /** First and last `*` of the select list (-1: none). */
   readonly #star: number;
+  readonly #lastStar: number;
+  /** Sort keys whose column is an index into the select list + hidden columns that must be counted from the end. */
+  readonly #fromEnd = new Set<SortKey>();
   readonly #hidden: ResTarget[] = [];
   readonly #aggs: AggregateColumn[] = [];
   #rewritten = false;
@@ -56,7 +66,11 @@ class SelectMerge {
     while ((first.op ?? 'SETOP_NONE') !== 'SETOP_NONE' && first.larg !== undefined) first = first.larg;
     this.#targets = (first.targetList ?? []).map((t) => ('ResTarget' in t ? t.ResTarget : {}));
     this.#star = this.#targets.findIndex((t) => isStarRef(t.val));
-    this.#visible = this.#targets.length;
+    let last = -1;
+    this.#targets.forEach((t, i) => {
+      if (isStarRef(t.val)) last = i;
+    });
+    this.#lastStar = last;
   }
 
   run(): MergeRewrite {
@@ -71,6 +85,8 @@ class SelectMerge {
     const shape = exprShape([...(sel.targetList ?? []), ...(sel.sortClause ?? []), sel.havingClause]);
     if (shape.windows) refuse('window functions need all rows on one shard');
     const grouped = !setOp && (shape.aggregates || (sel.groupClause?.length ?? 0) > 0 || sel.havingClause !== undefined);
+    // Only grouping by a primary key makes * valid with GROUP BY; the merge would need each column's role.
+    if (grouped && this.#star !== -1) refuse('GROUP BY or aggregates with * cannot be merged across shards', STAR_HINT);
 
     let groupBy: number[] = [];
     if (grouped) {
@@ -103,23 +119,26 @@ class SelectMerge {
     }
     const { limit, offset } = this.#limits(grouped);
     const distinct = (sel.distinctClause?.length ?? 0) > 0;
-
+    const needsMerge = grouped || distinct || mergeOrder.length > 0 || limit !== null || offset !== null;
+    if (!needsMerge) return { kind: 'ok', sql: this.#clientSql, merge: null };
+    const star = this.#star !== -1;
+    // Appending to every branch of a UNION ALL is not done; its ORDER BY never needs hidden columns otherwise.
+    if (star && setOp) refuse('merging a UNION ALL whose select list contains * is not supported', STAR_HINT);
+    // A negative visibleColumns cannot say "all of them", so a * always ends in at least one hidden column.
+    if (star && this.#hidden.length === 0) this.#hidden.push({ name: '__sg_0', val: { A_Const: { isnull: true } } });
     if (this.#hidden.length > 0) {
-      if (this.#star !== -1) refuse('columns needed to merge would follow a * of unknown width', STAR_HINT);
       const list = setOp ? this.#firstBranch().targetList : sel.targetList;
       if (list === undefined) refuse('a select list is required');
       for (const h of this.#hidden) list.push({ ResTarget: h });
       this.#rewritten = true;
     }
-    const needsMerge = grouped || distinct || mergeOrder.length > 0 || limit !== null || offset !== null;
-    if (!needsMerge) return { kind: 'ok', sql: this.#clientSql, merge: null };
-    // The engine must know how many columns the client sees, which a * hides.
-    if (this.#star !== -1) refuse('merging rows of several shards needs the column count, which * hides', STAR_HINT);
+    // Select list + hidden columns: an index into them counted from the end is that minus their number.
+    const width = this.#targets.length + this.#hidden.length;
     const merge: MergeSpec = {
-      visibleColumns: this.#visible,
+      visibleColumns: star ? -this.#hidden.length : this.#targets.length,
       aggregate: grouped ? { groupBy, columns: this.#aggs, having } : null,
       distinct,
-      orderBy: mergeOrder,
+      orderBy: mergeOrder.map((key) => (this.#fromEnd.has(key) ? { ...key, column: key.column - width } : key)),
       offset,
       limit,
     };
@@ -132,10 +151,17 @@ class SelectMerge {
     return first;
   }
 
-  /** Column index of a select-list entry, which must lie before any `*`. */
+  /** Column index of a select-list entry, which must lie before any `*` (entries after one are located by `#sortKey`). */
   #known(i: number): number {
     if (this.#star !== -1 && i >= this.#star) refuse('the merge needs the position of a column after *', STAR_HINT);
     return i;
+  }
+
+  /** Whether select-list entry `i` lies after the last `*`: its index counts from the end. Refuses an entry that is a `*` or between two. */
+  #afterStar(i: number): boolean {
+    if (this.#star === -1 || i < this.#star) return false;
+    if (i <= this.#lastStar) refuse('the merge needs the position of a column between or inside *', STAR_HINT);
+    return true;
   }
 
   #appendHidden(val: Node): number {
@@ -183,7 +209,8 @@ class SelectMerge {
     const c = constText(node.A_Const);
     if (!c.integer || c.text === null) return null;
     const k = Number(c.text);
-    if (k < 1 || k > this.#targets.length) refuse(`position ${k} is not in the select list`, 'Use a column position within the select list.');
+    // Past a * the select list's width is unknown; the engine checks the position against the shard result (42P10).
+    if (k < 1 || (k > this.#targets.length && this.#star === -1)) refuse(`position ${k} is not in the select list`, 'Use a column position within the select list.');
     return k - 1;
   }
 
@@ -209,20 +236,28 @@ class SelectMerge {
     if (node === undefined) refuse('unexpected ORDER BY item');
     const ord = this.#ordinal(node);
     let column: number;
-    if (ord !== null) column = this.#known(ord);
+    let fromEnd = false;
+    // An ordinal names an output column, which keeps its position whatever a * expands to.
+    if (ord !== null) column = this.#star === -1 ? this.#known(ord) : ord;
     else {
       // ORDER BY prefers output column names, then expressions of the select list.
       const byName = this.#findName(node);
       const byExpr = byName === -1 ? this.#findExpr(node) : byName;
-      if (byExpr !== -1) column = this.#known(byExpr);
-      else if (setOp) refuse('ORDER BY of a UNION ALL must name an output column');
+      if (byExpr !== -1) {
+        fromEnd = this.#afterStar(byExpr);
+        column = fromEnd ? byExpr : this.#known(byExpr);
+      } else if (setOp) refuse('ORDER BY of a UNION ALL must name an output column');
       else {
+        // Also a column inside a *: a hidden copy is the only way to locate it.
         column = this.#appendHidden(node);
+        fromEnd = this.#star !== -1;
         if (grouped && 'FuncCall' in node && isAggregateCall(node.FuncCall)) this.#aggs.push(this.#aggregateColumn(node.FuncCall, column));
         else if (grouped && exprShape([node]).aggregates) refuse('ORDER BY an expression over aggregates cannot be merged across shards');
       }
     }
-    return { column, descending, nullsFirst };
+    const key: SortKey = { column, descending, nullsFirst };
+    if (fromEnd) this.#fromEnd.add(key);
+    return key;
   }
 
   /** A HAVING condition as a Predicate over merged group columns. */

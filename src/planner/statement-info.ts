@@ -1,4 +1,4 @@
-import type { TableName } from '../config/names.js';
+import type { ShardName, TableName } from '../config/names.js';
 import type { PgError } from '../errors/pg-error.js';
 import type { MergeSpec, Plan, RouteKind, ShardStatement, ShardsPlan } from './plan.js';
 import type { Params, ShardSpace } from './routing.js';
@@ -12,11 +12,28 @@ export interface StatementInfo {
   readonly tables: readonly TableName[];
   /** The client's text. */
   readonly sql: string;
+  /** False for statements PostgreSQL refuses inside a transaction block (ShardsPlan.transactional). */
+  readonly transactional?: boolean;
+  /** What the statement does that PREPARE TRANSACTION cannot follow (ShardsPlan.notPreparable). */
+  readonly notPreparable?: string;
+}
+
+/** Per-session routing input besides the statement. */
+export interface RouteContext {
+  /** Shard forced by `SET shardgate.shard = '…'`, or null. */
+  readonly hintShard: ShardName | null;
+  /**
+   * The columns of a table in their catalog order, when the caller knows
+   * them (the engine reads them from a shard). Needed only to route an
+   * INSERT without a column list into a sharded table; without an answer
+   * such an INSERT is refused with `RefusePlan.needsColumns` set.
+   */
+  readonly columnsOf?: (table: TableName) => readonly string[] | undefined;
 }
 
 /** Computes the plan of one analyzed statement for given parameter values. */
 export interface Router {
-  route(params: Params): Plan;
+  route(params: Params, ctx?: RouteContext): Plan;
 }
 
 /** Per-shard SQL for a route: the same text everywhere unless the statement is split. */
@@ -61,7 +78,9 @@ export function buildShardsPlan(
     const s = sqlFor === null ? { sql: info.sql, paramMap: null } : sqlFor(i);
     return { shard: space.names[i] as ShardStatement['shard'], sql: s.sql, paramMap: s.paramMap };
   });
-  return { kind: 'shards', route, command: info.command, writes: info.writes, ddl: info.ddl, tables: info.tables, statements, merge };
+  const plan: ShardsPlan = { kind: 'shards', route, command: info.command, writes: info.writes, ddl: info.ddl, tables: info.tables, statements, merge };
+  if (info.transactional === false) return { ...plan, transactional: false, ...(info.notPreparable !== undefined ? { notPreparable: info.notPreparable } : {}) };
+  return info.notPreparable === undefined ? plan : { ...plan, notPreparable: info.notPreparable };
 }
 
 export function refusePlan(error: PgError): Plan {

@@ -4,6 +4,9 @@ import { PgCluster } from '../../harness/cluster.js';
 import { mergeStreams, mergedFields } from '../../../src/engine/merge/merge-streams.js';
 import type { FieldDescription, RawRow } from '../../../src/protocol/fields.js';
 import type { MergeSpec, SortKey, AggregateSpec } from '../../../src/planner/plan.js';
+import { shardName, tableName } from '../../../src/config/names.js';
+import type { ShardGateConfig } from '../../../src/config/types.js';
+import { initParser, Planner } from '../../../src/planner/planner.js';
 
 /**
  * The merge against PostgreSQL itself: a table is split into four "shards"
@@ -185,6 +188,49 @@ const cases: Case[] = [
   },
 ];
 
+/**
+ * Select lists with `*`, planned by the planner itself: its shard statement
+ * runs unchanged in schemas s0..s3 (each holding that shard's `t` and `p`,
+ * `cat` being a broadcast table in public), with the merge spec it produced.
+ */
+interface PlannedCase {
+  readonly name: string;
+  readonly query: string;
+  readonly params?: readonly string[];
+  readonly unordered?: boolean;
+}
+
+const plannedCases: PlannedCase[] = [
+  { name: 'SELECT * ORDER BY a column of the *', query: 'SELECT * FROM t ORDER BY id' },
+  { name: 'SELECT * ORDER BY DESC with LIMIT and OFFSET', query: 'SELECT * FROM t ORDER BY v DESC, id LIMIT 10 OFFSET 5' },
+  { name: 'SELECT * ORDER BY NULLS LAST with LIMIT and OFFSET parameters', query: 'SELECT * FROM t ORDER BY n DESC NULLS LAST, id LIMIT $1 OFFSET $2', params: ['7', '3'] },
+  { name: 'SELECT * ORDER BY an expression not selected', query: 'SELECT * FROM t ORDER BY v % 7, g DESC, id' },
+  { name: 'SELECT * with LIMIT only', query: 'SELECT * FROM t WHERE id <= 12 LIMIT 50', unordered: true },
+  { name: 'qualified * joined to a broadcast table, ORDER BY both', query: 'SELECT t.*, c.label FROM t JOIN cat AS c ON c.k = t.k ORDER BY c.label DESC, t.id LIMIT 40' },
+  { name: 'select items after * ordered by name and position', query: 'SELECT t.*, v % 5 AS m, g AS gg FROM t ORDER BY m, gg NULLS FIRST, 1' },
+  { name: 'select item before * ordered by it', query: 'SELECT -id AS neg, * FROM t ORDER BY neg LIMIT 25' },
+  { name: 'SELECT DISTINCT *', query: 'SELECT DISTINCT * FROM p', unordered: true },
+  { name: 'SELECT DISTINCT * ORDER BY columns of the *', query: 'SELECT DISTINCT * FROM p ORDER BY g DESC, k' },
+];
+
+const plannerConfig: ShardGateConfig = {
+  listen: { host: '127.0.0.1', port: 6432 },
+  admin: null,
+  adminToken: null,
+  database: 'app',
+  auth: { users: [], trust: true },
+  coordinatorId: 'gw1',
+  shards: Array.from({ length: SHARDS }, (_, i) => ({ kind: 'postgres' as const, name: shardName(`s${i}`), url: `postgres://127.0.0.1:${55432 + i}/app` })),
+  defaultShard: shardName('s0'),
+  pool: { maxPerShard: 4, acquireTimeoutMs: 1000, maxClients: 100 },
+  transactions: { prepareTimeoutMs: 5000, recoveryIntervalMs: 5000 },
+  tables: new Map([
+    [tableName('t'), { kind: 'hash', key: 'id' }],
+    [tableName('p'), { kind: 'hash', key: 'k' }],
+    [tableName('cat'), { kind: 'broadcast' }],
+  ]),
+};
+
 type Format = 'text' | 'binary';
 
 interface Result {
@@ -255,6 +301,15 @@ describe('merge compared with one PostgreSQL server', () => {
              id % 40 AS k
       FROM generate_series(1, 3000) AS id`);
     for (let s = 0; s < SHARDS; s++) await client.query(`CREATE TABLE t${s} AS SELECT * FROM t WHERE id % ${SHARDS} = ${s}`);
+    // p: many duplicate rows, spread over the shards so that DISTINCT has to combine them.
+    await client.query('CREATE TABLE p AS SELECT k % 9 AS k, g FROM t');
+    await client.query(`CREATE TABLE cat AS SELECT k, CASE WHEN k % 6 = 0 THEN NULL ELSE 'label ' || (k * 7) % 13 END AS label FROM generate_series(0, 39) AS k`);
+    for (let s = 0; s < SHARDS; s++) {
+      await client.query(`CREATE SCHEMA s${s}`);
+      await client.query(`CREATE TABLE s${s}.t AS SELECT * FROM t${s}`);
+      await client.query(`CREATE TABLE s${s}.p AS SELECT k % 9 AS k, g FROM t${s}`);
+    }
+    await initParser();
   });
 
   afterAll(async () => {
@@ -275,6 +330,39 @@ describe('merge compared with one PostgreSQL server', () => {
         for await (const batch of mergeStreams(parts.map((p) => batches(p.rows, 7)), fields, c.spec, params, { batchSize: 5 })) merged.push(...batch);
 
         expect(mergedFields(fields, c.spec).map((f) => f.typeOid)).toEqual(control.fields.map((f) => f.typeOid));
+        const actual = show(merged, format);
+        const expected = show(control.rows, format);
+        if (c.unordered) {
+          actual.sort();
+          expected.sort();
+        }
+        expect(actual).toEqual(expected);
+        expect(expected.length).toBeGreaterThan(0);
+      });
+    }
+
+    for (const c of plannedCases) {
+      it(`planned: ${c.name} (${format})`, async () => {
+        const params = c.params ?? [];
+        const plan = new Planner(plannerConfig).plan(c.query, params, { hintShard: null });
+        if (plan.kind !== 'shards' || plan.merge === null) throw new Error(`expected a merged plan, got ${JSON.stringify(plan)}`);
+        expect(plan.statements).toHaveLength(SHARDS);
+        const control = await run(client, c.query, params, format);
+        const parts: Result[] = [];
+        try {
+          for (const [s, statement] of plan.statements.entries()) {
+            await client.query(`SET search_path TO s${s}, public`);
+            const shardParams = statement.paramMap === null ? params : statement.paramMap.map((i) => params[i]!);
+            parts.push(await run(client, statement.sql, shardParams, format));
+          }
+        } finally {
+          await client.query('RESET search_path');
+        }
+        const fields = parts[0]!.fields;
+        const merged: RawRow[] = [];
+        for await (const batch of mergeStreams(parts.map((p) => batches(p.rows, 7)), fields, plan.merge, params, { batchSize: 5 })) merged.push(...batch);
+
+        expect(mergedFields(fields, plan.merge).map((f) => [f.name, f.typeOid])).toEqual(control.fields.map((f) => [f.name, f.typeOid]));
         const actual = show(merged, format);
         const expected = show(control.rows, format);
         if (c.unordered) {

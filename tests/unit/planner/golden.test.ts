@@ -20,6 +20,8 @@ interface GoldenCase {
   readonly params?: readonly (string | null)[];
   readonly config?: string;
   readonly hintShard?: string;
+  /** Column order of tables as the catalog would give it (RouteContext.columnsOf); absent: unknown. */
+  readonly tableColumns?: Readonly<Record<string, readonly string[]>>;
   /** Indexes of parameters whose text value is unknown (binary of an unknown type): passed as undefined. */
   readonly unknownParams?: readonly number[];
   readonly plan: unknown;
@@ -56,7 +58,11 @@ describe('golden plans', () => {
         planner = new Planner(config);
         planners.set(name, planner);
       }
-      const ctx = { hintShard: c.hintShard === undefined ? null : shardName(c.hintShard) };
+      const columns = c.tableColumns;
+      const ctx = {
+        hintShard: c.hintShard === undefined ? null : shardName(c.hintShard),
+        ...(columns === undefined ? {} : { columnsOf: (table: string) => columns[table] }),
+      };
       const params: (string | null | undefined)[] = [...(c.params ?? [])];
       for (const i of c.unknownParams ?? []) params[i] = undefined;
       const actual = serializePlan(planner.plan(c.query, params, ctx));

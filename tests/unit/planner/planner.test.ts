@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { shardName } from '../../../src/config/names.js';
+import { shardName, tableName } from '../../../src/config/names.js';
 import { PgError } from '../../../src/errors/pg-error.js';
 import { combineTags } from '../../../src/planner/command-tag.js';
 import { initParser, Planner } from '../../../src/planner/planner.js';
@@ -100,5 +100,44 @@ describe('combineTags', () => {
     [[], ''],
   ])('%j → %j', (tags, out) => {
     expect(combineTags(tags)).toBe(out);
+  });
+});
+
+describe('shardForKey', () => {
+  const p = (): Planner => new Planner(configs.main!);
+  const singleShard = (planner: Planner, sql: string): string => {
+    const plan = planner.plan(sql, [], noHint);
+    if (plan.kind !== 'shards' || plan.statements.length !== 1) throw new Error(`expected one shard for ${sql}`);
+    return plan.statements[0]!.shard;
+  };
+
+  it('places a key where an INSERT of it goes, for hash, mod and range rules', () => {
+    const planner = p();
+    for (const key of ['0', '7', '42', '-3', '1000000007']) {
+      expect(planner.shardForKey(tableName('accounts'), key)).toBe(singleShard(planner, `INSERT INTO accounts (id) VALUES (${key})`));
+      expect(planner.shardForKey(tableName('orders'), key)).toBe(singleShard(planner, `INSERT INTO orders (user_id) VALUES (${key})`));
+    }
+    for (const day of ['2025-06-01', '2026-03-04', '2031-01-01']) {
+      expect(planner.shardForKey(tableName('events'), day)).toBe(singleShard(planner, `INSERT INTO events (created_at) VALUES ('${day}')`));
+    }
+  });
+
+  it('answers the default shard for broadcast and unlisted tables', () => {
+    expect(p().shardForKey(tableName('countries'), 'fr')).toBe('s0');
+    expect(p().shardForKey(tableName('not_listed'), null)).toBe('s0');
+  });
+
+  it('throws 22023 for a NULL key, a non-integer under mod, and a value no range covers', () => {
+    const code = (fn: () => unknown): string | undefined => {
+      try {
+        fn();
+      } catch (e) {
+        return e instanceof PgError ? e.code : 'not a PgError';
+      }
+      return undefined;
+    };
+    expect(code(() => p().shardForKey(tableName('accounts'), null))).toBe('22023');
+    expect(code(() => p().shardForKey(tableName('orders'), '1.5'))).toBe('22023');
+    expect(code(() => new Planner(configs.ranges!).shardForKey(tableName('readings'), '500'))).toBe('22023');
   });
 });
