@@ -1,42 +1,21 @@
-import { spawn, execFile } from 'node:child_process';
-import { mkdtemp, rm, chown, readFile, writeFile } from 'node:fs/promises';
-import { existsSync, readdirSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { asPostgresUser, freePort, handToPostgresUser, pgBinDir } from '../../src/bench/pg-cluster.js';
 
 const run = promisify(execFile);
 
-/** Folder with PostgreSQL's server programs (initdb, pg_ctl, postgres), newest installed version. */
-export function pgBinDir(): string {
-  const root = '/usr/lib/postgresql';
-  if (process.env.PG_BIN) return process.env.PG_BIN;
-  if (!existsSync(root)) throw new Error('PostgreSQL server programs not found: install postgresql (Debian) or set PG_BIN');
-  const versions = readdirSync(root).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
-  if (versions.length === 0) throw new Error(`no PostgreSQL version under ${root}`);
-  return join(root, versions[0]!, 'bin');
-}
-
-/** A free TCP port on loopback. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
-const asRoot = process.getuid?.() === 0;
+// The process primitives are the benchmark's own (src/bench/pg-cluster.ts): one
+// implementation of finding PostgreSQL, picking ports and running as postgres.
+export { freePort, pgBinDir, runCommand } from '../../src/bench/pg-cluster.js';
 
 /** Runs a PostgreSQL program, as the postgres user when we are root (the server refuses to run as root). */
 async function pgRun(program: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
-  const bin = join(pgBinDir(), program);
-  return asRoot ? run('runuser', ['-u', 'postgres', '--', bin, ...args]) : run(bin, args);
+  const [cmd, argv] = asPostgresUser(join(pgBinDir(), program), args);
+  return run(cmd, argv);
 }
 
 export interface ClusterOptions {
@@ -65,11 +44,7 @@ export class PgCluster {
 
   static async create(opts: ClusterOptions = {}): Promise<PgCluster> {
     const root = await mkdtemp(join(tmpdir(), 'shardgate-pg-'));
-    if (asRoot) {
-      const { stdout } = await run('id', ['-u', 'postgres']);
-      const { stdout: gid } = await run('id', ['-g', 'postgres']);
-      await chown(root, Number(stdout.trim()), Number(gid.trim()));
-    }
+    await handToPostgresUser(root);
     const port = await freePort();
     const cluster = new PgCluster(root, port);
     await pgRun('initdb', ['-D', cluster.dataDir, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8', '--locale=C']);
@@ -170,22 +145,4 @@ export class PgCluster {
 /** Starts `n` clusters in parallel, each with the given databases. */
 export async function startClusters(n: number, opts: ClusterOptions = {}): Promise<PgCluster[]> {
   return Promise.all(Array.from({ length: n }, () => PgCluster.create(opts)));
-}
-
-/** Spawns a command and resolves with its exit code and output (for psql, pgbench, java, python). */
-export async function runCommand(cmd: string, args: readonly string[], opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(opts.input ?? '');
-  });
 }
