@@ -39,6 +39,10 @@ export interface ShardHealth {
   /** Why it is unhealthy (SQLSTATE and message), null when healthy. */
   readonly error: string | null;
   readonly pool: { readonly inUse: number; readonly idle: number; readonly waiting: number } | null;
+  /** server_version, when the check reached the shard. */
+  readonly serverVersion?: string | null;
+  /** max_prepared_transactions (0 means two-phase commit cannot work there), when the check reached the shard. */
+  readonly maxPreparedTransactions?: number | null;
 }
 
 /** Result of resolving one in-doubt transaction. */

@@ -344,10 +344,11 @@ export class BackendConnection implements PoolMember {
 
   /** Sends Parse (unless cached), Bind, Describe portal and Execute, and Sync (networked) or Flush (embedded). */
   #startExchange(q: ShardQuery, maxRows: number): Exchange {
-    const key = StatementCache.key(q.sql, q.paramTypes);
+    // An uncached statement (unique text, such as one tagged with a transaction id) goes as the unnamed statement and evicts nothing.
+    const key = q.cache === false ? '' : StatementCache.key(q.sql, q.paramTypes);
     const out: FrontendMessage[] = [];
-    let name = this.#cache.get(key);
-    let parsing = false;
+    let name = key === '' ? '' : this.#cache.get(key);
+    let parsing = key === '';
     if (name === undefined) {
       const added = this.#cache.add(key);
       this.#closeNext.push(...added.evicted);

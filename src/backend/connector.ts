@@ -15,6 +15,10 @@ export interface BackendConnector extends ShardConnector {
   serverVersion(shard: ShardName): string;
   /** Pool figures of one shard. */
   pool(shard: ShardName): ShardPool<BackendConnection>;
+  /** Sets `pool.maxPerShard` of every networked shard (embedded shards keep their one connection); no connection in use is dropped. */
+  resizePools(maxPerShard: number): void;
+  /** True for an embedded shard: one session, held exclusively from acquire to release (TxConnectionSource.exclusive). */
+  exclusive(shard: ShardName): boolean;
 }
 
 export type ConnectorOptions = ConnectOptions;
@@ -71,6 +75,10 @@ export async function createConnector(config: ShardGateConfig, opts: ConnectorOp
     },
     serverVersion: (shard) => versions.get(shard) ?? '',
     pool: poolOf,
+    exclusive: (shard) => config.shards.find((s) => s.name === shard)?.kind === 'embedded',
+    resizePools(maxPerShard: number): void {
+      for (const spec of config.shards) if (spec.kind !== 'embedded') pools.get(spec.name)!.resize(maxPerShard);
+    },
     async close(): Promise<void> {
       await Promise.all([...pools.values()].map((p) => p.close()));
     },

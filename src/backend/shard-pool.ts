@@ -51,7 +51,7 @@ interface Waiter<C> {
  */
 export class ShardPool<C extends PoolMember> {
   readonly shard: ShardName;
-  readonly #max: number;
+  #max: number;
   readonly #create: () => Promise<C>;
   readonly #idle: C[] = [];
   readonly #checkedOut = new Set<C>();
@@ -69,6 +69,17 @@ export class ShardPool<C extends PoolMember> {
 
   get max(): number {
     return this.#max;
+  }
+
+  /**
+   * Changes the bound without dropping a connection in use: a larger one
+   * serves waiters at once; a smaller one closes idle connections above it
+   * now and lets the others go as they are released.
+   */
+  resize(max: number): void {
+    this.#max = Math.max(1, max);
+    while (this.#total > this.#max && this.#idle.length > 0) this.#destroy(this.#idle.pop()!);
+    while (this.#waiters.length > 0 && this.#total < this.#max) this.#dispatch();
   }
 
   /** Hands out an idle connection, opening one if below `max`, else waits up to `timeoutMs`. */
@@ -166,6 +177,11 @@ export class ShardPool<C extends PoolMember> {
   }
 
   #giveBack(conn: C): void {
+    if (this.#total > this.#max) {
+      // Above a bound lowered by resize(): this connection goes.
+      this.#destroyThenDispatch(conn);
+      return;
+    }
     const waiter = this.#waiters.shift();
     if (waiter === undefined) {
       this.#idle.push(conn);

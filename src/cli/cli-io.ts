@@ -13,6 +13,8 @@ export interface CliIo {
   readonly env: Readonly<Record<string, string | undefined>>;
   /** Resolves with the signal's name at the first SIGINT or SIGTERM. */
   onShutdownSignal(): Promise<string>;
+  /** Calls `handler` at every SIGHUP (configuration reload) until the returned function is called. */
+  onReloadSignal?(handler: () => void): () => void;
 }
 
 /** The io of a real process: stdout, stderr, process.env, real signals. */
@@ -31,6 +33,11 @@ export function processIo(): CliIo {
         process.on('SIGINT', on);
         process.on('SIGTERM', on);
       }),
+    onReloadSignal: (handler) => {
+      const on = (): void => handler();
+      process.on('SIGHUP', on);
+      return () => void process.off('SIGHUP', on);
+    },
   };
 }
 

@@ -51,7 +51,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
     .option(configOption, configHelp)
     .option('-l, --listen <host:port>', 'address for PostgreSQL clients (overrides listen)')
     .action(async (flags: ConfigFlags) => {
-      code = await withConfigErrors(io, () => serve(load(flags, io), io));
+      code = await withConfigErrors(io, () => serve(load(flags, io), io, { reloadConfig: () => load(flags, io) }));
     });
 
   program

@@ -36,6 +36,8 @@ function checkServable(config: ShardGateConfig): void {
 export interface ServeOptions {
   /** Print a psql command and a few statements to try once listening. */
   readonly demo?: boolean;
+  /** Reads and validates the configuration again (SIGHUP, POST /api/reload); absent: reload is refused. */
+  readonly reloadConfig?: () => ShardGateConfig;
 }
 
 /**
@@ -64,6 +66,10 @@ export async function serve(config: ShardGateConfig, io: CliIo, opts: ServeOptio
   const { createConnector } = await import('../backend/connector.js');
   const { Engine } = await import('../engine/engine.js');
   const { ProxyServer } = await import('../server/proxy-server.js');
+  const { AdminServer } = await import('../admin/admin-server.js');
+  const { Metrics } = await import('../observe/metrics.js');
+  const { EngineAdminSource } = await import('./admin-source.js');
+  const { reloadEngineConfig } = await import('./config-reload.js');
 
   const closers: (() => Promise<void>)[] = [];
   const closeAll = async (): Promise<void> => {
@@ -85,7 +91,16 @@ export async function serve(config: ShardGateConfig, io: CliIo, opts: ServeOptio
       log.info({ shard: shard.name, serverVersion: connector.serverVersion(shard.name) }, 'shard connected');
     }
     const engineLog = root.child({ component: 'engine' });
-    const engine = await Engine.open(config, { connector, log: (level, msg, fields) => engineLog[level](fields, msg) });
+    // SHARDGATE_METRICS=off turns metrics and tracing off (to measure what they cost); SHARDGATE_TRACING=off only tracing.
+    const observing = io.env.SHARDGATE_METRICS !== 'off';
+    const metrics = observing ? new Metrics({ shards: config.shards.map((s) => s.name) }) : Metrics.disabled();
+    const engine = await Engine.open(config, {
+      connector,
+      log: (level, msg, fields) => engineLog[level](fields, msg),
+      metrics,
+      tracing: observing && io.env.SHARDGATE_TRACING !== 'off',
+      tagTransactions: true,
+    });
     // The engine owns the connector from here on and closes it with itself.
     closers.length = 0;
     closers.push(() => engine.close());
@@ -93,6 +108,43 @@ export async function serve(config: ShardGateConfig, io: CliIo, opts: ServeOptio
     closers.push(() => server.close());
     const addr = await server.listen();
     log.info({ listen: formatAddress(addr) }, 'listening');
+
+    const reloadLog = root.child({ component: 'reload' });
+    let reloading: Promise<{ ok: boolean; reason?: string }> | null = null;
+    const reload = (): Promise<{ ok: boolean; reason?: string }> => {
+      // One reload at a time; a second request while one runs gets the same answer.
+      reloading ??= (async () => {
+        try {
+          if (opts.reloadConfig === undefined) return { ok: false, reason: 'this instance was started without a configuration file to re-read' };
+          let next: ShardGateConfig;
+          try {
+            next = opts.reloadConfig();
+          } catch (err) {
+            const reason = err instanceof ConfigError ? err.issues.map((i) => `${i.path}: ${i.message}`).join('; ') : String(err);
+            return { ok: false, reason: `invalid configuration: ${reason}` };
+          }
+          return await reloadEngineConfig(engine, next);
+        } catch (err) {
+          return { ok: false, reason: String(err) };
+        }
+      })().then((result) => {
+        reloading = null;
+        if (result.ok) reloadLog.info(result, 'configuration reloaded');
+        else reloadLog.warn(result, 'configuration reload refused');
+        return result;
+      });
+      return reloading;
+    };
+    const stopReloads = io.onReloadSignal?.(() => void reload());
+    if (stopReloads !== undefined) closers.push(async () => stopReloads());
+
+    const adminLog = root.child({ component: 'admin' });
+    const admin = AdminServer.fromConfig(config, new EngineAdminSource(engine, reload, adminLog), observing ? metrics : null, adminLog);
+    if (admin !== null) {
+      closers.push(() => admin.close());
+      const at = await admin.listen();
+      log.info({ admin: formatAddress(at) }, 'admin HTTP listening');
+    }
     io.out(listeningLine(addr, config));
     if (opts.demo) {
       io.out(`try:  ${psqlCommand(addr, config)}`);

@@ -183,6 +183,7 @@ export function parseConfig(raw: unknown, opts: ParseOptions = {}): ShardGateCon
     defaultShard,
     pool: { ...cfg.pool },
     transactions: { ...cfg.transactions },
+    slowStatementMs: cfg.slowStatementMs ?? null,
     tables,
   };
 }

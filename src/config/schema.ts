@@ -69,6 +69,8 @@ export const configSchema = z
       })
       .default({ prepareTimeoutMs: 5000, recoveryIntervalMs: 5000 }),
     tables: z.record(z.string(), tableRuleSchema).default({}),
+    /** Log statements that take at least this many milliseconds (0 logs every statement); absent: off. */
+    slowStatementMs: z.number().int().min(0).optional(),
   });
 
 export type RawConfig = z.input<typeof configSchema>;

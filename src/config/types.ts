@@ -33,4 +33,6 @@ export interface ShardGateConfig {
   readonly pool: { readonly maxPerShard: number; readonly acquireTimeoutMs: number; readonly maxClients: number };
   readonly transactions: { readonly prepareTimeoutMs: number; readonly recoveryIntervalMs: number };
   readonly tables: ReadonlyMap<TableName, TableRule>;
+  /** Statements taking at least this many milliseconds are logged (duration, shards, gid, SQL truncated); null or absent: off. */
+  readonly slowStatementMs?: number | null;
 }

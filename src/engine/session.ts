@@ -1,17 +1,20 @@
-import type { ShardName } from '../config/names.js';
+import type { ShardName, TableName } from '../config/names.js';
 import { sgError } from '../errors/index.js';
-import type { CopyFromPlan, CopyToPlan, Plan, SetPlan, ShardsPlan, ShowPlan, TransactionPlan } from '../planner/plan.js';
+import type { CopyFromPlan, CopyToPlan, InsertSelectPlan, Plan, SetPlan, ShardsPlan, ShowPlan, TransactionPlan } from '../planner/plan.js';
+import type { RouteContext } from '../planner/planner.js';
 import type { FieldDescription, TxStatus } from '../protocol/fields.js';
 import { asPgError, breaksConnection } from './combine-errors.js';
-import { copyFromEvents, shardForKey } from './copy-from.js';
+import { copyFromEvents } from './copy-from.js';
 import { copyOutAll } from './copy-out.js';
 import type { EngineContext } from './engine-context.js';
+import { insertSelectEvents } from './insert-select.js';
 import { routingParams } from './param-text.js';
 import { runShardsPlan } from './run-shards.js';
 import type { ClientStatement, EngineSession, ExecEvent } from './session-api.js';
 import { parseStartup, REPORTED_SETTINGS, settingIdent, type StartupSettings } from './session-settings.js';
 import { parseHint, SettingsState, shardgateSetting, type SettingsTarget } from './settings-state.js';
 import type { ShardCursor, StatementDescription } from './shard-cursor.js';
+import { readTableColumns } from './table-columns.js';
 import { TxScope, type SessionSnapshot } from './tx-scope.js';
 
 /** Who a session belongs to, from the client's startup message. */
@@ -22,8 +25,20 @@ export interface SessionInfo {
   readonly parameters?: Readonly<Record<string, string>>;
 }
 
-/** Commands PostgreSQL refuses inside a transaction block: never wrapped in an implicit global transaction. */
-const NON_TRANSACTIONAL = new Set(['VACUUM', 'CREATE DATABASE', 'DROP DATABASE', 'CREATE TABLESPACE', 'DROP TABLESPACE', 'ALTER SYSTEM', 'REINDEX', 'CLUSTER']);
+/**
+ * How a statement uses connections (see #withConnections): its command tag
+ * word; whether it writes; the shards it runs on (null: known only while it
+ * runs); whether it needs a transaction ('auto': only to make a write to
+ * several shards atomic; 'always'; 'never': PostgreSQL refuses it inside a
+ * transaction block); what it does that PREPARE cannot follow, if anything.
+ */
+interface ConnectionUse {
+  readonly command: string;
+  readonly writes: boolean;
+  readonly shards: readonly ShardName[] | null;
+  readonly transaction: 'auto' | 'always' | 'never';
+  readonly notPreparable?: string | undefined;
+}
 
 const warning = (code: string, message: string): ExecEvent => ({ kind: 'notice', fields: { severity: 'WARNING', code, message } });
 
@@ -49,6 +64,7 @@ export class Session implements EngineSession {
   #implicitBlock = false;
   readonly #running = new Set<ShardCursor>();
   readonly #columnCounts = new Map<string, number>();
+  #cursors = 0;
   #closed = false;
 
   constructor(ctx: EngineContext, info: SessionInfo) {
@@ -62,6 +78,11 @@ export class Session implements EngineSession {
     const scope = this.#scope;
     if (scope === null || !scope.explicit) return 'I';
     return scope.failed ? 'E' : 'T';
+  }
+
+  /** The global transaction in progress (explicit or implicit), or null; read by the admin API and logs. */
+  get transaction(): TxScope['tx'] | null {
+    return this.#scope?.tx ?? null;
   }
 
   /** The shard hint in force (SET LOCAL inside the transaction wins over SET). */
@@ -107,7 +128,7 @@ export class Session implements EngineSession {
   async *execute(stmt: ClientStatement): AsyncGenerator<ExecEvent, void, undefined> {
     if (this.#closed) throw sgError('internal', { reason: 'execute() on a closed session' });
     const params = routingParams(stmt);
-    const plan = this.#plan(stmt.sql, params);
+    let plan = this.#plan(stmt.sql, params);
     const scope = this.#scope;
     const allowedWhenFailed =
       (plan.kind === 'transaction' && (plan.op === 'commit' || plan.op === 'rollback' || plan.op === 'rollbackTo')) || (plan.kind === 'empty' && plan.command === null);
@@ -115,6 +136,11 @@ export class Session implements EngineSession {
       throw sgError('inFailedTransaction');
     }
     try {
+      if (plan.kind === 'refuse' && plan.needsColumns !== undefined) {
+        // An INSERT without a column list: learn the table's column order and plan again.
+        await this.#loadColumns(plan.needsColumns);
+        plan = this.#plan(stmt.sql, params);
+      }
       switch (plan.kind) {
         case 'refuse':
           throw plan.error;
@@ -139,6 +165,9 @@ export class Session implements EngineSession {
         case 'copyTo':
           yield* this.#copyTo(plan);
           return;
+        case 'insertSelect':
+          yield* this.#insertSelect(plan, stmt, params);
+          return;
       }
     } catch (err) {
       const error = asPgError(err);
@@ -151,10 +180,49 @@ export class Session implements EngineSession {
 
   #plan(sql: string, params: readonly (string | null | undefined)[]): Plan {
     try {
-      return this.#ctx.planner.plan(sql, params, { hintShard: this.hint });
+      return this.#ctx.planner.plan(sql, params, this.#routeContext());
     } catch (err) {
       return { kind: 'refuse', error: asPgError(err) };
     }
+  }
+
+  #routeContext(): RouteContext {
+    const scope = this.#scope;
+    return {
+      hintShard: this.hint,
+      columnsOf: (table) => scope?.columns.get(table) ?? (scope?.ddlTables.has(table) ? undefined : this.#ctx.tableColumns.get(table)),
+    };
+  }
+
+  /**
+   * Reads a table's column order on the default shard (a sharded table exists
+   * on every shard). Inside a transaction it is read on the transaction's own
+   * connection, which sees DDL the transaction made, and kept for that
+   * transaction only; outside, it is kept for the engine.
+   */
+  async #loadColumns(table: TableName): Promise<void> {
+    let scope = this.#scope;
+    if (scope === null && this.#implicitBlock) scope = this.#begin(false);
+    const shard = this.#ctx.config.defaultShard;
+    if (scope !== null) {
+      scope.columns.set(table, await readTableColumns(await this.#participant(scope, shard), table));
+      return;
+    }
+    const taken: ShardCursor[] = [];
+    let error: unknown;
+    try {
+      this.#ctx.tableColumns.set(table, await readTableColumns(await this.#acquireDirect(shard, taken), table));
+    } catch (err) {
+      error = err ?? new Error('unknown error');
+      throw err;
+    } finally {
+      this.#releaseAll(taken, error);
+    }
+  }
+
+  /** Forgets cached column orders of tables whose DDL ran (now, or in a transaction that just ended). */
+  #forgetColumns(tables: Iterable<TableName>): void {
+    this.#ctx.tableColumns.forget(tables);
   }
 
   async *#empty(command: string | null): AsyncGenerator<ExecEvent, void, undefined> {
@@ -330,11 +398,15 @@ export class Session implements EngineSession {
     } catch (err) {
       for (const ev of this.#restore(scope.atStart)) void ev;
       throw err;
+    } finally {
+      // Another session may have cached a column order while this transaction's DDL was uncommitted.
+      this.#forgetColumns(scope.ddlTables);
     }
   }
 
   async #rollback(scope: TxScope): Promise<'ROLLBACK'> {
     this.#scope = null;
+    this.#forgetColumns(scope.ddlTables);
     await scope.tx.rollback();
     return 'ROLLBACK';
   }
@@ -378,30 +450,43 @@ export class Session implements EngineSession {
 
   /**
    * Runs a statement's work (`body`) with the connections it should use:
+   * - a statement PostgreSQL refuses in a transaction block
+   *   (`transaction: 'never'`): 25001 inside one; otherwise connections taken
+   *   for it alone on each shard, without BEGIN (not atomic across shards);
    * - inside a transaction (or a multi-statement query's implicit one): the
-   *   transaction's participants, written shards marked as such;
-   * - outside, writing two or more shards: a global transaction of its own,
-   *   committed before the command tag is sent, so the write is atomic;
+   *   transaction's participants, written shards marked as such; a write that
+   *   would make a branch that cannot PREPARE one of several written shards
+   *   fails first with 0A000;
+   * - outside, writing two or more shards (or `transaction: 'always'`): a
+   *   global transaction of its own, committed before the command tag is
+   *   sent, so the write is atomic;
    * - otherwise: connections taken for this statement only (no BEGIN),
    *   released as soon as it completes.
    * `connection(shard, write)` returns one connection per shard however often it is called.
    */
   async *#withConnections(
-    use: { readonly writes: boolean; readonly shards: number; readonly command: string },
+    use: ConnectionUse,
     body: (connection: (shard: ShardName, write?: boolean) => Promise<ShardCursor>) => AsyncIterable<ExecEvent>,
   ): AsyncGenerator<ExecEvent, void, undefined> {
     let scope = this.#scope;
+    if (use.transaction === 'never' && (scope !== null || this.#implicitBlock)) throw sgError('cannotRunInTransaction', { command: use.command });
     if (scope === null && this.#implicitBlock) scope = this.#begin(false);
     if (scope !== null) {
       const inTx = scope;
+      if (use.notPreparable !== undefined) this.#noteNotPreparable(inTx, use);
       yield* body(async (shard, write = use.writes) => {
+        if (write) {
+          const bad = inTx.unpreparableWrite([shard]);
+          if (bad !== null) throw sgError('notPreparableAcrossShards', { what: bad.what, shards: bad.shards.join(', ') });
+        }
         const conn = await this.#participant(inTx, shard);
         if (write) inTx.tx.markWritten(shard);
         return conn;
       });
       return;
     }
-    if (use.writes && use.shards >= 2 && !NON_TRANSACTIONAL.has(use.command)) {
+    const several = use.shards === null || new Set(use.shards).size >= 2;
+    if (use.transaction === 'always' || (use.transaction === 'auto' && use.writes && several)) {
       yield* this.#atomically((tx) =>
         body(async (shard, write = use.writes) => {
           const conn = await tx.participant(shard);
@@ -432,6 +517,19 @@ export class Session implements EngineSession {
   }
 
   /**
+   * Records that the statement's shards can no longer PREPARE, refusing it
+   * (0A000, before it runs) when one of them is, or would become by this
+   * statement, one of two or more written shards.
+   */
+  #noteNotPreparable(scope: TxScope, use: ConnectionUse): void {
+    const shards = use.shards ?? [];
+    const added = new Map(shards.map((s) => [s, use.notPreparable ?? '']));
+    const bad = scope.unpreparableWrite(use.writes ? shards : [], added);
+    if (bad !== null) throw sgError('notPreparableAcrossShards', { what: bad.what, shards: bad.shards.join(', ') });
+    for (const [shard, what] of added) if (!scope.notPreparable.has(shard)) scope.notPreparable.set(shard, what);
+  }
+
+  /**
    * Runs one autocommit statement in its own global transaction: its events
    * pass through, except the command tag, which is sent only once the
    * transaction committed. Anything else (an error, the consumer stopping
@@ -455,22 +553,49 @@ export class Session implements EngineSession {
     }
   }
 
-  #shards(plan: ShardsPlan, stmt: ClientStatement, params: readonly (string | null | undefined)[]): AsyncIterable<ExecEvent> {
-    const shards = new Set(plan.statements.map((s) => s.shard)).size;
-    return this.#withConnections({ writes: plan.writes, shards, command: plan.command }, (connection) =>
-      runShardsPlan(plan, stmt, params, { connection, running: this.#running, columnCounts: this.#columnCounts }),
-    );
+  async *#shards(plan: ShardsPlan, stmt: ClientStatement, params: readonly (string | null | undefined)[]): AsyncGenerator<ExecEvent, void, undefined> {
+    const use: ConnectionUse = {
+      writes: plan.writes,
+      shards: plan.statements.map((s) => s.shard),
+      command: plan.command,
+      transaction: plan.transactional === false ? 'never' : 'auto',
+      notPreparable: plan.notPreparable,
+    };
+    try {
+      yield* this.#withConnections(use, (connection) =>
+        runShardsPlan(plan, stmt, params, { connection, running: this.#running, columnCounts: this.#columnCounts }),
+      );
+    } finally {
+      if (plan.ddl && plan.tables.length > 0) {
+        // DDL may change a table's column order: routing of INSERTs without a column list must read it again.
+        this.#forgetColumns(plan.tables);
+        if (this.#scope !== null) for (const t of plan.tables) this.#scope.ddlTables.add(t);
+        for (const t of plan.tables) this.#scope?.columns.delete(t);
+      }
+    }
   }
 
   #copyFrom(plan: CopyFromPlan): AsyncIterable<ExecEvent> {
-    return this.#withConnections({ writes: true, shards: plan.shards.length, command: 'COPY' }, (connection) =>
-      copyFromEvents(plan, this.#ctx.config, (key) => shardForKey(this.#ctx.config, plan.table, key), connection),
+    return this.#withConnections({ writes: true, shards: plan.shards, command: 'COPY', transaction: 'auto' }, (connection) =>
+      copyFromEvents(plan, this.#ctx.config, (key) => this.#ctx.planner.shardForKey(plan.table, key), connection),
     );
   }
 
   #copyTo(plan: CopyToPlan): AsyncIterable<ExecEvent> {
-    return this.#withConnections({ writes: false, shards: plan.statements.length, command: 'COPY' }, (connection) =>
+    return this.#withConnections({ writes: false, shards: plan.statements.map((s) => s.shard), command: 'COPY', transaction: 'auto' }, (connection) =>
       copyOutAll(plan.statements, (s) => connection(s.shard), this.#running),
+    );
+  }
+
+  /** INSERT … SELECT moving rows between shards: always in a transaction, so the rows it reads and writes commit together. */
+  #insertSelect(plan: InsertSelectPlan, stmt: ClientStatement, params: readonly (string | null | undefined)[]): AsyncIterable<ExecEvent> {
+    return this.#withConnections({ writes: true, shards: null, command: 'INSERT', transaction: 'always' }, (connection) =>
+      insertSelectEvents(plan, stmt, params, {
+        connection,
+        running: this.#running,
+        route: (key) => this.#ctx.planner.shardForKey(plan.table, key),
+        cursorName: () => `sg_insert_select_${++this.#cursors}`,
+      }),
     );
   }
 
@@ -492,10 +617,11 @@ export class Session implements EngineSession {
       case 'copyTo':
         return { paramTypes: [], fields: null };
       case 'refuse':
-        // A routing error may depend on parameter values not known yet; anything else is final.
-        if (plan.error.code !== '22023') throw plan.error;
+        // A routing error may depend on parameter values (or a table's column order) not known yet; anything else is final.
+        if (plan.error.code !== '22023' && plan.needsColumns === undefined) throw plan.error;
         break;
       case 'shards':
+      case 'insertSelect':
         break;
     }
     const shard = this.#ctx.planner.describeShard(sql, { hintShard: this.hint });

@@ -16,6 +16,8 @@ export interface ShardQuery {
   readonly resultFormats?: readonly FormatCode[];
   /** Rows per batch; the producer holds at most about this many rows before the consumer takes them. */
   readonly batchSize?: number;
+  /** false: parse as the unnamed statement, never kept in the connection's statement cache (for text used once). Default true. */
+  readonly cache?: boolean;
 }
 
 /** What a shard answers while running one statement, in order. */

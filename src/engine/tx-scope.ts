@@ -1,4 +1,4 @@
-import type { ShardName } from '../config/names.js';
+import type { ShardName, TableName } from '../config/names.js';
 import type { GlobalTransaction } from '../tx/index.js';
 import type { SettingsSnapshot } from './settings-state.js';
 import type { ShardCursor } from './shard-cursor.js';
@@ -32,6 +32,16 @@ export class TxScope {
   localHint: ShardName | null | undefined = undefined;
   /** Connections that joined and got this transaction's SET LOCAL statements. */
   readonly seen = new Set<ShardCursor>();
+  /**
+   * Shards whose branch can no longer PREPARE TRANSACTION, with what was done
+   * there (a temporary object, LISTEN/NOTIFY, a cursor WITH HOLD). Kept after
+   * ROLLBACK TO: PostgreSQL keeps the restriction for the whole transaction.
+   */
+  readonly notPreparable = new Map<ShardName, string>();
+  /** Tables whose DDL ran in this transaction: their cached column order is forgotten again when it ends. */
+  readonly ddlTables = new Set<TableName>();
+  /** Column orders read inside this transaction (they may reflect its own uncommitted DDL). */
+  readonly columns = new Map<TableName, readonly string[]>();
   readonly #savepoints: SavepointMark[] = [];
 
   constructor(tx: GlobalTransaction<ShardCursor>, explicit: boolean, atStart: SessionSnapshot) {
@@ -42,6 +52,21 @@ export class TxScope {
 
   get failed(): boolean {
     return this.tx.state === 'failed';
+  }
+
+  /**
+   * The error to raise (0A000) when writing `adding` too would make a branch
+   * that cannot PREPARE one of two or more written shards, which would fail
+   * at COMMIT; null when the write is fine.
+   */
+  unpreparableWrite(adding: readonly ShardName[], extra?: ReadonlyMap<ShardName, string>): { what: string; shards: ShardName[] } | null {
+    const written = new Set<ShardName>(adding);
+    for (const [shard, p] of this.tx.participants) if (p.wrote) written.add(shard);
+    if (written.size < 2) return null;
+    for (const map of [this.notPreparable, extra ?? new Map<ShardName, string>()]) {
+      for (const [shard, what] of map) if (written.has(shard)) return { what, shards: [...written].sort() };
+    }
+    return null;
   }
 
   savepoint(name: string, session: SessionSnapshot): void {

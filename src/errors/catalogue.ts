@@ -187,6 +187,13 @@ export const catalogue = {
     message: 'this query belongs to a transaction that has already ended; it was not run',
     hint: 'Await every query inside transaction(async tx => …) before the callback returns, or run it outside the transaction.',
   },
+  notPreparableAcrossShards: {
+    sqlstate: '0A000',
+    severity: 'ERROR',
+    message: 'cannot use {what} in a transaction that writes to several shards ({shards})',
+    hint: 'A transaction that writes two or more shards commits with PREPARE TRANSACTION, which PostgreSQL refuses after {what} on that shard. Keep such a transaction on one written shard, or do this outside it.',
+  },
+  undefinedTable: { sqlstate: '42P01', severity: 'ERROR', message: 'relation "{table}" does not exist' },
   internal: {
     sqlstate: 'XX000',
     severity: 'ERROR',

@@ -5,6 +5,8 @@ import type { ShardGateConfig } from '../config/types.js';
 import { Engine, type EngineLog } from '../engine/engine.js';
 import type { EngineSession } from '../engine/session-api.js';
 import { sgError } from '../errors/index.js';
+import { Metrics } from '../observe/metrics.js';
+import { currentTransaction, runInTransaction } from '../observe/tx-context.js';
 import { splitStatements } from '../sql/split-statements.js';
 import { fromResultText, toParamText } from './js-values.js';
 
@@ -32,7 +34,60 @@ export interface Queryable {
 /** Options of `ShardGate.open`. */
 export interface OpenOptions {
   readonly log?: EngineLog;
+  /** Where to report metrics (serve `metrics.text()` yourself); default none. */
+  readonly metrics?: Metrics;
+  /** OpenTelemetry spans (statement → route → shard → 2PC phases), no-op unless the application registers an SDK. Default true. */
+  readonly tracing?: boolean;
 }
+
+/**
+ * The transaction `transaction()` hands to its callback. Statements run one
+ * at a time in call order (concurrent calls queue). After the transaction
+ * (or savepoint) ended, every call fails with 25000 and nothing runs.
+ */
+class LibraryTransaction implements Queryable {
+  readonly #session: EngineSession;
+  #queue: Promise<unknown> = Promise.resolve();
+  #ended = false;
+
+  constructor(session: EngineSession) {
+    this.#session = session;
+  }
+
+  query<R = Record<string, unknown>>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
+    if (this.#ended) return Promise.reject(sgError('transactionEnded'));
+    return this.run(() => runQuery<R>(this.#session, sql, params));
+  }
+
+  /** Runs `work` after every statement queued before it; refuses once ended unless `evenIfEnded` (the final COMMIT). */
+  run<R>(work: () => Promise<R>, evenIfEnded = false): Promise<R> {
+    const next = this.#queue.then(() => {
+      if (this.#ended && !evenIfEnded) throw sgError('transactionEnded');
+      return work();
+    });
+    this.#queue = next.catch(() => undefined);
+    return next;
+  }
+
+  /** A view of the same transaction that ends on its own (a savepoint's scope). */
+  child(): LibraryTransaction {
+    const parentRun = this.run.bind(this);
+    const view = new LibraryTransaction(this.#session);
+    // Statements of a savepoint scope go through the parent's queue, so the order holds across scopes.
+    view.run = <R>(work: () => Promise<R>): Promise<R> =>
+      parentRun(() => {
+        if (view.#ended) throw sgError('transactionEnded');
+        return work();
+      });
+    return view;
+  }
+
+  end(): void {
+    this.#ended = true;
+  }
+}
+
+let savepointCounter = 0;
 
 const LIBRARY_USER = 'shardgate-library';
 
@@ -68,7 +123,15 @@ export class ShardGate implements Queryable {
     const validated = isValidated(config) ? config : loadConfig(config);
     const connector = await createConnector(validated);
     try {
-      return new ShardGate(await Engine.open(validated, { connector, ...(opts.log ? { log: opts.log } : {}) }));
+      return new ShardGate(
+        await Engine.open(validated, {
+          connector,
+          ...(opts.log ? { log: opts.log } : {}),
+          metrics: opts.metrics ?? Metrics.disabled(),
+          tracing: opts.tracing ?? true,
+          tagTransactions: true,
+        }),
+      );
     } catch (err) {
       await connector.close();
       throw err;
@@ -76,12 +139,17 @@ export class ShardGate implements Queryable {
   }
 
   /**
-   * Runs SQL in autocommit mode. With parameters the text must be one
-   * statement; without, several statements separated by semicolons run as
-   * one implicit transaction and the last one's result is returned.
+   * Runs SQL. Inside `transaction()` (in the same async context, however
+   * deep the call) it joins that transaction; work that escaped a transaction
+   * that has ended fails with 25000 instead of running on its own. Otherwise
+   * autocommit: with parameters the text must be one statement; without,
+   * several statements separated by semicolons run as one implicit
+   * transaction and the last one's result is returned.
    */
   async query<T = Record<string, unknown>>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<T>> {
     this.#assertOpen();
+    const tx = currentTransaction<LibraryTransaction>(this);
+    if (tx !== undefined) return tx.query<T>(sql, params);
     const session = this.#session();
     try {
       return await runQuery<T>(session, sql, params);
@@ -94,27 +162,59 @@ export class ShardGate implements Queryable {
    * Runs `fn` in one transaction: COMMIT when it resolves (atomic across
    * shards), ROLLBACK when it throws, and the error is rethrown. If a
    * statement failed inside and `fn` still resolved, nothing is committed and
-   * this rejects with 25P02.
+   * this rejects with 25P02. While `fn` runs, `this.query()` called anywhere
+   * in its async context joins the transaction (transactions of parallel
+   * async tasks never mix). Called inside another transaction it becomes a
+   * savepoint: released when `fn` resolves, rolled back to when it throws.
+   * `tx` (and `this.query()` from work `fn` left behind) fails with 25000 once
+   * the transaction or savepoint ended.
    */
   async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
     this.#assertOpen();
+    const outer = currentTransaction<LibraryTransaction>(this);
+    if (outer !== undefined) return this.#savepoint(outer, fn);
     const session = this.#session();
+    const tx = new LibraryTransaction(session);
     try {
       await runQuery(session, 'BEGIN', []);
       let result: T;
       try {
-        result = await fn({ query: <R>(sql: string, params: readonly unknown[] = []) => runQuery<R>(session, sql, params) });
+        result = await runInTransaction(this, tx, () => fn(tx));
       } catch (err) {
-        if (session.txStatus !== 'I') await runQuery(session, 'ROLLBACK', []);
+        await tx.run(async () => {
+          if (session.txStatus !== 'I') await runQuery(session, 'ROLLBACK', []);
+        });
         throw err;
+      } finally {
+        tx.end();
       }
-      const done = await runQuery(session, 'COMMIT', []);
+      // Statements fn started but did not await finish (or fail) first; their results are not waited for.
+      const done = await tx.run(() => runQuery(session, 'COMMIT', []), true);
       if (done.command === 'ROLLBACK') throw sgError('inFailedTransaction');
       return result;
     } finally {
       await session.close();
     }
   }
+
+  /** A nested transaction(): SAVEPOINT, then RELEASE when `fn` resolves or ROLLBACK TO (and RELEASE) when it throws. */
+  async #savepoint<T>(outer: LibraryTransaction, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    const name = `sg_library_${++savepointCounter}`;
+    await outer.query(`SAVEPOINT ${name}`);
+    const inner = outer.child();
+    try {
+      const result = await runInTransaction(this, inner, () => fn(inner));
+      inner.end();
+      await outer.query(`RELEASE SAVEPOINT ${name}`);
+      return result;
+    } catch (err) {
+      inner.end();
+      await outer.query(`ROLLBACK TO SAVEPOINT ${name}`);
+      await outer.query(`RELEASE SAVEPOINT ${name}`);
+      throw err;
+    }
+  }
+
 
   /** Waits for nothing in flight: closes the transaction manager and every shard connection. */
   async close(): Promise<void> {

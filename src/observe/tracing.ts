@@ -211,3 +211,19 @@ export function withSqlComment(sql: string, fields: Readonly<Record<string, stri
   const tag = sqlcommenterTag(fields);
   return tag === '' ? sql : `${sql}\n${tag}`;
 }
+
+/**
+ * Starts a span that the caller ends (`span.end()`), for work that is not one
+ * function call: a result streamed over many reads, or a synchronous step.
+ * Parent: `opts.parent`, else the active context. Without a registered SDK
+ * the span is non-recording and costs next to nothing.
+ */
+export function startSpan(name: string, attrs: Attributes, opts: SpanOptions = {}): Span {
+  return trace.getTracer(TRACER_NAME).startSpan(name, { attributes: attrs, kind: opts.kind ?? SpanKind.INTERNAL }, opts.parent ?? context.active());
+}
+
+/** Records `err` on `span` as withSpan does (status ERROR plus the exception). */
+export function recordSpanError(span: Span, err: unknown): void {
+  span.recordException(err instanceof Error ? err : String(err));
+  span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+}

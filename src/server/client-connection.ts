@@ -41,6 +41,9 @@ export interface ConnectionHooks {
   cancelRequest(processId: number, secretKey: number): void;
 }
 
+/** How long a shutdown waits for the message in hand (a COMMIT, say) to finish before closing without an answer. */
+const SHUTDOWN_WAIT_MS = 15_000;
+
 /** Extended-query messages: after an error among them, everything up to Sync is skipped. */
 const EXTENDED = new Set<FrontendMessage['type']>(['Parse', 'Bind', 'Describe', 'Execute', 'Close', 'Flush']);
 
@@ -65,6 +68,8 @@ export class ClientConnection {
   #busy = false;
   #closing = false;
   #finished: Promise<void> | null = null;
+  /** Called once the message being handled is done (shutdown waits for them). */
+  #idleWaiters: (() => void)[] = [];
 
   constructor(socket: Socket, hooks: ConnectionHooks) {
     this.#socket = socket;
@@ -93,19 +98,42 @@ export class ClientConnection {
   }
 
   /**
-   * Ends the connection from the server side: tells the client (FATAL 57P01),
-   * cancels what runs, closes the socket; `run()` then closes the session,
-   * rolling it back.
+   * Ends the connection from the server side: cancels what runs and lets the
+   * message in hand finish and answer, then tells the client (FATAL 57P01)
+   * and closes the socket; `run()` then closes the session, rolling back an
+   * open transaction. A COMMIT in progress is never answered with 57P01: the
+   * transaction manager completes it either way, so the client gets its real
+   * outcome, or (if it has not ended within SHUTDOWN_WAIT_MS) no answer at
+   * all, which a client must treat as outcome unknown.
    */
   async shutdown(): Promise<void> {
     if (!this.#closing) {
       this.#closing = true;
-      this.#out.send({ type: 'ErrorResponse', fields: sgError('adminShutdown').fields });
-      await Promise.race([this.#out.flush(), new Promise((resolve) => setTimeout(resolve, 100).unref())]);
-      if (this.#busy) await this.#session?.cancel().catch(() => undefined);
+      let answered = true;
+      if (this.#busy) {
+        await this.#session?.cancel().catch(() => undefined);
+        answered = await this.#idleWithin(SHUTDOWN_WAIT_MS);
+      }
+      if (answered) {
+        this.#out.send({ type: 'ErrorResponse', fields: sgError('adminShutdown').fields });
+        await Promise.race([this.#out.flush(), new Promise((resolve) => setTimeout(resolve, 100).unref())]);
+      }
       this.#socket.destroy();
     }
     await this.#finished;
+  }
+
+  /** Resolves true once no message is being handled, false if that takes longer than `ms`. */
+  #idleWithin(ms: number): Promise<boolean> {
+    if (!this.#busy) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), ms);
+      timer.unref();
+      this.#idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
   }
 
   async #run(): Promise<void> {
@@ -176,6 +204,7 @@ export class ClientConnection {
         else this.#out.send({ type: 'ReadyForQuery', status: this.#session!.txStatus });
       } finally {
         this.#busy = false;
+        for (const wake of this.#idleWaiters.splice(0)) wake();
       }
     }
   }

@@ -1,6 +1,6 @@
 import type { ShardName } from '../config/names.js';
 import { isTransactionId } from './gid.js';
-import type { TxConnection, TxConnectionSource, TxLog } from './types.js';
+import type { TxConnection, TxConnectionSource, TxLog, TxObserver } from './types.js';
 
 /** On `shard`, a branch of `waiter` waits for a lock that a branch of `holder` holds. */
 export interface WaitEdge {
@@ -89,6 +89,7 @@ export interface DeadlockDetectorOptions<C extends TxConnection> {
   readonly intervalMs: number;
   readonly acquireTimeoutMs: number;
   readonly log: TxLog;
+  readonly observer?: TxObserver;
   /** This instance's live global transactions by id. */
   readonly transactions: () => ReadonlyMap<string, DeadlockParticipant>;
 }
@@ -186,7 +187,8 @@ export class DeadlockDetector<C extends TxConnection> {
       const tx = ours.get(c.victim);
       if (!tx) continue;
       if (await tx.breakDeadlock(c.victimWaitsOn, c.shards)) {
-        this.#opts.log('warn', 'distributed deadlock broken', { victim: c.victim, cycle: c.cycle, shards: c.shards });
+        this.#opts.observer?.deadlockBroken();
+        this.#opts.log('warn', 'distributed deadlock broken', { gid: c.victim, victim: c.victim, cycle: c.cycle, shards: c.shards });
       }
     }
     return cycles;

@@ -5,7 +5,8 @@ import { asPgError, combineErrors, commitDecisionSql, outcomeUnknown } from './d
 import type { Failpoints } from './failpoints.js';
 import { Branch, CANCEL_GRACE_MS, settleWithin } from './branch.js';
 import { gidFor, preparedGid, quoteIdent, quoteLiteral } from './gid.js';
-import type { Outcome, TxConnection, TxConnectionSource, TxLog } from './types.js';
+import { SPAN, shardgateAttributes, withSpan } from '../observe/tracing.js';
+import type { Outcome, TxConnection, TxConnectionSource, TxLog, TxObserver } from './types.js';
 
 /** What a global transaction needs from its manager. */
 export interface TxContext<C extends TxConnection> {
@@ -14,6 +15,7 @@ export interface TxContext<C extends TxConnection> {
   readonly acquireTimeoutMs: number;
   readonly failpoints: Failpoints;
   readonly log: TxLog;
+  readonly observer: TxObserver;
   /** Fixes the outcome of `gid` on its anchor through a fresh connection (after the anchor's reply was lost). */
   resolve(anchor: ShardName, gid: string, participants: readonly ShardName[]): Promise<Outcome>;
   /** Retries COMMIT PREPARED in the background; recovery finishes it if those tries fail too. */
@@ -45,6 +47,9 @@ export class GlobalTransaction<C extends TxConnection> {
   #ending = false;
   #gid: string | undefined;
   #victim: PgError | null = null;
+  #reported = false;
+  /** A PREPARE of this transaction outlasted the prepare timeout. */
+  #prepareTimedOut = false;
 
   constructor(ctx: TxContext<C>, id: string, opts: { beginSql?: string; setup?: (conn: C) => Promise<void> }) {
     this.#ctx = ctx;
@@ -111,6 +116,7 @@ export class GlobalTransaction<C extends TxConnection> {
         ...this.#savepoints.map((name) => `SAVEPOINT ${quoteIdent(name)}`),
       ];
       await conn.exec(statements.join('; '));
+      conn.joinedTransaction?.(this.id);
     } catch (err) {
       conn.release(true);
       throw err;
@@ -212,12 +218,14 @@ export class GlobalTransaction<C extends TxConnection> {
     }
     this.#assertActive();
     this.#ending = true;
+    let kind: 'local' | 'one_shard' | 'two_phase' = this.#kindNow();
     try {
       await this.#settleJoins();
       const branches = [...this.#branches.values()];
       const written = branches.filter((b) => b.wrote);
       const readOnly = branches.filter((b) => !b.wrote);
       let tag: 'COMMIT' | 'ROLLBACK';
+      kind = written.length === 0 ? 'local' : written.length === 1 ? 'one_shard' : 'two_phase';
       if (written.length === 0) {
         tag = await this.#commitLocal(readOnly);
       } else {
@@ -236,13 +244,28 @@ export class GlobalTransaction<C extends TxConnection> {
         }
       }
       this.#state = tag === 'COMMIT' ? 'committed' : 'rolledBack';
+      this.#report(kind, tag === 'COMMIT' ? 'commit' : 'rollback');
       return tag;
     } catch (err) {
       if (this.#state !== 'committed') this.#state = 'rolledBack';
+      this.#report(kind, 'error');
       throw err;
     } finally {
       this.#finish();
     }
+  }
+
+  /** Tells the observer once how the transaction ended. */
+  #report(kind: 'local' | 'one_shard' | 'two_phase', outcome: 'commit' | 'rollback' | 'error'): void {
+    if (this.#reported) return;
+    this.#reported = true;
+    this.#ctx.observer.transactionEnded(kind, outcome);
+  }
+
+  #kindNow(): 'local' | 'one_shard' | 'two_phase' {
+    let written = 0;
+    for (const b of this.#branches.values()) if (b.wrote) written++;
+    return written === 0 ? 'local' : written === 1 ? 'one_shard' : 'two_phase';
   }
 
   /** ROLLBACK on every joined shard and release the connections. Never throws for a shard's failure (closing the connection rolls back too). */
@@ -254,6 +277,7 @@ export class GlobalTransaction<C extends TxConnection> {
       await this.#rollbackLocal([...this.#branches.values()]);
       this.#state = 'rolledBack';
     } finally {
+      this.#report(this.#kindNow(), 'rollback');
       this.#finish();
     }
   }
@@ -266,12 +290,19 @@ export class GlobalTransaction<C extends TxConnection> {
 
     // Phase 1: prepare every written branch but the anchor's, in parallel.
     const deadline = Date.now() + this.#ctx.prepareTimeoutMs;
-    const results = await Promise.allSettled(others.map((b) => this.#prepare(b, gid, deadline)));
+    const observer = this.#ctx.observer;
+    let started = performance.now();
+    const results = await Promise.allSettled(
+      others.map((b) => withSpan(SPAN.prepare, shardgateAttributes({ gid, shard: b.shard }), () => this.#prepare(b, gid, deadline))),
+    );
+    observer.phaseTimed('prepare', (performance.now() - started) / 1000);
     const failures = results.flatMap((r, i) => (r.status === 'rejected' ? [{ shard: others[i]!.shard, error: r.reason as unknown }] : []));
     const silentlyAborted = results.some((r) => r.status === 'fulfilled' && !r.value);
     if (failures.length > 0 || silentlyAborted || Date.now() > deadline) {
       // Rolling back is safe: no decision row exists, so nothing can commit these branches.
       await this.#abort(anchor, others, gid);
+      const timedOut = this.#prepareTimedOut || (failures.length === 0 && !silentlyAborted);
+      if (timedOut) observer.prepareTimedOut();
       if (failures.length > 0) throw combineErrors(failures);
       if (silentlyAborted) return 'ROLLBACK';
       throw sgError('prepareTimeout', { shard: participants.join(', '), timeoutMs: this.#ctx.prepareTimeoutMs });
@@ -287,7 +318,9 @@ export class GlobalTransaction<C extends TxConnection> {
     try {
       // If we die before this COMMIT reaches the anchor, the anchor's local transaction ends with
       // the connection, no decision row exists, and recovery records 'abort' and rolls back the others.
-      const tag = await anchor.conn.exec(commitDecisionSql(gid, participants));
+      started = performance.now();
+      const tag = await withSpan(SPAN.decision, shardgateAttributes({ gid, shard: anchor.shard }), () => anchor.conn.exec(commitDecisionSql(gid, participants)));
+      observer.phaseTimed('decision', (performance.now() - started) / 1000);
       // If we die after this line, the transaction is committed: recovery finds the prepared branches,
       // reads 'commit' on the anchor and commits them.
       anchor.state = 'idle';
@@ -336,7 +369,7 @@ export class GlobalTransaction<C extends TxConnection> {
     const commitPrepared = async (b: Branch<C>): Promise<void> => {
       const name = preparedGid(gid, b.shard);
       try {
-        await b.conn.exec(`COMMIT PREPARED ${quoteLiteral(name)}`);
+        await withSpan(SPAN.commitPrepared, shardgateAttributes({ gid, shard: b.shard }), () => b.conn.exec(`COMMIT PREPARED ${quoteLiteral(name)}`));
         // If we die after this line (and before the others), recovery commits the remaining branches.
         b.state = 'idle';
       } catch (err) {
@@ -353,6 +386,7 @@ export class GlobalTransaction<C extends TxConnection> {
     };
     const between = (b: Branch<C>): Promise<void> =>
       fp.hit('between-commit-prepared', b.shard).catch((err: unknown) => this.#log('warn', 'failpoint between-commit-prepared', { gid, err: String(err) }));
+    started = performance.now();
     if (fp.active) {
       // With failpoints configured the first branch commits alone, so that between-commit-prepared
       // falls between two COMMIT PREPAREDs (crash tests); otherwise all go out at once.
@@ -370,6 +404,7 @@ export class GlobalTransaction<C extends TxConnection> {
     } else {
       await Promise.all(others.map(commitPrepared));
     }
+    observer.phaseTimed('commit_prepared', (performance.now() - started) / 1000);
     return 'COMMIT';
   }
 
@@ -383,7 +418,11 @@ export class GlobalTransaction<C extends TxConnection> {
     let settled = await settleWithin(statement, deadline - Date.now());
     const timedOut = settled.kind === 'timeout';
     if (timedOut) {
-      await b.conn.cancel().catch((err: unknown) => this.#log('warn', 'cancel of PREPARE failed', { gid, shard: b.shard, err: String(err) }));
+      this.#prepareTimedOut = true;
+      // Not awaited: a cancel request waits for the server to close its socket, and a server that
+      // does not answer (stopped, partitioned) would hold it for the transport's own cancel timeout
+      // on top of the grace below, keeping the client waiting several times prepareTimeoutMs.
+      void b.conn.cancel().catch((err: unknown) => this.#log('warn', 'cancel of PREPARE failed', { gid, shard: b.shard, err: String(err) }));
       settled = await settleWithin(statement, CANCEL_GRACE_MS);
     }
     if (settled.kind === 'ok') {
@@ -445,7 +484,7 @@ export class GlobalTransaction<C extends TxConnection> {
             b.state = 'idle';
           } catch (err) {
             b.broken = true;
-            this.#log('warn', 'ROLLBACK failed; closing the connection', { id: this.id, shard: b.shard, err: String(err) });
+            this.#log('warn', 'ROLLBACK failed; closing the connection', { gid: this.#gid ?? this.id, shard: b.shard, err: String(err) });
           }
         }),
     );

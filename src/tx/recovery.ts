@@ -3,7 +3,7 @@ import { PgError } from '../errors/pg-error.js';
 import { readDecision, resolveDecision } from './decision.js';
 import type { Failpoints } from './failpoints.js';
 import { parsePreparedGid, preparedGid, quoteLiteral, textArray } from './gid.js';
-import type { InDoubtTransaction, Outcome, RecoveryDecision, TxConnection, TxConnectionSource, TxLog } from './types.js';
+import type { InDoubtTransaction, Outcome, RecoveryDecision, TxConnection, TxConnectionSource, TxLog, TxObserver } from './types.js';
 
 /** What recovery and garbage collection need. */
 export interface RecoveryContext<C extends TxConnection> {
@@ -11,6 +11,7 @@ export interface RecoveryContext<C extends TxConnection> {
   readonly acquireTimeoutMs: number;
   readonly failpoints: Failpoints;
   readonly log: TxLog;
+  readonly observer?: TxObserver;
 }
 
 /** Runs `fn` on a connection of `shard`, releasing it (closed if `fn` failed with the connection in doubt). */
@@ -58,10 +59,11 @@ async function finishPrepared(conn: TxConnection, prepared: string, outcome: Out
  * `graceMs` gets its outcome fixed on its anchor (an 'abort' row unless a
  * decision exists) and is then committed or rolled back. Safe concurrently with
  * live commits and with other instances (src/tx/README.md). A branch whose
- * anchor cannot be reached is left alone and shows in inDoubt().
+ * anchor cannot be reached is left alone and shows in inDoubt(). `graceMs`
+ * may differ per shard (the shard holding the branch).
  */
-export async function recoverOnce<C extends TxConnection>(ctx: RecoveryContext<C>, graceMs: number): Promise<RecoveryDecision[]> {
-  const perShard = await Promise.all(ctx.source.shards.map((shard) => recoverShard(ctx, shard, graceMs)));
+export async function recoverOnce<C extends TxConnection>(ctx: RecoveryContext<C>, graceMs: number | ((shard: ShardName) => number)): Promise<RecoveryDecision[]> {
+  const perShard = await Promise.all(ctx.source.shards.map((shard) => recoverShard(ctx, shard, typeof graceMs === 'number' ? graceMs : graceMs(shard))));
   return perShard.flat();
 }
 
@@ -89,6 +91,7 @@ async function recoverShard<C extends TxConnection>(ctx: RecoveryContext<C>, sha
       const finished = await withConnection(ctx, shard, (conn) => finishPrepared(conn, prepared, outcome));
       const reason = `${outcome === 'commit' ? 'decision row on ' : 'no commit decision on '}${parsed.anchor}${finished ? '' : '; already finished elsewhere'}`;
       ctx.log('info', `recovery: ${outcome === 'commit' ? 'committed' : 'rolled back'} prepared transaction`, { gid: parsed.gid, shard, reason });
+      if (finished) ctx.observer?.recoveryDecided(outcome);
       decisions.push({ gid: parsed.gid, shard, outcome, reason });
     } catch (err) {
       // Anchor unreachable, lock timeout behind a live coordinator, or the branch busy: the next pass retries.

@@ -3,10 +3,10 @@ import { PgError } from '../errors/pg-error.js';
 import { DeadlockDetector } from './deadlock-detector.js';
 import { ensureDecisionTable, resolveDecision } from './decision.js';
 import { Failpoints } from './failpoints.js';
-import { NAME_PATTERN, newTransactionId, quoteLiteral } from './gid.js';
+import { NAME_PATTERN, newTransactionId, parsePreparedGid, quoteLiteral } from './gid.js';
 import { GlobalTransaction, type TxContext } from './global-transaction.js';
 import { collectDecisions, listInDoubt, recoverOnce, withConnection, type RecoveryContext } from './recovery.js';
-import type { InDoubtTransaction, Outcome, RecoveryDecision, TxConnection, TxConnectionSource, TxLog } from './types.js';
+import { NO_TX_OBSERVER, type InDoubtTransaction, type Outcome, type RecoveryDecision, type TxConnection, type TxConnectionSource, type TxLog, type TxObserver } from './types.js';
 
 export interface TransactionManagerOptions<C extends TxConnection> {
   /** 1-32 letters or digits, unique per running instance; part of every gid. */
@@ -24,6 +24,8 @@ export interface TransactionManagerOptions<C extends TxConnection> {
   deadlockCheckMs?: number;
   failpoints?: Failpoints;
   log?: TxLog;
+  /** Told about ended transactions, 2PC phase timings, prepare timeouts, recovery decisions and broken deadlocks; default: nothing. */
+  observer?: TxObserver;
 }
 
 /** COMMIT PREPARED tries in the background before recovery is left to finish a branch. */
@@ -64,7 +66,9 @@ export class TransactionManager<C extends TxConnection> {
     this.#graceMs = opts.recoveryGraceMs ?? 2 * opts.prepareTimeoutMs;
     this.#retentionMs = opts.decisionRetentionMs ?? 86_400_000;
     this.#needsSchema = new Set(opts.source.shards);
+    const observer = opts.observer ?? NO_TX_OBSERVER;
     this.#ctx = {
+      observer,
       source: opts.source,
       prepareTimeoutMs: opts.prepareTimeoutMs,
       acquireTimeoutMs: opts.acquireTimeoutMs,
@@ -74,14 +78,20 @@ export class TransactionManager<C extends TxConnection> {
       handOff: (shard, prepared) => this.#handOff(shard, prepared),
       finished: (tx) => this.#active.delete(tx.id),
     };
-    this.#recoveryCtx = { source: opts.source, acquireTimeoutMs: opts.acquireTimeoutMs, failpoints: this.#failpoints, log: this.#log };
+    this.#recoveryCtx = { source: opts.source, acquireTimeoutMs: opts.acquireTimeoutMs, failpoints: this.#failpoints, log: this.#log, observer };
     this.#detector = new DeadlockDetector({
       source: opts.source,
       intervalMs: opts.deadlockCheckMs ?? 250,
       acquireTimeoutMs: opts.acquireTimeoutMs,
       log: this.#log,
+      observer,
       transactions: () => this.#active,
     });
+  }
+
+  /** How long recovery leaves a prepared branch alone; older ones are in doubt. */
+  get recoveryGraceMs(): number {
+    return this.#graceMs;
   }
 
   /** Live global transactions of this instance, by id. */
@@ -91,8 +101,8 @@ export class TransactionManager<C extends TxConnection> {
 
   /**
    * Creates schema shardgate and table shardgate.tx_decision on every shard
-   * (idempotent, safe concurrently with other instances), runs recovery once,
-   * then starts the recovery/GC loop and the deadlock detector. A shard that
+   * (idempotent, safe concurrently with other instances), runs recovery once
+   * (every leftover branch on an exclusive shard, whatever its age), then starts the recovery/GC loop and the deadlock detector. A shard that
    * cannot be reached is logged and retried by every later pass.
    */
   async start(): Promise<void> {
@@ -100,7 +110,11 @@ export class TransactionManager<C extends TxConnection> {
     // A second start() must not leave two loops running.
     clearTimeout(this.#timer);
     this.#stopped = false;
-    await this.recover();
+    // An exclusive (embedded) shard is open in this process only, so a branch prepared on it before start-up
+    // has no live coordinator: no grace period. Nothing may stay prepared there once the shard serves: a
+    // statement waiting on the branch's locks would freeze the shard (DESIGN.md "Embedded shards").
+    const exclusive = (shard: ShardName): boolean => this.#opts.source.exclusive?.(shard) ?? false;
+    await recoverOnce(this.#recoveryCtx, (shard) => (exclusive(shard) ? 0 : this.#graceMs));
     this.#detector.start();
     this.#scheduleLoop();
   }
@@ -207,20 +221,22 @@ export class TransactionManager<C extends TxConnection> {
   }
 
   #handOff(shard: ShardName, prepared: string): void {
+    // Log lines about the transaction carry its gid.
+    const gid = parsePreparedGid(prepared)?.gid ?? prepared;
     const work = (async () => {
       for (let attempt = 0; attempt < HANDOFF_TRIES; attempt++) {
         // After stop() the remaining tries go out at once, so stopping is not held up by the back-off.
         if (!this.#stopped) await this.#sleep(HANDOFF_FIRST_DELAY_MS * 2 ** attempt);
         try {
           await withConnection(this.#recoveryCtx, shard, (conn) => conn.exec(`COMMIT PREPARED ${quoteLiteral(prepared)}`));
-          this.#log('info', 'COMMIT PREPARED completed in the background', { shard, prepared });
+          this.#log('info', 'COMMIT PREPARED completed in the background', { gid, shard, prepared });
           return;
         } catch (err) {
           if (err instanceof PgError && err.code === '42704') return; // recovery finished it
-          this.#log('warn', 'background COMMIT PREPARED failed', { shard, prepared, attempt, err: String(err) });
+          this.#log('warn', 'background COMMIT PREPARED failed', { gid, shard, prepared, attempt, err: String(err) });
         }
       }
-      this.#log('warn', 'COMMIT PREPARED left to recovery', { shard, prepared });
+      this.#log('warn', 'COMMIT PREPARED left to recovery', { gid, shard, prepared });
     })();
     this.#handOffs.add(work);
     void work.finally(() => this.#handOffs.delete(work));

@@ -15,6 +15,11 @@ export interface TxConnection {
   cancel(): Promise<void>;
   /** Returns the connection to its pool; `broken` closes it instead. */
   release(broken?: boolean): void;
+  /**
+   * Told which global transaction the connection now serves (its id, also its
+   * application_name), so statements can be tagged with it; optional.
+   */
+  joinedTransaction?(id: string): void;
 }
 
 /** Hands out connections per shard (the engine's ShardConnector satisfies it). */
@@ -60,3 +65,30 @@ export interface InDoubtTransaction {
   /** The decision row's outcome when the anchor answered and has one. */
   readonly decision: Outcome | null;
 }
+
+/**
+ * Receives what the transaction manager does, for metrics (observe/Metrics
+ * satisfies it structurally). Every method must return at once and never
+ * throw; the default observer does nothing.
+ */
+export interface TxObserver {
+  /** A global transaction ended: `local` (no shard written), `one_shard`, `two_phase`; outcome as the client saw it. */
+  transactionEnded(kind: 'local' | 'one_shard' | 'two_phase', outcome: 'commit' | 'rollback' | 'error'): void;
+  /** One two-phase commit step took `seconds`. */
+  phaseTimed(phase: 'prepare' | 'decision' | 'commit_prepared', seconds: number): void;
+  /** A two-phase commit was aborted because a PREPARE exceeded the prepare timeout. */
+  prepareTimedOut(): void;
+  /** Recovery finished one prepared branch with `outcome`. */
+  recoveryDecided(outcome: Outcome): void;
+  /** The deadlock detector broke a cycle spanning shards by cancelling one of our transactions. */
+  deadlockBroken(): void;
+}
+
+/** An observer that records nothing. */
+export const NO_TX_OBSERVER: TxObserver = {
+  transactionEnded: () => undefined,
+  phaseTimed: () => undefined,
+  prepareTimedOut: () => undefined,
+  recoveryDecided: () => undefined,
+  deadlockBroken: () => undefined,
+};
