@@ -2,11 +2,31 @@ import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import pg from 'pg';
 import type { ShardGateConfig, ShardSpec } from '../config/types.js';
+import { parsePreparedGid } from '../tx/gid.js';
 import type { CliIo } from './cli-io.js';
 import { formatAddress } from './serve.js';
 
-/** A prepared transaction of ours older than this is in doubt: recovery should have resolved it. */
-export const IN_DOUBT_AFTER_S = 60;
+/**
+ * Age in milliseconds past which a prepared transaction of ours is in doubt:
+ * recovery takes branches older than its grace period (2 × prepareTimeoutMs),
+ * so a running ShardGate has had a whole recovery interval to finish one this
+ * old. One still prepared then waits for an unreachable anchor, or for any
+ * ShardGate (or `shardgate recover`) to run at all.
+ */
+export function inDoubtAfterMs(config: ShardGateConfig): number {
+  return 2 * config.transactions.prepareTimeoutMs + config.transactions.recoveryIntervalMs;
+}
+
+/** A prepared branch of ours as `status` reports it. */
+export interface PreparedBranchStatus {
+  /** The global transaction's gid (`sg_<coordinator>_<anchor>_<unique>`), or the prepared identifier when it does not parse. */
+  readonly gid: string;
+  /** The identifier in `pg_prepared_xacts`. */
+  readonly preparedGid: string;
+  /** The shard holding the decision row; null when the identifier does not name one. */
+  readonly anchor: string | null;
+  readonly ageS: number;
+}
 
 /** What `status` found on one shard. */
 export interface ShardStatus {
@@ -15,8 +35,8 @@ export interface ShardStatus {
   readonly serverVersion: string | null;
   /** null when not checked (embedded shards get theirs from ShardGate). */
   readonly maxPreparedTransactions: number | null;
-  /** Prepared transactions whose gid is ours (`sg_…`), with their age in seconds. */
-  readonly prepared: readonly { readonly gid: string; readonly ageS: number }[];
+  /** Prepared transactions whose gid is ours (`sg_…`), oldest first, with their anchor and age in seconds. */
+  readonly prepared: readonly PreparedBranchStatus[];
   /** Something an operator must fix, with the fix; empty when healthy. */
   readonly problems: readonly string[];
   /** A remark that is not a problem. */
@@ -26,16 +46,14 @@ export interface ShardStatus {
 const PREPARED_SQL = `SELECT gid, EXTRACT(EPOCH FROM now() - prepared)::float8 AS age
   FROM pg_prepared_xacts WHERE gid LIKE 'sg\\_%' AND database = current_database() ORDER BY prepared`;
 
-function inDoubtProblems(shard: string, prepared: ShardStatus['prepared'], configHint: string): string[] {
-  const old = prepared.filter((p) => p.ageS >= IN_DOUBT_AFTER_S);
-  if (old.length === 0) return [];
-  return [
-    `${old.length} in-doubt transaction(s) on ${shard}, oldest ${Math.round(old[0]!.ageS)} s (${old[0]!.gid}): ` +
-      `run \`shardgate recover${configHint}\`; if it cannot finish them, bring their anchor shard back online first`,
-  ];
+function preparedBranches(rows: readonly { gid: string; age: number }[]): PreparedBranchStatus[] {
+  return rows.map((r) => {
+    const parsed = parsePreparedGid(r.gid);
+    return { gid: parsed?.gid ?? r.gid, preparedGid: r.gid, anchor: parsed?.anchor ?? null, ageS: Number(r.age) };
+  });
 }
 
-async function checkPostgres(spec: Extract<ShardSpec, { kind: 'postgres' }>, configHint: string): Promise<ShardStatus> {
+async function checkPostgres(spec: Extract<ShardSpec, { kind: 'postgres' }>): Promise<ShardStatus> {
   const client = new pg.Client({ connectionString: spec.url, connectionTimeoutMillis: 5000, application_name: 'shardgate status' });
   client.on('error', () => undefined);
   try {
@@ -56,7 +74,7 @@ async function checkPostgres(spec: Extract<ShardSpec, { kind: 'postgres' }>, con
     );
     const prepared = await client.query<{ gid: string; age: number }>(PREPARED_SQL);
     const mpt = Number(settings.rows[0]?.mpt ?? 0);
-    const list = prepared.rows.map((r) => ({ gid: r.gid, ageS: Number(r.age) }));
+    const list = preparedBranches(prepared.rows);
     const problems: string[] = [];
     if (!(mpt > 0)) {
       problems.push(
@@ -64,7 +82,6 @@ async function checkPostgres(spec: Extract<ShardSpec, { kind: 'postgres' }>, con
           'set max_prepared_transactions = 100 (at least pool.maxPerShard) in postgresql.conf and restart the server',
       );
     }
-    problems.push(...inDoubtProblems(spec.name, list, configHint));
     return { shard: spec.name, reachable: true, serverVersion: settings.rows[0]?.v ?? null, maxPreparedTransactions: mpt, prepared: list, problems };
   } catch (err) {
     return {
@@ -94,7 +111,7 @@ export function acceptingConnections(host: string, port: number): Promise<boolea
   });
 }
 
-async function checkEmbedded(spec: Extract<ShardSpec, { kind: 'embedded' }>, inUse: string | null, configHint: string): Promise<ShardStatus> {
+async function checkEmbedded(spec: Extract<ShardSpec, { kind: 'embedded' }>, inUse: string | null): Promise<ShardStatus> {
   const base = { shard: spec.name, maxPreparedTransactions: null } as const;
   if (!existsSync(spec.dir)) {
     return { ...base, reachable: true, serverVersion: null, prepared: [], problems: [], note: `not created yet (${spec.dir} is created by serve)` };
@@ -110,8 +127,7 @@ async function checkEmbedded(spec: Extract<ShardSpec, { kind: 'embedded' }>, inU
     db = await PGlite.create(spec.dir, { startParams: [...PGlite.defaultStartParams, '-c', 'max_prepared_transactions=100'] });
     const v = await db.query<{ v: string }>("SELECT current_setting('server_version') AS v");
     const prepared = await db.query<{ gid: string; age: number }>(PREPARED_SQL);
-    const list = prepared.rows.map((r) => ({ gid: r.gid, ageS: Number(r.age) }));
-    return { ...base, reachable: true, serverVersion: v.rows[0]?.v ?? null, prepared: list, problems: inDoubtProblems(spec.name, list, configHint) };
+    return { ...base, reachable: true, serverVersion: v.rows[0]?.v ?? null, prepared: preparedBranches(prepared.rows), problems: [] };
   } catch (err) {
     return { ...base, reachable: false, serverVersion: null, prepared: [], problems: [`cannot open embedded shard ${spec.name} at ${spec.dir}: ${(err as Error).message}`] };
   } finally {
@@ -120,20 +136,53 @@ async function checkEmbedded(spec: Extract<ShardSpec, { kind: 'embedded' }>, inU
 }
 
 /** Checks every shard (in parallel) and returns what was found, in configuration order. Opens nothing for writing. */
-export async function shardStatuses(config: ShardGateConfig, configFile?: string): Promise<ShardStatus[]> {
-  const configHint = configFile ? ` --config ${configFile}` : '';
+export async function shardStatuses(config: ShardGateConfig): Promise<ShardStatus[]> {
   const hasEmbedded = config.shards.some((s) => s.kind === 'embedded');
   const inUse = hasEmbedded && (await acceptingConnections(config.listen.host, config.listen.port)) ? formatAddress(config.listen) : null;
-  return Promise.all(config.shards.map((s) => (s.kind === 'postgres' ? checkPostgres(s, configHint) : checkEmbedded(s, inUse, configHint))));
+  return Promise.all(config.shards.map((s) => (s.kind === 'postgres' ? checkPostgres(s) : checkEmbedded(s, inUse))));
+}
+
+/** A prepared branch older than `inDoubtAfterMs`, with what is known of its anchor. */
+export interface InDoubtBranch extends PreparedBranchStatus {
+  /** The shard holding the prepared branch. */
+  readonly shard: string;
+  /** 'reachable', 'UNREACHABLE', or 'unknown' when the identifier names no configured shard (recovery never guesses one). */
+  readonly anchorState: 'reachable' | 'UNREACHABLE' | 'unknown';
+}
+
+/** The in-doubt branches among `statuses`, oldest first. */
+export function inDoubtBranches(config: ShardGateConfig, statuses: readonly ShardStatus[]): InDoubtBranch[] {
+  const afterS = inDoubtAfterMs(config) / 1000;
+  const reachable = new Map(statuses.map((s) => [s.shard, s.reachable]));
+  return statuses
+    .flatMap((s) =>
+      s.prepared
+        .filter((p) => p.ageS >= afterS)
+        .map((p): InDoubtBranch => {
+          const known = p.anchor === null ? undefined : reachable.get(p.anchor);
+          return { ...p, shard: s.shard, anchorState: known === undefined ? 'unknown' : known ? 'reachable' : 'UNREACHABLE' };
+        }),
+    )
+    .sort((a, b) => b.ageS - a.ageS);
+}
+
+/** `gid on shard: anchor s0, 12 s old` — the gid and shard as `shardgate recover` prints them. */
+function branchLine(p: PreparedBranchStatus, shard: string, anchorState?: InDoubtBranch['anchorState']): string {
+  const anchor = p.anchor === null ? 'anchor ? (not a ShardGate gid)' : `anchor ${p.anchor}${anchorState === undefined || anchorState === 'reachable' ? '' : ` ${anchorState === 'unknown' ? '(not a configured shard)' : 'UNREACHABLE'}`}`;
+  return `${p.gid} on ${shard}: ${anchor}, ${Math.round(p.ageS)} s old`;
 }
 
 /**
  * `shardgate status`: one line per shard (reachable, server version,
- * max_prepared_transactions, prepared transactions of ours), then every
- * problem with its fix. Exit status 0 when all is well, 1 otherwise.
+ * max_prepared_transactions, number of prepared transactions of ours), one
+ * indented line per prepared transaction (gid, anchor, age, and `in doubt`
+ * once older than `inDoubtAfterMs`), then every problem with its fix on
+ * stderr. Exit status 0 when all is well; 1 when a shard has a problem or a
+ * transaction is in doubt.
  */
 export async function status(config: ShardGateConfig, io: CliIo, configFile?: string): Promise<number> {
-  const statuses = await shardStatuses(config, configFile);
+  const statuses = await shardStatuses(config);
+  const afterS = inDoubtAfterMs(config) / 1000;
   for (const s of statuses) {
     const parts = [
       s.reachable ? 'reachable' : 'UNREACHABLE',
@@ -142,8 +191,19 @@ export async function status(config: ShardGateConfig, io: CliIo, configFile?: st
       `prepared ${s.prepared.length}`,
     ];
     io.out(`${s.shard}: ${parts.join(', ')}${s.note ? ` (${s.note})` : ''}`);
+    // Younger branches are most likely mid-commit; they are listed, but only old ones are in doubt.
+    for (const p of s.prepared) io.out(`  ${branchLine(p, s.shard)}${p.ageS >= afterS ? ', in doubt' : ''}`);
   }
+  const inDoubt = inDoubtBranches(config, statuses);
   const problems = statuses.flatMap((s) => s.problems);
+  if (inDoubt.length > 0) {
+    const configHint = configFile ? ` --config ${configFile}` : '';
+    for (const t of inDoubt) problems.push(`in doubt: ${branchLine(t, t.shard, t.anchorState)}`);
+    problems.push(
+      `${inDoubt.length} in-doubt transaction branch${inDoubt.length === 1 ? '' : 'es'} (prepared over ${afterS} s ago): ` +
+        `run \`shardgate recover${configHint}\`; an UNREACHABLE anchor must be back online first, its decision is never guessed`,
+    );
+  }
   if (problems.length === 0) {
     io.out(`ok: ${statuses.length} shard${statuses.length === 1 ? '' : 's'}`);
     return 0;
