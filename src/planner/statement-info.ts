@@ -46,7 +46,10 @@ export type ShardSql = (shard: number) => { sql: string; paramMap: readonly numb
 export class PlanMemo {
   readonly #info: StatementInfo;
   readonly #space: ShardSpace;
-  readonly #plans = new Map<string, Plan>();
+  /** The first plan built, kept outside the map: most statements only ever route one way. */
+  #firstKey: string | null = null;
+  #first: Plan | null = null;
+  #plans: Map<string, Plan> | null = null;
 
   constructor(info: StatementInfo, space: ShardSpace) {
     this.#info = info;
@@ -55,9 +58,16 @@ export class PlanMemo {
 
   get(route: RouteKind, shards: readonly number[], merge: MergeSpec | null = null, sqlFor: ShardSql | null = null, sqlKey = ''): Plan {
     const key = `${route}|${shards.join(',')}|${sqlKey}`;
-    let plan = this.#plans.get(key);
+    if (key === this.#firstKey) return this.#first as Plan;
+    let plan = this.#plans?.get(key);
     if (plan === undefined) {
       plan = buildShardsPlan(this.#info, this.#space, route, shards, merge, sqlFor);
+      if (this.#firstKey === null) {
+        this.#firstKey = key;
+        this.#first = plan;
+        return plan;
+      }
+      this.#plans ??= new Map<string, Plan>();
       // Bounded: with n shards there are few sets in practice; forget all when a statement keeps producing new ones.
       if (this.#plans.size >= 256) this.#plans.clear();
       this.#plans.set(key, plan);
