@@ -624,8 +624,13 @@ export class Session implements EngineSession {
       case 'insertSelect':
         break;
     }
-    const shard = this.#ctx.planner.describeShard(sql, { hintShard: this.hint });
-    const joined = scope === null ? undefined : [...scope.seen].find((c) => c.shard === shard);
+    // Inside a transaction, describe on a shard it already holds when the
+    // statement's tables exist there: taking another connection would make
+    // this session wait for (or, on embedded shards, time out on) a shard it
+    // does not need.
+    const candidates = this.#ctx.planner.describeShards(sql, { hintShard: this.hint });
+    const shard = candidates[0]!;
+    const joined = scope === null ? undefined : [...scope.seen].find((c) => candidates.includes(c.shard));
     if (joined !== undefined) return joined.describe(sql, paramTypes);
     const taken: ShardCursor[] = [];
     let error: unknown;

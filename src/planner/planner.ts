@@ -39,6 +39,8 @@ interface Analysis {
 
 const HINT = /\/\*\s*shardgate:shard\s*=\s*([A-Za-z0-9_]+)\s*\*\//i;
 const CACHE_ENTRIES = 10_000;
+/** Analysis.describeShard value: the statement's tables exist on every shard. */
+const ANY_SHARD = -1;
 const NO_TABLES: readonly TableName[] = [];
 
 const fixedRouter = (plan: Plan): Router => ({ route: () => plan });
@@ -126,7 +128,20 @@ export class Planner {
       if (i === undefined) throw this.#unknownShard(hint);
       return this.#space.names[i] as ShardName;
     }
-    return this.#space.names[a.describeShard] as ShardName;
+    return this.#space.names[a.describeShard === ANY_SHARD ? 0 : a.describeShard] as ShardName;
+  }
+
+  /**
+   * Every shard on which the statement can be described (its tables exist
+   * there with the same definition): all shards for sharded and broadcast
+   * tables, else the one `describeShard` names. A session inside a
+   * transaction describes on a shard it already holds, so it never waits for
+   * a connection it does not need.
+   */
+  describeShards(sql: string, ctx: RouteContext): readonly ShardName[] {
+    const a = this.#analysis(sql);
+    if (a.error === null && a.hint === null && ctx.hintShard === null && a.describeShard === ANY_SHARD) return this.#space.names as readonly ShardName[];
+    return [this.describeShard(sql, ctx)];
   }
 
   #analysis(sql: string): Analysis {
@@ -196,10 +211,11 @@ export class Planner {
   }
 
   /** Describe target from the tables: the default shard when any lives only there. */
+  /** Where a statement can be described: the default shard, or ANY_SHARD when every table it names exists on every shard. */
   #describeFor(facts: RelationFacts): number {
     const o = facts.occurrences;
     if (o.length === 0 || o.some((x) => x.placement === 'unlisted' || x.placement === 'catalog')) return this.#space.defaultIndex;
-    return 0;
+    return ANY_SHARD;
   }
 
   #onDefault(command: string, sql: string, writes: boolean, facts: RelationFacts | null = null): { info: StatementInfo; router: Router } {

@@ -39,6 +39,21 @@ describe('explicit transactions', () => {
     expect(connector.inUse()).toEqual([]);
   });
 
+  it('describes a statement on a shard the transaction already holds instead of taking another connection', async () => {
+    const connector = await setup();
+    const session = engine!.session({ user: 'app', database: 'app' });
+    await run(session, 'BEGIN');
+    await run(session, 'UPDATE accounts SET balance = balance - 5 WHERE id = 1');
+    const held = connector.log.filter((e) => e.kind === 'acquire').map((e) => e.shard);
+    expect(held).toHaveLength(1);
+    await session.describe('SELECT balance FROM accounts WHERE id = $1', [23]);
+    const describes = connector.log.filter((e) => e.kind === 'describe');
+    expect(describes.map((e) => e.shard)).toEqual(held);
+    expect(connector.log.filter((e) => e.kind === 'acquire')).toHaveLength(1);
+    await run(session, 'ROLLBACK');
+    expect(connector.inUse()).toEqual([]);
+  });
+
   it('fails the whole transaction after an error: 25P02 until ROLLBACK', async () => {
     const connector = await setup(failOn(/^INSERT/));
     const session = engine!.session({ user: 'app', database: 'app' });
