@@ -40,6 +40,18 @@ export class Bank {
     return bank;
   }
 
+  /** A bank on `n` new shards whose `accounts` accounts were funded through a short-lived proxy. */
+  static async createFunded(n: number, accounts: number): Promise<Bank> {
+    const bank = await Bank.create(n);
+    const proxy = await bank.proxy('setup');
+    try {
+      await bank.reset(proxy, accounts);
+    } finally {
+      await proxy.stop();
+    }
+    return bank;
+  }
+
   /** The proxy configuration over these shards. */
   config(coordinatorId = 'gw1', transactions: { prepareTimeoutMs?: number; recoveryIntervalMs?: number } = {}): RawConfig {
     return {

@@ -37,13 +37,7 @@ describe('commit edge cases through the proxy', () => {
   let bank: Bank;
 
   beforeAll(async () => {
-    bank = await Bank.create(3);
-    const proxy = await bank.proxy('setup');
-    try {
-      await bank.reset(proxy, 30);
-    } finally {
-      await proxy.stop();
-    }
+    bank = await Bank.createFunded(3, 30);
   });
   afterAll(async () => {
     await bank?.destroy();

@@ -49,13 +49,7 @@ describe('a proxy killed at a crash failpoint loses nothing once a new proxy rec
   let bank: Bank;
 
   beforeAll(async () => {
-    bank = await Bank.create(3);
-    const proxy = await bank.proxy('setup');
-    try {
-      await bank.reset(proxy, 30);
-    } finally {
-      await proxy.stop();
-    }
+    bank = await Bank.createFunded(3, 30);
   });
   afterAll(async () => {
     await bank?.destroy();

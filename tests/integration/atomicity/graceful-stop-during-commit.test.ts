@@ -12,13 +12,7 @@ describe('a proxy stopped gracefully while a commit is in flight', () => {
   let bank: Bank;
 
   beforeAll(async () => {
-    bank = await Bank.create(3);
-    const proxy = await bank.proxy('setup');
-    try {
-      await bank.reset(proxy, 30);
-    } finally {
-      await proxy.stop();
-    }
+    bank = await Bank.createFunded(3, 30);
   });
   afterAll(async () => {
     await bank?.destroy();

@@ -13,13 +13,7 @@ describe('kill -9 of a shard during two-phase commit', () => {
   let bank: Bank;
 
   beforeAll(async () => {
-    bank = await Bank.create(3);
-    const proxy = await bank.proxy('setup');
-    try {
-      await bank.reset(proxy, 30);
-    } finally {
-      await proxy.stop();
-    }
+    bank = await Bank.createFunded(3, 30);
   });
   afterAll(async () => {
     await bank?.destroy();
