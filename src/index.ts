@@ -11,3 +11,7 @@ export { loadConfig, ConfigError } from './config/load.js';
 export type { ShardGateConfig, ShardSpec, TableRule } from './config/types.js';
 export type { RawConfig } from './config/schema.js';
 export { shardName, tableName, type ShardName, type TableName } from './config/names.js';
+// Carrying the gid and the trace across services (HTTP and gRPC), and metrics
+// for applications that serve their own /metrics.
+export * from './observe/propagation/index.js';
+export { Metrics } from './observe/metrics.js';
