@@ -115,19 +115,22 @@ export class BenchCluster {
   readonly host = '127.0.0.1';
   readonly port: number;
   readonly dataDir: string;
-  readonly #root: string;
+  /** The temporary folder holding the data directory, the log and the socket. */
+  protected readonly root: string;
 
-  private constructor(root: string, port: number) {
-    this.#root = root;
+  /** Use `create()`: the constructor only records where an initialised cluster lives. */
+  constructor(root: string, port: number) {
+    this.root = root;
     this.port = port;
     this.dataDir = join(root, 'data');
   }
 
-  static async create(opts: BenchClusterOptions = {}): Promise<BenchCluster> {
-    const root = await mkdtemp(join(tmpdir(), 'shardgate-bench-pg-'));
+  /** initdb, configure, start; a subclass's `create` returns an instance of that subclass. */
+  static async create<C extends BenchCluster>(this: new (root: string, port: number) => C, opts: BenchClusterOptions = {}): Promise<C> {
+    const root = await mkdtemp(join(tmpdir(), 'shardgate-pg-'));
     try {
       await handToPostgresUser(root);
-      const cluster = new BenchCluster(root, await freePort());
+      const cluster = new this(root, await freePort());
       await pgRun('initdb', ['-D', cluster.dataDir, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8', '--locale=C']);
       const settings: Record<string, string | number> = {
         listen_addresses: "'127.0.0.1'",
@@ -154,7 +157,7 @@ export class BenchCluster {
   }
 
   async start(): Promise<void> {
-    const log = join(this.#root, 'server.log');
+    const log = join(this.root, 'server.log');
     try {
       await pgRun('pg_ctl', ['-D', this.dataDir, '-l', log, '-w', '-t', '60', 'start']);
     } catch (err) {
@@ -180,10 +183,15 @@ export class BenchCluster {
     }
   }
 
+  /** Stops the server; a server that is not running is not an error. */
+  async stop(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+    await pgRun('pg_ctl', ['-D', this.dataDir, '-m', mode, '-w', 'stop']).catch(() => undefined);
+  }
+
   /** Stops the server (immediate shutdown: nothing here needs to survive) and removes its folder. */
   async destroy(): Promise<void> {
-    await pgRun('pg_ctl', ['-D', this.dataDir, '-m', 'immediate', '-w', 'stop']).catch(() => undefined);
-    await rm(this.#root, { recursive: true, force: true });
+    await this.stop('immediate');
+    await rm(this.root, { recursive: true, force: true });
   }
 }
 

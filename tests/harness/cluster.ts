@@ -1,10 +1,8 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import pg from 'pg';
-import { asPostgresUser, freePort, handToPostgresUser, pgBinDir } from '../../src/bench/pg-cluster.js';
+import { BenchCluster, type BenchClusterOptions } from '../../src/bench/pg-cluster.js';
 
 const run = promisify(execFile);
 
@@ -12,84 +10,33 @@ const run = promisify(execFile);
 // implementation of finding PostgreSQL, picking ports and running as postgres.
 export { freePort, pgBinDir, runCommand } from '../../src/bench/pg-cluster.js';
 
-/** Runs a PostgreSQL program, as the postgres user when we are root (the server refuses to run as root). */
-async function pgRun(program: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
-  const [cmd, argv] = asPostgresUser(join(pgBinDir(), program), args);
-  return run(cmd, argv);
-}
-
-export interface ClusterOptions {
-  /** Extra postgresql.conf settings. */
-  readonly settings?: Readonly<Record<string, string | number>>;
-  /** Databases to create after start (besides postgres). */
-  readonly databases?: readonly string[];
-}
+export type ClusterOptions = BenchClusterOptions;
 
 /**
- * A PostgreSQL cluster of the test suite's own: initdb into a temporary folder,
- * its own port on 127.0.0.1, trust authentication, max_prepared_transactions
- * and wal_level=logical set. Stop it with `destroy()`.
+ * Settings of the suite's clusters on top of the benchmark's: logical
+ * decoding, and speed over durability where a test cannot tell the difference.
  */
-export class PgCluster {
-  readonly dataDir: string;
-  readonly port: number;
-  readonly host = '127.0.0.1';
-  #root: string;
+const TEST_SETTINGS: Readonly<Record<string, string | number>> = {
+  max_connections: 200,
+  wal_level: 'logical',
+  max_wal_senders: 10,
+  max_replication_slots: 10,
+  // fsync off is safe for process crashes (the kernel keeps the writes); commits stay synchronous
+  // so a killed server keeps every commit it acknowledged.
+  fsync: 'off',
+  full_page_writes: 'off',
+  shared_buffers: "'64MB'",
+};
 
-  private constructor(root: string, port: number) {
-    this.#root = root;
-    this.dataDir = join(root, 'data');
-    this.port = port;
-  }
-
-  static async create(opts: ClusterOptions = {}): Promise<PgCluster> {
-    const root = await mkdtemp(join(tmpdir(), 'shardgate-pg-'));
-    await handToPostgresUser(root);
-    const port = await freePort();
-    const cluster = new PgCluster(root, port);
-    await pgRun('initdb', ['-D', cluster.dataDir, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8', '--locale=C']);
-    const settings: Record<string, string | number> = {
-      listen_addresses: "'127.0.0.1'",
-      port,
-      unix_socket_directories: `'${root}'`,
-      max_connections: 200,
-      max_prepared_transactions: 100,
-      wal_level: 'logical',
-      max_wal_senders: 10,
-      max_replication_slots: 10,
-      // fsync off is safe for process crashes (the kernel keeps the writes); commits stay synchronous
-      // so a killed server keeps every commit it acknowledged.
-      fsync: 'off',
-      full_page_writes: 'off',
-      shared_buffers: "'64MB'",
-      log_min_messages: 'warning',
-      ...opts.settings,
-    };
-    const conf = Object.entries(settings).map(([k, v]) => `${k} = ${v}`).join('\n');
-    const confPath = join(cluster.dataDir, 'postgresql.conf');
-    await writeFile(confPath, `${await readFile(confPath, 'utf8')}\n${conf}\n`);
-    await cluster.start();
-    for (const db of opts.databases ?? []) await cluster.query(`CREATE DATABASE "${db.replace(/"/g, '""')}"`);
-    return cluster;
-  }
-
-  /** postgres:// URL for a database on this cluster. */
-  url(database = 'postgres'): string {
-    return `postgres://postgres@127.0.0.1:${this.port}/${database}`;
-  }
-
-  async start(): Promise<void> {
-    const log = join(this.#root, 'server.log');
-    try {
-      await pgRun('pg_ctl', ['-D', this.dataDir, '-l', log, '-w', '-t', '60', 'start']);
-    } catch (err) {
-      const tail = (await readFile(log, 'utf8').catch(() => '')).split('\n').slice(-15).join('\n');
-      throw new Error(`PostgreSQL on port ${this.port} did not start: ${String(err)}\n${tail}`);
-    }
-  }
-
-  async stop(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
-    await pgRun('pg_ctl', ['-D', this.dataDir, '-m', mode, '-w', 'stop']).catch(() => undefined);
+/**
+ * A PostgreSQL cluster of the test suite's own: the benchmark's cluster
+ * (initdb into a temporary folder, its own port on 127.0.0.1, trust
+ * authentication, max_prepared_transactions set) with wal_level=logical, and
+ * able to crash and restart. Stop it with `destroy()`.
+ */
+export class PgCluster extends BenchCluster {
+  static override async create<C extends BenchCluster>(this: new (root: string, port: number) => C, opts: ClusterOptions = {}): Promise<C> {
+    return BenchCluster.create.call(this, { ...opts, settings: { ...TEST_SETTINGS, ...opts.settings } }) as Promise<C>;
   }
 
   /** The postmaster's process id. */
@@ -121,24 +68,8 @@ export class PgCluster {
     // The dead postmaster may linger as a zombie under a container's init, which
     // makes the pid file look live; nothing else runs on this folder any more.
     await rm(join(this.dataDir, 'postmaster.pid'), { force: true });
-    await rm(join(this.#root, `.s.PGSQL.${this.port}.lock`), { force: true });
-    await rm(join(this.#root, `.s.PGSQL.${this.port}`), { force: true });
-  }
-
-  /** Runs SQL on one of this cluster's databases with a fresh connection. */
-  async query<R extends Record<string, unknown> = Record<string, unknown>>(sql: string, params: unknown[] = [], database = 'postgres'): Promise<R[]> {
-    const client = new pg.Client({ connectionString: this.url(database) });
-    await client.connect();
-    try {
-      return (await client.query<R>(sql, params)).rows;
-    } finally {
-      await client.end();
-    }
-  }
-
-  async destroy(): Promise<void> {
-    await this.stop('immediate');
-    await rm(this.#root, { recursive: true, force: true });
+    await rm(join(this.root, `.s.PGSQL.${this.port}.lock`), { force: true });
+    await rm(join(this.root, `.s.PGSQL.${this.port}`), { force: true });
   }
 }
 

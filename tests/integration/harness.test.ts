@@ -13,6 +13,8 @@ describe('test harness', () => {
   it('starts a cluster with the settings two-phase commit needs', async () => {
     const rows = await cluster.query<{ setting: string }>("SELECT setting FROM pg_settings WHERE name = 'max_prepared_transactions'");
     expect(Number(rows[0]?.setting)).toBeGreaterThan(0);
+    const wal = await cluster.query<{ setting: string }>("SELECT setting FROM pg_settings WHERE name = 'wal_level'");
+    expect(wal[0]?.setting).toBe('logical');
   });
 
   it('survives kill -9 of the postmaster and restarts', async () => {
