@@ -1,3 +1,4 @@
+import { afterEach } from 'vitest';
 import { shardName, tableName } from '../../../src/config/names.js';
 import type { ShardGateConfig, TableRule } from '../../../src/config/types.js';
 import { Engine } from '../../../src/engine/engine.js';
@@ -33,6 +34,30 @@ export async function openEngine(respond?: Responder): Promise<{ engine: Engine;
   const engine = await Engine.open(testConfig(), { connector, transactions: { deadlockCheckMs: 0 } });
   connector.clear();
   return { engine, connector };
+}
+
+/**
+ * For a test file whose tests each open one engine: `setup()` opens it (over
+ * logging cursors answering with `respond`), `engine()` returns it, and the
+ * engine is closed after each test.
+ */
+export function enginePerTest(): { setup(respond?: Responder): Promise<LoggingConnector>; engine(): Engine } {
+  let current: Engine | undefined;
+  afterEach(async () => {
+    await current?.close();
+    current = undefined;
+  });
+  return {
+    async setup(respond) {
+      const opened = await openEngine(respond);
+      current = opened.engine;
+      return opened.connector;
+    },
+    engine() {
+      if (current === undefined) throw new Error('call setup() first');
+      return current;
+    },
+  };
 }
 
 export interface Outcome {

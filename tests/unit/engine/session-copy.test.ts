@@ -1,21 +1,10 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import type { Engine } from '../../../src/engine/engine.js';
+import { describe, expect, it } from 'vitest';
 import type { Session } from '../../../src/engine/session.js';
 import type { ExecEvent } from '../../../src/engine/session-api.js';
-import type { LoggingConnector, Responder } from './logging-cursor.js';
-import { openEngine } from './engine-fixture.js';
+import type { LoggingConnector } from './logging-cursor.js';
+import { enginePerTest } from './engine-fixture.js';
 
-let engine: Engine | undefined;
-afterEach(async () => {
-  await engine?.close();
-  engine = undefined;
-});
-
-async function setup(respond?: Responder): Promise<LoggingConnector> {
-  const opened = await openEngine(respond);
-  engine = opened.engine;
-  return opened.connector;
-}
+const { setup, engine } = enginePerTest();
 
 /** Runs COPY FROM STDIN, feeding `chunks` to the sink; returns the tag. */
 async function copyIn(session: Session, sql: string, chunks: readonly string[]): Promise<string> {
@@ -36,7 +25,7 @@ function dataOn(connector: LoggingConnector, shard: string): string {
 describe('COPY FROM STDIN', () => {
   it('routes each row to the shard owning its key, atomically across shards', async () => {
     const connector = await setup();
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     const tag = await copyIn(session, 'COPY accounts (id, balance) FROM STDIN', ['1\t10\n2\t2', '0\n3\t30\n4\t40\n']);
     expect(tag).toBe('COPY 4');
     expect(dataOn(connector, 's1')).toBe('1\t10\n4\t40\n');
@@ -49,7 +38,7 @@ describe('COPY FROM STDIN', () => {
 
   it('finds the key in the table column order when no column list is given, and repeats a CSV header on each shard', async () => {
     const connector = await setup(({ kind, sql }) => (kind === 'rows' && sql.includes('pg_attribute') ? { rows: [['balance'], ['id']] } : undefined));
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     const tag = await copyIn(session, 'COPY accounts FROM STDIN WITH (FORMAT csv, HEADER true)', ['balance,id\n', '"10",1\n20,"2"\n']);
     expect(tag).toBe('COPY 2');
     expect(dataOn(connector, 's1')).toBe('balance,id\n"10",1\n');
@@ -58,7 +47,7 @@ describe('COPY FROM STDIN', () => {
 
   it('sends every row of a broadcast table to every shard and counts them once', async () => {
     const connector = await setup();
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     const tag = await copyIn(session, 'COPY countries FROM STDIN', ['fr\tFrance\n', 'de\tGermany\n']);
     expect(tag).toBe('COPY 2');
     for (const s of ['s0', 's1', 's2']) expect(dataOn(connector, s)).toBe('fr\tFrance\nde\tGermany\n');
@@ -66,7 +55,7 @@ describe('COPY FROM STDIN', () => {
 
   it('aborts every shard and rolls back when a row has no key', async () => {
     const connector = await setup();
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     const events: ExecEvent[] = [];
     let writeError: unknown;
     const run = async (): Promise<void> => {
@@ -87,7 +76,7 @@ describe('COPY FROM STDIN', () => {
 
   it('fails the statement with 57014 when the client sends CopyFail', async () => {
     const connector = await setup();
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     const run = async (): Promise<void> => {
       for await (const ev of session.execute({ sql: 'COPY accounts (id, balance) FROM STDIN' })) {
         if (ev.kind === 'copyIn') {
@@ -104,7 +93,7 @@ describe('COPY FROM STDIN', () => {
 describe('COPY TO STDOUT', () => {
   it('concatenates the shards output in order and sums the rows', async () => {
     await setup(({ kind, shard }) => (kind === 'copyOut' ? { copyData: [Buffer.from(`${shard}-a\n`), Buffer.from(`${shard}-b\n`)] } : undefined));
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     const events: ExecEvent[] = [];
     for await (const ev of session.execute({ sql: 'COPY accounts TO STDOUT' })) events.push(ev);
     expect(events[0]).toMatchObject({ kind: 'copyOut', format: 0 });
@@ -120,7 +109,7 @@ describe('COPY TO STDOUT', () => {
     await setup(({ kind, shard }) =>
       kind === 'copyOut' ? { copyData: [Buffer.concat([header, tuple(Number(shard.slice(1)))]), trailer], tag: 'COPY 1' } : undefined,
     );
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     const chunks: Buffer[] = [];
     for await (const ev of session.execute({ sql: 'COPY accounts TO STDOUT (FORMAT binary)' })) if (ev.kind === 'copyData') chunks.push(ev.data);
     expect(Buffer.concat(chunks)).toEqual(Buffer.concat([header, tuple(0), tuple(1), tuple(2), trailer]));

@@ -1,19 +1,8 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import type { Engine } from '../../../src/engine/engine.js';
-import type { LoggingConnector, Responder } from './logging-cursor.js';
-import { failure, openEngine, run } from './engine-fixture.js';
+import { describe, expect, it } from 'vitest';
+import type { Responder } from './logging-cursor.js';
+import { failure, enginePerTest, run } from './engine-fixture.js';
 
-let engine: Engine | undefined;
-afterEach(async () => {
-  await engine?.close();
-  engine = undefined;
-});
-
-async function setup(respond?: Responder): Promise<LoggingConnector> {
-  const opened = await openEngine(respond);
-  engine = opened.engine;
-  return opened.connector;
-}
+const { setup, engine } = enginePerTest();
 
 /** Answers current_setting() reads like a shard whose DateStyle is whatever was last SET on it. */
 function settingsShard(): Responder {
@@ -27,7 +16,7 @@ function settingsShard(): Responder {
 describe('session settings', () => {
   it('applies a SET on every connection the session uses later, before its statement', async () => {
     const connector = await setup();
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     expect((await run(session, 'SET search_path TO app, public')).tag).toBe('SET');
     // Checked on the default shard right away.
     expect(connector.statements('s0')).toEqual(["SET search_path TO 'app', 'public'"]);
@@ -40,10 +29,10 @@ describe('session settings', () => {
 
   it('resets on a connection a session with other settings used before', async () => {
     const connector = await setup();
-    const first = engine!.session({ user: 'app', database: 'app' });
+    const first = engine().session({ user: 'app', database: 'app' });
     await run(first, 'SET work_mem = 1024');
     await run(first, 'SELECT * FROM accounts WHERE id = 1');
-    const second = engine!.session({ user: 'app', database: 'app' });
+    const second = engine().session({ user: 'app', database: 'app' });
     connector.clear();
     await run(second, 'SELECT * FROM accounts WHERE id = 1');
     expect(connector.statements('s1')).toEqual(['RESET work_mem', 'SELECT * FROM accounts WHERE id = 1']);
@@ -51,7 +40,7 @@ describe('session settings', () => {
 
   it('RESET removes the setting from later connections', async () => {
     const connector = await setup();
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     await run(session, 'SET work_mem = 1024');
     await run(session, 'SELECT * FROM accounts WHERE id = 1');
     expect((await run(session, 'RESET work_mem')).tag).toBe('RESET');
@@ -62,7 +51,7 @@ describe('session settings', () => {
 
   it('keeps the old value when the shard refuses the new one', async () => {
     const connector = await setup(({ sql }) => (sql.includes("'bogus'") ? { error: { severity: 'ERROR', code: '22023', message: 'invalid value' } } : undefined));
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     expect(await failure(session, "SET work_mem = 'bogus'")).toBe('22023');
     connector.clear();
     await run(session, 'SELECT * FROM accounts WHERE id = 1');
@@ -71,14 +60,14 @@ describe('session settings', () => {
 
   it('reports a changed DateStyle with a parameterStatus event', async () => {
     await setup(settingsShard());
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     const out = await run(session, "SET DateStyle = 'German'");
     expect(out.events.filter((e) => e.kind === 'parameterStatus')).toEqual([{ kind: 'parameterStatus', name: 'DateStyle', value: 'German, DMY' }]);
   });
 
   it('undoes a SET made inside a transaction that rolls back', async () => {
     const connector = await setup();
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     await run(session, 'BEGIN');
     await run(session, 'SELECT * FROM accounts WHERE id = 1');
     await run(session, 'SET work_mem = 2048');
@@ -92,7 +81,7 @@ describe('session settings', () => {
 
   it('sends SET LOCAL to shards that join the transaction later', async () => {
     const connector = await setup();
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     await run(session, 'BEGIN');
     await run(session, 'SELECT * FROM accounts WHERE id = 1');
     await run(session, "SET LOCAL statement_timeout = '5s'");
@@ -106,7 +95,7 @@ describe('session settings', () => {
 
   it('applies startup parameters and reports them at start', async () => {
     const connector = await setup(settingsShard());
-    const session = engine!.session({ user: 'app', database: 'app', parameters: { application_name: 'psql', DateStyle: 'German', options: '-c search_path=app' } });
+    const session = engine().session({ user: 'app', database: 'app', parameters: { application_name: 'psql', DateStyle: 'German', options: '-c search_path=app' } });
     const params = await session.initialParameters();
     expect(params.get('application_name')).toBe('psql');
     expect(params.get('DateStyle')).toBe('German, DMY');
@@ -119,7 +108,7 @@ describe('session settings', () => {
 describe('shard hint', () => {
   it('routes statements to the hinted shard until RESET and answers SHOW locally', async () => {
     const connector = await setup();
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     await run(session, "SET shardgate.shard = 's2'");
     expect((await run(session, 'SHOW shardgate.shard')).rows).toEqual([['s2']]);
     await run(session, 'SELECT * FROM things');
@@ -130,7 +119,7 @@ describe('shard hint', () => {
 
   it('refuses an unknown shard and an unknown shardgate setting', async () => {
     await setup();
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     expect(await failure(session, "SET shardgate.shard = 's9'")).toBe('22023');
     expect(await failure(session, 'SHOW shardgate.nothing')).toBe('42704');
   });

@@ -1,7 +1,6 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import type { Engine } from '../../../src/engine/engine.js';
-import { failure, openEngine, run } from './engine-fixture.js';
-import { field, type LoggingConnector, type Responder } from './logging-cursor.js';
+import { describe, expect, it } from 'vitest';
+import { failure, enginePerTest, run } from './engine-fixture.js';
+import { field } from './logging-cursor.js';
 
 /**
  * Engine rules that depend on what a statement is, over logging cursors:
@@ -10,19 +9,9 @@ import { field, type LoggingConnector, type Responder } from './logging-cursor.j
  * Shards: accounts by id mod 3 (3 → s0, 1 → s1, 2 → s2); s0 is the default shard.
  */
 
-let engine: Engine | undefined;
-afterEach(async () => {
-  await engine?.close();
-  engine = undefined;
-});
+const { setup, engine } = enginePerTest();
 
-async function setup(respond?: Responder): Promise<LoggingConnector> {
-  const opened = await openEngine(respond);
-  engine = opened.engine;
-  return opened.connector;
-}
-
-const session = () => engine!.session({ user: 'app', database: 'app' });
+const session = () => engine().session({ user: 'app', database: 'app' });
 
 describe('statements that cannot run in a transaction block', () => {
   it('runs CREATE INDEX CONCURRENTLY on every shard without BEGIN or PREPARE', async () => {

@@ -1,26 +1,15 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import type { Engine } from '../../../src/engine/engine.js';
-import type { LoggingConnector, Responder } from './logging-cursor.js';
-import { failure, openEngine, run } from './engine-fixture.js';
+import { describe, expect, it } from 'vitest';
+import type { Responder } from './logging-cursor.js';
+import { failure, enginePerTest, run } from './engine-fixture.js';
 
-let engine: Engine | undefined;
-afterEach(async () => {
-  await engine?.close();
-  engine = undefined;
-});
-
-async function setup(respond?: Responder): Promise<LoggingConnector> {
-  const opened = await openEngine(respond);
-  engine = opened.engine;
-  return opened.connector;
-}
+const { setup, engine } = enginePerTest();
 
 const failOn = (pattern: RegExp): Responder => ({ sql }) => (pattern.test(sql) ? { error: { severity: 'ERROR', code: '23505', message: 'duplicate key' } } : undefined);
 
 describe('explicit transactions', () => {
   it('joins shards lazily and commits a write to two shards with two-phase commit', async () => {
     const connector = await setup();
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     expect((await run(session, 'BEGIN')).tag).toBe('BEGIN');
     expect(session.txStatus).toBe('T');
     expect(connector.log).toEqual([]);
@@ -41,7 +30,7 @@ describe('explicit transactions', () => {
 
   it('describes a statement on a shard the transaction already holds instead of taking another connection', async () => {
     const connector = await setup();
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     await run(session, 'BEGIN');
     await run(session, 'UPDATE accounts SET balance = balance - 5 WHERE id = 1');
     const held = connector.log.filter((e) => e.kind === 'acquire').map((e) => e.shard);
@@ -56,7 +45,7 @@ describe('explicit transactions', () => {
 
   it('fails the whole transaction after an error: 25P02 until ROLLBACK', async () => {
     const connector = await setup(failOn(/^INSERT/));
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     await run(session, 'BEGIN');
     await run(session, 'SELECT * FROM accounts WHERE id = 1');
     expect(await failure(session, 'INSERT INTO accounts (id) VALUES (2)')).toBe('23505');
@@ -71,7 +60,7 @@ describe('explicit transactions', () => {
 
   it('answers COMMIT of a failed transaction with ROLLBACK', async () => {
     const connector = await setup(failOn(/^INSERT/));
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     await run(session, 'BEGIN');
     expect(await failure(session, 'INSERT INTO accounts (id) VALUES (2)')).toBe('23505');
     expect((await run(session, 'COMMIT')).tag).toBe('ROLLBACK');
@@ -80,7 +69,7 @@ describe('explicit transactions', () => {
 
   it('recovers from an error with ROLLBACK TO SAVEPOINT', async () => {
     await setup(failOn(/^INSERT INTO accounts \(id\) VALUES \(5\)/));
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     await run(session, 'BEGIN');
     await run(session, 'INSERT INTO accounts (id) VALUES (1)');
     await run(session, 'SAVEPOINT a');
@@ -93,7 +82,7 @@ describe('explicit transactions', () => {
 
   it('warns on BEGIN inside a transaction and on COMMIT outside one, as PostgreSQL does', async () => {
     await setup();
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     const commit = await run(session, 'COMMIT');
     expect(commit.tag).toBe('COMMIT');
     expect(commit.notices.map((n) => n.code)).toEqual(['25P01']);
@@ -106,13 +95,13 @@ describe('explicit transactions', () => {
 
   it('refuses SAVEPOINT outside a transaction block with 25P01', async () => {
     await setup();
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     expect(await failure(session, 'SAVEPOINT a')).toBe('25P01');
   });
 
   it('sends BEGIN options to every shard that joins', async () => {
     const connector = await setup();
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     await run(session, 'BEGIN ISOLATION LEVEL REPEATABLE READ');
     await run(session, 'SELECT * FROM accounts WHERE id = 1');
     expect(connector.statements('s1')[0]).toBe('BEGIN ISOLATION LEVEL REPEATABLE READ');
@@ -121,7 +110,7 @@ describe('explicit transactions', () => {
 
   it('rolls back everywhere when the session closes mid-transaction', async () => {
     const connector = await setup();
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     await run(session, 'BEGIN');
     await run(session, 'UPDATE accounts SET balance = 1 WHERE id = 1');
     await run(session, 'UPDATE accounts SET balance = 1 WHERE id = 2');
@@ -135,7 +124,7 @@ describe('explicit transactions', () => {
 describe('implicit transactions of multi-statement queries', () => {
   it('commits statements of one query atomically', async () => {
     const connector = await setup();
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     session.beginImplicit();
     await run(session, 'INSERT INTO accounts (id) VALUES (1)');
     await run(session, 'INSERT INTO accounts (id) VALUES (2)');
@@ -148,7 +137,7 @@ describe('implicit transactions of multi-statement queries', () => {
 
   it('rolls everything back when a statement failed', async () => {
     const connector = await setup(failOn(/VALUES \(2\)/));
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     session.beginImplicit();
     await run(session, 'INSERT INTO accounts (id) VALUES (1)');
     expect(await failure(session, 'INSERT INTO accounts (id) VALUES (2)')).toBe('23505');
@@ -160,7 +149,7 @@ describe('implicit transactions of multi-statement queries', () => {
 
   it('keeps a transaction block opened by BEGIN inside the query', async () => {
     await setup();
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     session.beginImplicit();
     await run(session, 'BEGIN');
     await run(session, 'INSERT INTO accounts (id) VALUES (1)');
@@ -171,7 +160,7 @@ describe('implicit transactions of multi-statement queries', () => {
 
   it('rolls back a SET made in a query whose later statement failed', async () => {
     const connector = await setup(failOn(/VALUES \(2\)/));
-    const session = engine!.session({ user: 'app', database: 'app' });
+    const session = engine().session({ user: 'app', database: 'app' });
     session.beginImplicit();
     await run(session, 'SET work_mem = 4096');
     expect(await failure(session, 'INSERT INTO accounts (id) VALUES (2)')).toBe('23505');
