@@ -2,11 +2,8 @@ import { createServer } from 'node:net';
 import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FrontendMessage } from '../../../src/protocol/messages.js';
-import { AuthVerifiers } from '../../../src/server/auth-verifiers.js';
-import { ClientConnection } from '../../../src/server/client-connection.js';
-import { silentLog } from '../../../src/server/server-log.js';
 import { FakeEngine, testConfig } from './fake-engine.js';
-import { sqlstate, startFixture } from './server-fixture.js';
+import { serveSocket, sqlstate, startFixture } from './server-fixture.js';
 import type { Fixture } from './server-fixture.js';
 import { WireClient } from './wire-client.js';
 
@@ -185,18 +182,7 @@ describe('extended query protocol', () => {
         writes++;
         return write(chunk);
       }) as typeof socket.write;
-      const conn = new ClientConnection(socket, {
-        engine,
-        config,
-        verifiers: new AuthVerifiers(config),
-        log: silentLog,
-        startupTimeoutMs: 10_000,
-        admit: () => true,
-        register: () => ({ processId: 1, secretKey: 2 }),
-        release: () => undefined,
-        cancelRequest: () => undefined,
-      });
-      void conn.run();
+      serveSocket(socket, engine, config);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {

@@ -1,6 +1,11 @@
 import pg from 'pg';
 import { ProxyServer } from '../../../src/server/proxy-server.js';
 import type { ProxyServerOptions } from '../../../src/server/proxy-server.js';
+import type { Socket } from 'node:net';
+import type { ShardGateConfig } from '../../../src/config/types.js';
+import { AuthVerifiers } from '../../../src/server/auth-verifiers.js';
+import { ClientConnection } from '../../../src/server/client-connection.js';
+import { silentLog } from '../../../src/server/server-log.js';
 import { FakeEngine, testConfig } from './fake-engine.js';
 
 /** A ProxyServer on 127.0.0.1 (free port) over a FakeEngine. */
@@ -49,4 +54,23 @@ export async function sqlstate(promise: Promise<unknown>): Promise<string> {
 /** Waits until `condition` holds, checking on every turn of the event loop. */
 export async function eventually(condition: () => boolean): Promise<void> {
   while (!condition()) await new Promise((resolve) => setTimeout(resolve, 5));
+}
+
+/**
+ * Serves one accepted socket with a ClientConnection outside any ProxyServer,
+ * for tests that must tamper with the socket first (local address, writes).
+ */
+export function serveSocket(socket: Socket, engine: FakeEngine, config: ShardGateConfig): void {
+  const conn = new ClientConnection(socket, {
+    engine,
+    config,
+    verifiers: new AuthVerifiers(config),
+    log: silentLog,
+    startupTimeoutMs: 10_000,
+    admit: () => true,
+    register: () => ({ processId: 1, secretKey: 2 }),
+    release: () => undefined,
+    cancelRequest: () => undefined,
+  });
+  void conn.run();
 }

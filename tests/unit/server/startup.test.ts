@@ -3,11 +3,9 @@ import type { Server, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCommand } from '../../harness/cluster.js';
 import { encodeStartup } from '../../../src/protocol/index.js';
-import { AuthVerifiers, isLoopbackAddress } from '../../../src/server/auth-verifiers.js';
-import { ClientConnection } from '../../../src/server/client-connection.js';
-import { silentLog } from '../../../src/server/server-log.js';
+import { isLoopbackAddress } from '../../../src/server/auth-verifiers.js';
 import { FakeEngine, testConfig } from './fake-engine.js';
-import { eventually, sqlstate, startFixture } from './server-fixture.js';
+import { eventually, serveSocket, sqlstate, startFixture } from './server-fixture.js';
 import type { Fixture } from './server-fixture.js';
 import { WireClient } from './wire-client.js';
 
@@ -94,18 +92,7 @@ describe('startup and authentication', () => {
     const server: Server = createServer((socket: Socket) => {
       // As if the client had reached us on a public interface.
       Object.defineProperty(socket, 'localAddress', { value: '192.0.2.10' });
-      const conn = new ClientConnection(socket, {
-        engine,
-        config,
-        verifiers: new AuthVerifiers(config),
-        log: silentLog,
-        startupTimeoutMs: 10_000,
-        admit: () => true,
-        register: () => ({ processId: 1, secretKey: 2 }),
-        release: () => undefined,
-        cancelRequest: () => undefined,
-      });
-      void conn.run();
+      serveSocket(socket, engine, config);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as { port: number }).port;
