@@ -1,6 +1,6 @@
 import type { ShardGateConfig } from '../config/types.js';
 import type { Metrics } from '../observe/metrics.js';
-import { SPAN, shardgateAttributes, startSpan } from '../observe/tracing.js';
+import { SPAN, shardgateAttributes, startSpan, tracingLive } from '../observe/tracing.js';
 import type { Plan } from '../planner/plan.js';
 import { Planner, type RouteContext } from '../planner/planner.js';
 
@@ -23,7 +23,7 @@ export class ObservedPlanner extends Planner {
   }
 
   override plan(sql: string, params: Params, ctx: RouteContext): Plan {
-    if (!this.#tracing) {
+    if (!this.#tracing || !tracingLive()) {
       const plan = super.plan(sql, params, ctx);
       if (plan.kind === 'shards') this.#metrics.routed(plan.route);
       return plan;

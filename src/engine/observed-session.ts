@@ -1,9 +1,10 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { context, SpanKind, trace, type Context } from '@opentelemetry/api';
 import type { Metrics } from '../observe/metrics.js';
-import { recordSpanError, SPAN, shardgateAttributes, startSpan, traceContextFromSql } from '../observe/tracing.js';
+import { recordSpanError, SPAN, shardgateAttributes, startSpan, traceContextFromSql, tracingLive } from '../observe/tracing.js';
 import type { GlobalTransaction } from '../tx/index.js';
 import type { EngineContext, EngineLog } from './engine-context.js';
+import { withEnd } from './pass-through.js';
 import { Session, type SessionInfo } from './session.js';
 import type { ClientStatement, ExecEvent } from './session-api.js';
 import type { ShardCursor } from './shard-cursor.js';
@@ -66,18 +67,15 @@ export class ObservedSession extends Session implements SessionView {
     return this.#current;
   }
 
-  override async *execute(stmt: ClientStatement): AsyncGenerator<ExecEvent, void, undefined> {
+  override execute(stmt: ClientStatement): AsyncIterable<ExecEvent> {
     const slowMs = this.#obs.slowStatementMs();
-    const tracing = this.#obs.tracing;
+    const tracing = this.#obs.tracing && tracingLive();
     this.#current = stmt.sql;
-    if (!tracing && slowMs === null) {
-      try {
-        yield* super.execute(stmt);
-      } finally {
-        this.#current = null;
-      }
-      return;
-    }
+    if (!tracing && slowMs === null) return withEnd(super.execute(stmt), () => (this.#current = null));
+    return this.#observed(stmt, slowMs, tracing);
+  }
+
+  async *#observed(stmt: ClientStatement, slowMs: number | null, tracing: boolean): AsyncGenerator<ExecEvent, void, undefined> {
     const started = performance.now();
     const atStart = this.transaction;
     const shards = slowMs === null ? null : new Set<string>();
@@ -86,7 +84,9 @@ export class ObservedSession extends Session implements SessionView {
     // A span nobody records (no SDK registered, or not sampled) has no children worth nesting: skip the context switches.
     const recording = span?.isRecording() ?? false;
     if (span !== null && recording) ctx = trace.setSpan(ctx, span);
-    const inner = super.execute(stmt)[Symbol.asyncIterator]();
+    // Planning happens when execute() is called: inside the statement's span too.
+    const open = (): AsyncIterator<ExecEvent> => super.execute(stmt)[Symbol.asyncIterator]();
+    const inner = recording ? context.with(ctx, open) : open();
     const next = (): Promise<IteratorResult<ExecEvent, void>> => (shards === null ? inner.next() : statementShards.run(shards, () => inner.next()));
     // Each step runs in the statement's span (and shard set), so routing, shard and 2PC spans nest under it.
     const step = recording ? (): Promise<IteratorResult<ExecEvent, void>> => context.with(ctx, next) : next;

@@ -1,5 +1,5 @@
 import type { ShardName, TableName } from '../config/names.js';
-import { sgError } from '../errors/index.js';
+import { sgError, type PgError } from '../errors/index.js';
 import type { CopyFromPlan, CopyToPlan, InsertSelectPlan, Plan, SetPlan, ShardsPlan, ShowPlan, TransactionPlan } from '../planner/plan.js';
 import type { RouteContext } from '../planner/planner.js';
 import type { FieldDescription, TxStatus } from '../protocol/fields.js';
@@ -9,7 +9,8 @@ import { copyOutAll } from './copy-out.js';
 import type { EngineContext } from './engine-context.js';
 import { insertSelectEvents } from './insert-select.js';
 import { routingParams } from './param-text.js';
-import { runShardsPlan } from './run-shards.js';
+import { DirectRun, releaseAfter } from './pass-through.js';
+import { runShardsPlan, shardQuery } from './run-shards.js';
 import type { ClientStatement, EngineSession, ExecEvent } from './session-api.js';
 import { parseStartup, REPORTED_SETTINGS, settingIdent, type StartupSettings } from './session-settings.js';
 import { parseHint, SettingsState, shardgateSetting, type SettingsTarget } from './settings-state.js';
@@ -125,10 +126,70 @@ export class Session implements EngineSession {
     return params;
   }
 
-  async *execute(stmt: ClientStatement): AsyncGenerator<ExecEvent, void, undefined> {
-    if (this.#closed) throw sgError('internal', { reason: 'execute() on a closed session' });
+  execute(stmt: ClientStatement): AsyncIterable<ExecEvent> {
+    const scope = this.#scope;
+    if (this.#closed || scope?.failed === true || (scope === null && this.#implicitBlock)) return this.#execute(stmt, null);
     const params = routingParams(stmt);
-    let plan = this.#plan(stmt.sql, params);
+    const plan = this.#plan(stmt.sql, params);
+    if (plan.kind !== 'shards' || plan.statements.length !== 1 || plan.merge !== null || plan.ddl) return this.#execute(stmt, { params, plan });
+    const shard = plan.statements[0]!;
+    const query = shardQuery(shard, stmt, stmt.resultFormats);
+    if (scope === null) {
+      // Outside a transaction, one statement on one shard needs no transaction of its own (see #withConnections).
+      return new DirectRun(
+        {
+          acquire: async () => {
+            const taken: ShardCursor[] = [];
+            try {
+              return await this.#acquireDirect(shard.shard, taken);
+            } catch (err) {
+              this.#releaseAll(taken, err ?? new Error('unknown error'));
+              throw err;
+            }
+          },
+          running: this.#running,
+          done: releaseAfter,
+          fail: asPgError,
+        },
+        query,
+      );
+    }
+    if (plan.transactional === false || plan.notPreparable !== undefined) return this.#execute(stmt, { params, plan });
+    // Inside a transaction: its participant on the shard, as #withConnections gives it.
+    return new DirectRun(
+      {
+        acquire: async () => {
+          if (plan.writes) {
+            const bad = scope.unpreparableWrite([shard.shard]);
+            if (bad !== null) throw sgError('notPreparableAcrossShards', { what: bad.what, shards: bad.shards.join(', ') });
+          }
+          const conn = await this.#participant(scope, shard.shard);
+          if (plan.writes) scope.tx.markWritten(shard.shard);
+          return conn;
+        },
+        running: this.#running,
+        done: () => undefined,
+        fail: (err) => this.#failWith(err),
+      },
+      query,
+    );
+  }
+
+  /** The error a statement reports; inside a transaction block any error aborts the whole global transaction, as on one server. */
+  #failWith(err: unknown): PgError {
+    const error = asPgError(err);
+    const current = this.#scope;
+    if (current !== null && current.tx.state === 'active' && !current.tx.ending) return current.tx.fail(error);
+    return error;
+  }
+
+  async *#execute(
+    stmt: ClientStatement,
+    planned: { params: readonly (string | null | undefined)[]; plan: Plan } | null,
+  ): AsyncGenerator<ExecEvent, void, undefined> {
+    if (this.#closed) throw sgError('internal', { reason: 'execute() on a closed session' });
+    const params = planned?.params ?? routingParams(stmt);
+    let plan = planned?.plan ?? this.#plan(stmt.sql, params);
     const scope = this.#scope;
     const allowedWhenFailed =
       (plan.kind === 'transaction' && (plan.op === 'commit' || plan.op === 'rollback' || plan.op === 'rollbackTo')) || (plan.kind === 'empty' && plan.command === null);
@@ -170,11 +231,7 @@ export class Session implements EngineSession {
           return;
       }
     } catch (err) {
-      const error = asPgError(err);
-      // Any error inside a transaction block aborts the whole global transaction, as on one server.
-      const current = this.#scope;
-      if (current !== null && current.tx.state === 'active' && !current.tx.ending) throw current.tx.fail(error);
-      throw error;
+      throw this.#failWith(err);
     }
   }
 

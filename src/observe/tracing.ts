@@ -2,6 +2,7 @@ import {
   context,
   createTraceState,
   isSpanContextValid,
+  ProxyTracerProvider,
   SpanKind,
   SpanStatusCode,
   trace,
@@ -210,6 +211,16 @@ export function sqlcommenterTag(fields: Readonly<Record<string, string>>): strin
 export function withSqlComment(sql: string, fields: Readonly<Record<string, string>>): string {
   const tag = sqlcommenterTag(fields);
   return tag === '' ? sql : `${sql}\n${tag}`;
+}
+
+/**
+ * True when an OpenTelemetry SDK is registered, so spans may record. Without
+ * one every span is a no-op, and per-statement span work (context switches,
+ * attribute objects, wrappers) can be skipped altogether.
+ */
+export function tracingLive(): boolean {
+  const provider = trace.getTracerProvider();
+  return !(provider instanceof ProxyTracerProvider) || provider.getDelegateTracer(TRACER_NAME) !== undefined;
 }
 
 /**

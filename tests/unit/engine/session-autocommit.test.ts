@@ -18,6 +18,22 @@ describe('autocommit statements', () => {
     expect(connector.inUse()).toEqual([]);
   });
 
+  it('releases a single-shard statement\'s connection when the consumer stops early or the shard fails', async () => {
+    const connector = await setup(({ sql }) =>
+      sql.includes('boom') ? { error: { severity: 'ERROR', code: '22012', message: 'division by zero' } } : sql.startsWith('SELECT') ? { fields: [field('id', 23)], rows: [['1'], ['2']] } : undefined,
+    );
+    const session = engine().session({ user: 'app', database: 'app' });
+    for await (const ev of session.execute({ sql: 'SELECT id FROM accounts WHERE id = 4' })) {
+      if (ev.kind === 'fields') break;
+    }
+    expect(connector.inUse()).toEqual([]);
+    expect(await failure(session, "SELECT id FROM accounts WHERE id = 4 AND 'boom' <> ''")).toBe('22012');
+    expect(connector.inUse()).toEqual([]);
+    // An ordinary statement error leaves the connection fit for reuse.
+    expect(connector.log.filter((e) => e.kind === 'release').map((e) => e.sql)).toEqual(['', '']);
+    expect((await run(session, 'SELECT id FROM accounts WHERE id = 4')).rows).toEqual([['1'], ['2']]);
+  });
+
   it('merges an ordered read of every shard, with LIMIT/OFFSET, without a transaction', async () => {
     const connector = await setup(({ shard, sql }) =>
       sql.startsWith('SELECT') ? { fields: [field('id', 23)], rows: ids[shard]!.map((v) => [v]) } : undefined,
