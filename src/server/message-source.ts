@@ -10,11 +10,17 @@ export class ClientGoneError extends Error {
   }
 }
 
+/** Unread client bytes at which the socket is paused (it resumes when a message is awaited again). */
+export const CLIENT_PAUSE_AT_BYTES = 256 * 1024;
+
 /**
- * Pulls framed messages from a client socket on demand. The socket stays
- * paused except while a message is awaited, so a client that pipelines a lot
- * is held back by TCP instead of by our memory: at most one read chunk plus
- * one partial message is buffered. Before waiting for more input it calls
+ * Pulls framed messages from a client socket on demand. The socket reads
+ * freely until CLIENT_PAUSE_AT_BYTES are buffered and unread, then pauses
+ * until a message is awaited, so a client that pipelines a lot is held back
+ * by TCP instead of by our memory: at most that much plus one read chunk and
+ * one partial message is buffered. A socket that keeps reading costs no
+ * system calls between statements (pausing and resuming each time would cost
+ * two). Before waiting for more input it calls
  * `beforeWait` (the connection flushes its output there), so a client waiting
  * for an answer is never left without it.
  */
@@ -23,6 +29,7 @@ export class MessageSource {
   readonly #reader: MessageReader;
   readonly #beforeWait: () => Promise<void>;
   #ended = false;
+  #paused = true;
   #wake: (() => void) | null = null;
 
   constructor(socket: Socket, reader: MessageReader, beforeWait: () => Promise<void>) {
@@ -30,8 +37,11 @@ export class MessageSource {
     this.#reader = reader;
     this.#beforeWait = beforeWait;
     socket.on('data', (chunk: Buffer) => {
-      socket.pause();
       this.#reader.push(chunk);
+      if (this.#reader.buffered >= CLIENT_PAUSE_AT_BYTES) {
+        this.#paused = true;
+        socket.pause();
+      }
       this.#notify();
     });
     const end = (): void => {
@@ -83,7 +93,10 @@ export class MessageSource {
     if (this.#ended) return false;
     await new Promise<void>((resolve) => {
       this.#wake = resolve;
-      this.#socket.resume();
+      if (this.#paused) {
+        this.#paused = false;
+        this.#socket.resume();
+      }
     });
     return true;
   }
