@@ -1,5 +1,6 @@
 import type { EngineSession } from '../engine/session-api.js';
-import { splitStatements } from '../sql/split-statements.js';
+import { singleStatement } from '../sql/single-statement.js';
+import { splitStatements, type SplitStatement } from '../sql/split-statements.js';
 import { shiftPosition, toClientError } from './error-mapping.js';
 import { ClientGoneError } from './message-source.js';
 import type { ServerLog } from './server-log.js';
@@ -19,9 +20,10 @@ export async function runSimpleQuery(io: RunIO, session: EngineSession, sql: str
     out.send({ type: 'EmptyQueryResponse' });
     return;
   }
-  let statements: { sql: string; offset: number }[];
+  let statements: readonly SplitStatement[];
+  const single = singleStatement(sql);
   try {
-    statements = splitStatements(sql).filter((s) => s.sql.trim() !== '');
+    statements = single !== null ? [single] : splitStatements(sql).filter((s) => s.sql.trim() !== '');
   } catch (err) {
     const error = toClientError(err, log);
     if (error.fatal) throw error;
