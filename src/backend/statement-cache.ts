@@ -3,11 +3,18 @@
  * by SQL text and parameter types, least recently used first. This is how
  * prepared statements survive pooling: whichever connection serves a session
  * parses a statement once and binds it by name afterwards.
+ *
+ * A statement is named on its second use on the connection; its first use
+ * runs as the unnamed statement. Texts that never come back (a simple-protocol
+ * client's statements with their literals inlined) then cost the shard no
+ * named statement and the cache no eviction of statements that are reused.
  */
 export class StatementCache {
   readonly #max: number;
   /** Map iteration order is insertion order: the first key is the least recently used. */
   readonly #names = new Map<string, string>();
+  /** Keys used once and not named yet, oldest first, as many as the cache holds. */
+  readonly #seen = new Set<string>();
   #counter = 0;
 
   constructor(max: number) {
@@ -33,10 +40,17 @@ export class StatementCache {
   }
 
   /**
-   * Records a new statement and returns its name plus the names evicted to
-   * stay within the bound; the caller must Close (F) those on the server.
+   * Records a use of a statement that `get` did not know. The first use of a
+   * key gets the unnamed statement (name ''); the second a new name, plus the
+   * names evicted to stay within the bound, which the caller must Close (F)
+   * on the server.
    */
   add(key: string): { readonly name: string; readonly evicted: readonly string[] } {
+    if (!this.#seen.delete(key)) {
+      this.#seen.add(key);
+      if (this.#seen.size > this.#max) this.#seen.delete(this.#seen.values().next().value!);
+      return { name: '', evicted: [] };
+    }
     const name = `sg_${++this.#counter}`;
     this.#names.set(key, name);
     const evicted: string[] = [];
@@ -56,5 +70,6 @@ export class StatementCache {
   /** Forgets everything (after DISCARD ALL / DEALLOCATE ALL the server has none of them). */
   clear(): void {
     this.#names.clear();
+    this.#seen.clear();
   }
 }

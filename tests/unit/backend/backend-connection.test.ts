@@ -71,19 +71,27 @@ async function drain(it: AsyncIterable<unknown>): Promise<unknown[]> {
 }
 
 describe('BackendConnection', () => {
-  it('parses a statement once and binds it by name afterwards', async () => {
+  it('runs a statement unnamed on its first use, parses it by name on the second and binds that name afterwards', async () => {
     const { t, conn } = connection(selectServer(1));
-    await conn.rows('SELECT 1');
-    await conn.rows('SELECT 1');
-    expect(t.requests.map((r) => r.map((m) => m.type).join(' '))).toEqual(['Parse Bind Describe Execute Sync', 'Bind Describe Execute Sync']);
+    for (let i = 0; i < 3; i++) await conn.rows('SELECT 1');
+    expect(t.requests.map((r) => r.map((m) => m.type).join(' '))).toEqual([
+      'Parse Bind Describe Execute Sync',
+      'Parse Bind Describe Execute Sync',
+      'Bind Describe Execute Sync',
+    ]);
+    const parses = t.requests.flatMap((r) => r.filter((m) => m.type === 'Parse')) as { name: string }[];
+    expect(parses[0]!.name).toBe('');
+    expect(parses[1]!.name).not.toBe('');
+    expect(t.requests[2]?.[0]).toMatchObject({ type: 'Bind', statement: parses[1]!.name });
     expect(conn.cachedStatements).toBe(1);
   });
 
-  it('closes statements evicted from the cache in the next request', async () => {
+  it('closes a statement evicted from the cache in the request that named another', async () => {
     const { t, conn } = connection(selectServer(0), 1);
-    await conn.rows('SELECT 1');
-    await conn.rows('SELECT 2');
-    expect(t.requests[1]?.[0]).toMatchObject({ type: 'Close', target: 'S' });
+    for (const sql of ['SELECT 1', 'SELECT 1', 'SELECT 3', 'SELECT 2', 'SELECT 2']) await conn.rows(sql);
+    // Statements used once (SELECT 3, SELECT 2 the first time) take no name and evict nothing.
+    expect(t.requests.slice(0, 4).some((r) => r.some((m) => m.type === 'Close'))).toBe(false);
+    expect(t.requests[4]?.[0]).toMatchObject({ type: 'Close', target: 'S', name: (t.requests[1]!.find((m) => m.type === 'Parse') as { name: string }).name });
   });
 
   it('cuts rows into batches and completes after ReadyForQuery', async () => {
@@ -126,6 +134,8 @@ describe('BackendConnection', () => {
   it('forgets every statement after DISCARD ALL', async () => {
     const { conn } = connection((req) => (req[0]?.type === 'Query' ? [{ type: 'CommandComplete', tag: 'DISCARD ALL' }, ready] : selectServer(0)(req)));
     await conn.rows('SELECT 1');
+    await conn.rows('SELECT 1');
+    expect(conn.cachedStatements).toBe(1);
     await conn.exec('DISCARD ALL');
     expect(conn.cachedStatements).toBe(0);
   });
