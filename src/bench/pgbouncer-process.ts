@@ -5,7 +5,8 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { asPostgresUser, freePort, handToPostgresUser } from './pg-cluster.js';
+import { asPostgresUser, freePort, handToPostgresUser, RUNNING_AS_ROOT } from './pg-cluster.js';
+import { firstChildPid } from './process-cpu.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -33,6 +34,8 @@ export function supportsPreparedStatements(version: readonly [number, number]): 
 /** A running PgBouncer serving database `app` of one PostgreSQL server in transaction pooling. */
 export interface PgBouncerProcess {
   readonly port: number;
+  /** The pgbouncer process itself (not the `runuser` wrapper when we are root), for its CPU time; null once gone. */
+  serverPid(): number | null;
   /** SIGTERM (immediate shutdown), SIGKILL after 10 s; removes its folder. */
   stop(): Promise<void>;
 }
@@ -136,5 +139,6 @@ export async function startPgBouncer(opts: PgBouncerOptions): Promise<PgBouncerP
     await stop();
     throw new Error(`${(err as Error).message}: ${stderr}`);
   }
-  return { port, stop };
+  const serverPid = (): number | null => (exited() ? null : RUNNING_AS_ROOT ? firstChildPid(child.pid!) : child.pid!);
+  return { port, stop, serverPid };
 }

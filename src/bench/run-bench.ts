@@ -132,13 +132,15 @@ export async function runBench(opts: BenchOptions, log: BenchLog): Promise<Bench
           {
             name: 'pgbouncer',
             target: st.bouncer === null ? null : { port: st.bouncer.port, user: 'postgres', database: DATABASE },
+            proxyPid: () => st.bouncer?.serverPid() ?? null,
             unavailable: (mode) =>
               st.bouncerProblem !== null ? `PgBouncer ${st.bouncerProblem}` : mode === 'prepared' && !st.bouncerPrepared ? 'PgBouncer < 1.21 cannot run -M prepared in transaction pooling' : null,
           },
-          { name: 'shardgate-1', target: st.sg1 === null ? null : proxyTarget(st.sg1), unavailable: () => st.sg1Problem },
-          { name: 'shardgate-4', target: st.sg4 === null ? null : proxyTarget(st.sg4), unavailable: () => st.sg4Problem },
+          { name: 'shardgate-1', target: st.sg1 === null ? null : proxyTarget(st.sg1), unavailable: () => st.sg1Problem, proxyPid: () => st.sg1?.pid ?? null },
+          { name: 'shardgate-4', target: st.sg4 === null ? null : proxyTarget(st.sg4), unavailable: () => st.sg4Problem, proxyPid: () => st.sg4?.pid ?? null },
         ];
-        tables.push(await runSelectOnly(sides, opts, cores, log));
+        const selectOnly = await runSelectOnly(sides, opts, cores, log);
+        tables.push(selectOnly.tps, selectOnly.proxyCpu);
       });
     }
 

@@ -1,5 +1,6 @@
 import type { BenchOptions } from './bench-options.js';
 import { pgbenchThreads, runPgbench, type PgbenchTarget } from './pgbench.js';
+import { processCpuMs } from './process-cpu.js';
 import type { Cell, ResultRow, ResultTable } from './result-table.js';
 
 /** One system pgbench drives: where it listens, or why it cannot take part. */
@@ -9,6 +10,14 @@ export interface PgbenchSide {
   readonly target: PgbenchTarget | null;
   /** Why the side has no figure for a query mode (or at all), or null when it can run it. */
   unavailable(mode: string): string | null;
+  /** The process between client and server (a proxy), whose CPU time per transaction is measured; absent for direct. */
+  readonly proxyPid?: () => number | null;
+}
+
+/** Select-only figures: transactions per second of every side, and the CPU time the proxies spent per transaction. */
+export interface SelectOnlyTables {
+  readonly tps: ResultTable;
+  readonly proxyCpu: ResultTable;
 }
 
 /** Progress lines go here (stderr in the command). */
@@ -37,8 +46,13 @@ export function shortReason(err: unknown): string {
  * interleaved within each round. Each cell holds one tps sample per round; a
  * run that fails becomes a missing cell with its reason, and the others go on.
  */
-export async function runSelectOnly(sides: readonly PgbenchSide[], opts: BenchOptions, cores: number, log: BenchLog): Promise<ResultTable> {
+export async function runSelectOnly(sides: readonly PgbenchSide[], opts: BenchOptions, cores: number, log: BenchLog): Promise<SelectOnlyTables> {
   const samples = new Map<string, Map<string, number[]>>();
+  const cpuSamples = new Map<string, Map<string, number[]>>();
+  const add = (into: Map<string, Map<string, number[]>>, rowId: string, side: string, value: number): void => {
+    if (!into.has(rowId)) into.set(rowId, new Map());
+    into.get(rowId)!.set(side, [...(into.get(rowId)!.get(side) ?? []), value]);
+  };
   const failures = new Map<string, Map<string, string>>();
   const workloads = opts.clientCounts.flatMap((clients) => opts.queryModes.map((mode) => ({ clients, mode })));
   for (let round = 0; round < opts.rounds; round++) {
@@ -49,11 +63,16 @@ export async function runSelectOnly(sides: readonly PgbenchSide[], opts: BenchOp
         if (failures.get(rowId)?.has(side.name)) continue;
         const args = ['-S', '-n', '-M', mode, '-T', String(opts.durationS), '-c', String(clients), '-j', String(pgbenchThreads(clients, cores))];
         try {
+          const pid = side.proxyPid?.() ?? null;
+          const cpuBefore = pid === null ? null : processCpuMs(pid);
           const run = await runPgbench(side.target, { args });
+          const cpuAfter = pid === null ? null : processCpuMs(pid);
           const tps = run.summary.tps;
-          if (!samples.has(rowId)) samples.set(rowId, new Map());
-          samples.get(rowId)!.set(side.name, [...(samples.get(rowId)!.get(side.name) ?? []), tps]);
-          log(`select-only round ${round + 1}/${opts.rounds} -M ${mode} -c ${clients} ${side.name}: ${tps.toFixed(0)} tps`);
+          add(samples, rowId, side.name, tps);
+          const transactions = run.summary.transactions;
+          const cpuUs = cpuBefore !== null && cpuAfter !== null && transactions > 0 ? ((cpuAfter - cpuBefore) * 1000) / transactions : null;
+          if (cpuUs !== null) add(cpuSamples, rowId, side.name, cpuUs);
+          log(`select-only round ${round + 1}/${opts.rounds} -M ${mode} -c ${clients} ${side.name}: ${tps.toFixed(0)} tps${cpuUs === null ? '' : `, proxy CPU ${cpuUs.toFixed(1)} µs per transaction`}`);
         } catch (err) {
           if (!failures.has(rowId)) failures.set(rowId, new Map());
           failures.get(rowId)!.set(side.name, shortReason(err));
@@ -62,6 +81,7 @@ export async function runSelectOnly(sides: readonly PgbenchSide[], opts: BenchOp
       }
     }
   }
+  const label = (mode: string, clients: number): string => `-S ${mode}, ${clients} client${clients === 1 ? '' : 's'}`;
   const rows: ResultRow[] = workloads.map(({ clients, mode }) => {
     const rowId = selectOnlyRowId(mode, clients);
     const cells: Record<string, Cell> = {};
@@ -72,9 +92,30 @@ export async function runSelectOnly(sides: readonly PgbenchSide[], opts: BenchOp
       if (got !== undefined && got.length > 0) cells[side.name] = { kind: 'samples', samples: got };
       else cells[side.name] = { kind: 'missing', reason: reason ?? (failed !== undefined ? `failed: ${failed}` : 'not run') };
     }
-    return { id: rowId, label: `-S ${mode}, ${clients} client${clients === 1 ? '' : 's'}`, unit: 'tps', cells };
+    return { id: rowId, label: label(mode, clients), unit: 'tps', cells };
   });
-  return {
+  const proxies = sides.filter((s) => s.proxyPid !== undefined);
+  const cpuRows: ResultRow[] = workloads.map(({ clients, mode }) => {
+    const rowId = selectOnlyRowId(mode, clients);
+    const cells: Record<string, Cell> = {};
+    for (const side of proxies) {
+      const got = cpuSamples.get(rowId)?.get(side.name);
+      cells[side.name] = got !== undefined && got.length > 0 ? { kind: 'samples', samples: got } : { kind: 'missing', reason: 'not measured' };
+    }
+    return { id: rowId, label: label(mode, clients), unit: 'µs', cells };
+  });
+  const proxyCpu: ResultTable = {
+    id: 'select-only-proxy-cpu',
+    title: 'CPU time of the proxy process per select-only transaction (user + system, from /proc)',
+    columns: proxies.map((s) => s.name),
+    baseline: proxies[0]?.name ?? null,
+    rows: cpuRows,
+    notes: [
+      'Microseconds of CPU the proxy process used per transaction during each run (median of rounds); ratios against the first proxy.',
+      'On a machine where every core is busy, throughput through a proxy is bounded by this cost plus what the client and the server spend per transaction.',
+    ],
+  };
+  const tps: ResultTable = {
     id: 'select-only',
     title: `pgbench -S (select-only), scale ${opts.scale}, ${opts.durationS}-s runs × ${opts.rounds} round${opts.rounds === 1 ? '' : 's'}`,
     columns: sides.map((s) => s.name),
@@ -86,4 +127,5 @@ export async function runSelectOnly(sides: readonly PgbenchSide[], opts: BenchOp
       'pgbench runs with -n (no vacuum) on every side; tables initialised with `pgbench -i` directly for direct/PgBouncer and through the proxy for ShardGate.',
     ],
   };
+  return { tps, proxyCpu };
 }
