@@ -2,6 +2,7 @@ import { ConfigError } from '../config/load.js';
 import type { ShardGateConfig } from '../config/types.js';
 import { createLogger, redactUrl } from '../observe/logger.js';
 import type { CliIo } from './cli-io.js';
+import { applyWasmTier } from './wasm-tier.js';
 
 /** `host:port`, with brackets around IPv6 hosts. */
 export function formatAddress(addr: { readonly host: string; readonly port: number }): string {
@@ -49,6 +50,8 @@ export interface ServeOptions {
  */
 export async function serve(config: ShardGateConfig, io: CliIo, opts: ServeOptions = {}): Promise<number> {
   checkServable(config);
+  // Before the engine loads the parser: which compiler its WebAssembly gets is decided when it is compiled.
+  const wasmFlag = applyWasmTier(config);
   const root = createLogger({ env: io.env });
   const log = root.child({ component: 'cli' });
   log.info(
@@ -58,6 +61,7 @@ export async function serve(config: ShardGateConfig, io: CliIo, opts: ServeOptio
       coordinatorId: config.coordinatorId,
       shards: config.shards.map((s) => ({ name: s.name, kind: s.kind, target: s.kind === 'embedded' ? s.dir : redactUrl(s.url) })),
       tables: [...config.tables.keys()],
+      ...(wasmFlag !== null ? { v8Flags: [wasmFlag] } : {}),
     },
     'starting',
   );
