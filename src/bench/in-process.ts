@@ -9,9 +9,9 @@ import type { Cell, ResultRow, ResultTable } from './result-table.js';
 import { PGBENCH_TABLE_RULES } from './shardgate-process.js';
 import type { BenchLog } from './select-only.js';
 
-/** Nanoseconds per call of `fn` over `iterations` calls (after a tenth as warm-up), as µs. */
-function microsPerCall(iterations: number, fn: (i: number) => unknown): number {
-  const warm = Math.max(1, Math.floor(iterations / 10));
+/** Nanoseconds per call of `fn` over `iterations` calls (after a tenth, at least `minWarmup`, as warm-up), as µs. */
+function microsPerCall(iterations: number, fn: (i: number) => unknown, minWarmup = 1): number {
+  const warm = Math.max(minWarmup, Math.floor(iterations / 10));
   for (let i = 0; i < warm; i++) fn(i);
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < iterations; i++) fn(warm + i);
@@ -32,11 +32,16 @@ const POINT_SELECT = 'SELECT abalance FROM pgbench_accounts WHERE aid = $1';
 
 /**
  * Parse + route cost per statement: a cache hit (the same parameterized text
- * again) beside a Map lookup of the text, and a miss (a new literal each
- * time, so the text was never seen) beside libpg-query's parse alone.
- * Every plan is checked to route to exactly one shard.
+ * again) beside a Map lookup of the text; a miss of a known shape (a new
+ * literal each time, so the text was never seen but differs from seen ones
+ * only in its constant: planned from the shape cache) and a new shape (a new
+ * column alias as well, so the text is parsed and analysed), each beside
+ * libpg-query's parse of the same texts alone. Every plan is checked to route
+ * to exactly one shard.
  */
-export async function measurePlanning(iterations: number): Promise<{ hit: number; hitBaseline: number; miss: number; missBaseline: number }> {
+export async function measurePlanning(
+  iterations: number,
+): Promise<{ hit: number; hitBaseline: number; miss: number; missBaseline: number; newShape: number; newShapeBaseline: number }> {
   await initParser();
   const planner = new Planner(planningConfig());
   const ctx = { hintShard: null };
@@ -47,12 +52,24 @@ export async function measurePlanning(iterations: number): Promise<{ hit: number
   const hit = microsPerCall(iterations, (i) => planner.plan(POINT_SELECT, params[i & 1023]!, ctx));
   const cache = new Map([[POINT_SELECT, check]]);
   const hitBaseline = microsPerCall(iterations, () => (sink += cache.get(POINT_SELECT) === undefined ? 1 : 0));
+  // A miss of a known shape costs a few µs: timed over half the hit's calls, so one garbage collection does not dominate the window.
+  const shapeIterations = Math.max(100, Math.floor(iterations / 2));
   const missIterations = Math.max(100, Math.floor(iterations / 10));
-  // Literal values make every text new: each call parses and analyses. Offsets keep the warm-up's texts apart from the timed ones.
-  const miss = microsPerCall(missIterations, (i) => planner.plan(`SELECT abalance FROM pgbench_accounts WHERE aid = ${1_000_000 + i}`, [], ctx));
-  const missBaseline = microsPerCall(missIterations, (i) => parseSync(`SELECT abalance FROM pgbench_accounts WHERE aid = ${5_000_000 + i}`));
+  // The miss paths run code the hit never did (the shape scanner, the parser's WASM) and route with other
+  // value kinds: measured from a cold start they take several thousand calls to reach their steady cost.
+  const missWarmup = 10_000;
+  const oneShard = (plan: ReturnType<Planner['plan']>): number => {
+    if (plan.kind !== 'shards' || plan.statements.length !== 1) throw new Error(`a literal point select did not route to one shard: ${JSON.stringify(plan).slice(0, 300)}`);
+    return 1;
+  };
+  // Literal values make every text new. Offsets keep the warm-up's texts apart from the timed ones.
+  const miss = microsPerCall(shapeIterations, (i) => (sink += oneShard(planner.plan(`SELECT abalance FROM pgbench_accounts WHERE aid = ${1_000_000 + i}`, [], ctx))), missWarmup);
+  const missBaseline = microsPerCall(shapeIterations, (i) => parseSync(`SELECT abalance FROM pgbench_accounts WHERE aid = ${5_000_000 + i}`), missWarmup);
+  // A new alias makes every text a new statement shape too: parsed and analysed.
+  const newShape = microsPerCall(missIterations, (i) => (sink += oneShard(planner.plan(`SELECT abalance AS b${i} FROM pgbench_accounts WHERE aid = ${1_000_000 + i}`, [], ctx))), missWarmup);
+  const newShapeBaseline = microsPerCall(missIterations, (i) => parseSync(`SELECT abalance AS c${i} FROM pgbench_accounts WHERE aid = ${5_000_000 + i}`), missWarmup);
   if (sink < 0) throw new Error('unreachable');
-  return { hit, hitBaseline, miss, missBaseline };
+  return { hit, hitBaseline, miss, missBaseline, newShape, newShapeBaseline };
 }
 
 const INT8_TEXT: FieldDescription = { name: 'id', tableOid: 0, columnAttr: 0, typeOid: 20, typeSize: 8, typeModifier: -1, format: 0 };
@@ -131,12 +148,28 @@ function one(v: number): Cell {
 /** The in-process figures as a table: ShardGate's code beside a baseline doing the least the same job needs. */
 export async function runInProcess(opts: BenchOptions, log: BenchLog): Promise<ResultTable> {
   const plan = await measurePlanning(opts.planIterations);
-  log(`in-process plan: hit ${plan.hit.toFixed(2)} µs, miss ${plan.miss.toFixed(1)} µs (parse alone ${plan.missBaseline.toFixed(1)} µs)`);
+  log(
+    `in-process plan: hit ${plan.hit.toFixed(2)} µs, miss ${plan.miss.toFixed(1)} µs (parse alone ${plan.missBaseline.toFixed(1)} µs), ` +
+      `new shape ${plan.newShape.toFixed(1)} µs (parse alone ${plan.newShapeBaseline.toFixed(1)} µs)`,
+  );
   const merge = await measureMerge(opts.mergeRowsPerStream);
   log(`in-process merge: ordered ${(merge.ordered / 1e6).toFixed(2)} M rows/s, concatenation ${(merge.concatenation / 1e6).toFixed(2)} M rows/s`);
   const rows: ResultRow[] = [
     { id: 'plan-hit', label: 'parse + route, cache hit', unit: 'µs', cells: { baseline: one(plan.hitBaseline), shardgate: one(plan.hit) }, note: 'baseline: a Map lookup of the SQL text' },
-    { id: 'plan-miss', label: 'parse + route, cache miss', unit: 'µs', cells: { baseline: one(plan.missBaseline), shardgate: one(plan.miss) }, note: 'baseline: libpg-query parseSync alone' },
+    {
+      id: 'plan-miss',
+      label: 'parse + route, cache miss',
+      unit: 'µs',
+      cells: { baseline: one(plan.missBaseline), shardgate: one(plan.miss) },
+      note: 'a new literal each time (planned from the shape cache); baseline: libpg-query parseSync alone',
+    },
+    {
+      id: 'plan-new-shape',
+      label: 'parse + route, new statement shape',
+      unit: 'µs',
+      cells: { baseline: one(plan.newShapeBaseline), shardgate: one(plan.newShape) },
+      note: 'a new column alias each time (parsed and analysed); baseline: libpg-query parseSync alone',
+    },
     {
       id: 'merge-ordered',
       label: 'k-way ORDER BY merge of 4 streams',
@@ -159,7 +192,7 @@ export async function runInProcess(opts: BenchOptions, log: BenchLog): Promise<R
     baseline: 'baseline',
     rows,
     notes: [
-      `Planner: \`${POINT_SELECT}\` with 4 shards and the pgbench rules; ${opts.planIterations.toLocaleString('en-US')} calls for the hit, a tenth for the miss (a new literal each time).`,
+      `Planner: \`${POINT_SELECT}\` with 4 shards and the pgbench rules; ${opts.planIterations.toLocaleString('en-US')} calls for the hit, half as many for the miss (the literal text \`… WHERE aid = <n>\`, a new value each time) and a tenth for the new shape (\`SELECT abalance AS b<n> …\`, a new alias each time).`,
       `Merge: ${opts.mergeRowsPerStream.toLocaleString('en-US')} rows per stream (int8 key and a short text, text format), batches of 1000; best of 3 passes.`,
     ],
   };

@@ -1,8 +1,19 @@
 import type { Node } from 'libpg-query';
 import { constText, uncast } from '../sql/ast.js';
+import { literalSlot } from '../sql/statement-shape.js';
 
-/** A value compared with a sharding key: a constant from the text or a client parameter (0-based index). */
-export type ValueRef = { readonly kind: 'literal'; readonly text: string | null } | { readonly kind: 'param'; readonly index: number };
+/**
+ * A value compared with a sharding key: a constant from the text, a client
+ * parameter (0-based index), or a literal of a statement shape (`slot`:
+ * index of the literal in the shape, whose text the shape's router receives
+ * in place of the parameters, see `Planner`). A slot is read like a
+ * parameter but is a constant everywhere else: `key = ANY('{…}')` is not an
+ * array parameter.
+ */
+export type ValueRef =
+  | { readonly kind: 'literal'; readonly text: string | null }
+  | { readonly kind: 'param'; readonly index: number }
+  | { readonly kind: 'slot'; readonly index: number };
 
 /**
  * What a statement's conditions say about one table's sharding key, as a
@@ -39,10 +50,13 @@ export function orCond(args: readonly KeyCond[]): KeyCond {
   return { kind: 'or', args };
 }
 
-/** A constant or parameter (casts removed), or null for any other expression. */
+/** A constant or parameter (casts removed), or null for any other expression. A constant bound to a shape's literal is a slot. */
 export function valueRef(node: Node): ValueRef | null {
   const n = uncast(node);
-  if ('A_Const' in n) return { kind: 'literal', text: constText(n.A_Const).text };
+  if ('A_Const' in n) {
+    const slot = literalSlot(n.A_Const);
+    return slot === undefined ? { kind: 'literal', text: constText(n.A_Const).text } : { kind: 'slot', index: slot };
+  }
   if ('ParamRef' in n) return { kind: 'param', index: (n.ParamRef.number ?? 1) - 1 };
   return null;
 }

@@ -1,4 +1,4 @@
-import type { CopyStmt, ExplainStmt, FuncCall, Node, SelectStmt } from 'libpg-query';
+import type { A_Const, CopyStmt, ExplainStmt, FuncCall, Node, SelectStmt } from 'libpg-query';
 import type { ShardName, TableName } from '../config/names.js';
 import type { ShardGateConfig } from '../config/types.js';
 import { sgError } from '../errors/catalogue.js';
@@ -6,6 +6,8 @@ import { PgError } from '../errors/pg-error.js';
 import { findRangeVars, funcName, nodeType, walkTree } from '../sql/ast.js';
 import { LruCache } from '../sql/lru-cache.js';
 import { deparseNode, parseSql } from '../sql/parser.js';
+import type { StatementShape } from '../sql/statement-shape.js';
+import { bindLiteralSlots, literalSlot, statementShape } from '../sql/statement-shape.js';
 import { commandOf } from './command-tag.js';
 import { ddlRouter } from './ddl-router.js';
 import { SelectRouter, WriteRouter } from './dml-routers.js';
@@ -37,8 +39,42 @@ interface Analysis {
   hintPlans: Map<string, Plan> | null;
 }
 
+/**
+ * What the shape cache keeps per statement shape (`statementShape`): the
+ * analysis of one text of the shape whose constants written as literals are
+ * slots (`ValueRef` kind 'slot'), so its router routes any text of the shape
+ * given that text's literal values in place of parameters. A few literals are
+ * read by the analysis itself rather than by routing (the select list, ORDER
+ * BY, GROUP BY, HAVING, DISTINCT, LIMIT and OFFSET of a SELECT, from which a
+ * merge is planned): those are pinned, and each set of pinned values seen
+ * has an analysis of its own (a variant).
+ */
+interface ShapeEntry {
+  /** Indexes of the pinned literals; null when the shape is never served (it failed a check: every text of it takes the full path). */
+  readonly pinned: readonly number[] | null;
+  readonly variants: ShapeVariant[];
+}
+
+interface ShapeVariant {
+  /** The pinned literals' values, joined with NUL ('' when none are pinned). */
+  readonly pinnedValues: string;
+  readonly hint: string | null;
+  /** `sql` is the text the variant was analysed from. */
+  readonly info: StatementInfo;
+  readonly router: Router;
+  readonly describeShard: number;
+}
+
 const HINT = /\/\*\s*shardgate:shard\s*=\s*([A-Za-z0-9_]+)\s*\*\//i;
 const CACHE_ENTRIES = 10_000;
+/** Statement shapes kept: far fewer than texts (each shape stands for all texts differing in constants), each heavier (it holds its parse tree). */
+const SHAPE_ENTRIES = 2_000;
+/** Variants (sets of pinned values) kept per shape; the oldest is forgotten. */
+const SHAPE_VARIANTS = 4;
+/** A shape whose texts all take the full path. */
+const NOT_SHAPED: ShapeEntry = { pinned: null, variants: [] };
+/** A shape seen once: its next text builds the shape's analysis. */
+const SEEN_ONCE: ShapeEntry = { pinned: null, variants: [] };
 /** Analysis.describeShard value: the statement's tables exist on every shard. */
 const ANY_SHARD = -1;
 const NO_TABLES: readonly TableName[] = [];
@@ -57,24 +93,31 @@ function analysis(hint: string | null, info: StatementInfo | null, router: Route
 /**
  * Turns SQL text plus parameter values into a Plan. Pure: no I/O. The
  * analysis of each distinct text is cached (bounded LRU), so a repeated
- * statement costs a lookup and the evaluation of its key values. `plan`
- * never throws for bad input: syntax errors and unsupported shapes come back
- * as RefusePlans.
+ * statement costs a lookup and the evaluation of its key values. A text
+ * that differs from an analysed one only in its constants is planned from
+ * that one's analysis without parsing (the shape cache, README "Cache"),
+ * giving the plan a full analysis would. `plan` never throws for bad input:
+ * syntax errors and unsupported shapes come back as RefusePlans.
  */
 export class Planner {
   readonly #config: ShardGateConfig;
   readonly #space: ShardSpace;
   readonly #cache = new LruCache<string, Analysis>(CACHE_ENTRIES);
-  readonly #stats = { hits: 0, misses: 0 };
+  readonly #shapes = new LruCache<string, ShapeEntry>(SHAPE_ENTRIES);
+  readonly #stats = { hits: 0, misses: 0, shapeHits: 0 };
 
   constructor(config: ShardGateConfig) {
     this.#config = config;
     this.#space = new ShardSpace(config);
   }
 
-  /** Analysis cache counters since construction. */
-  get cacheStats(): { readonly hits: number; readonly misses: number } {
-    return { hits: this.#stats.hits, misses: this.#stats.misses };
+  /**
+   * Analysis cache counters since construction: `hits` found the exact text,
+   * `shapeHits` planned a new text from the analysis of its shape (no parse),
+   * `misses` parsed and analysed the text.
+   */
+  get cacheStats(): { readonly hits: number; readonly misses: number; readonly shapeHits: number } {
+    return { hits: this.#stats.hits, misses: this.#stats.misses, shapeHits: this.#stats.shapeHits };
   }
 
   /**
@@ -145,15 +188,129 @@ export class Planner {
   }
 
   #analysis(sql: string): Analysis {
-    let a = this.#cache.get(sql);
-    if (a !== undefined) {
+    const cached = this.#cache.get(sql);
+    if (cached !== undefined) {
       this.#stats.hits++;
-      return a;
+      return cached;
     }
+    const shape = statementShape(sql);
+    const shaped = shape === null ? null : this.#fromShape(sql, shape);
+    if (shaped !== null) return shaped;
     this.#stats.misses++;
-    a = this.#analyze(sql);
+    const a = this.#analyze(sql);
     this.#cache.set(sql, a);
     return a;
+  }
+
+  /**
+   * The analysis of `sql` made from its shape's: its plan is the shape
+   * router's plan for the text's literal values, with the text itself as
+   * every shard's SQL. Null when the full analysis must run: the first text of
+   * a shape (a shape seen once is only remembered: most texts with a new shape
+   * are one-offs, and they pay nothing more than the scan), a shape that
+   * failed a check, or a plan that is not the text sent unchanged (a rewrite
+   * for a merge, a multi-row INSERT split, an INSERT … SELECT moving rows),
+   * whose SQL would hold the constants of the analysed text.
+   *
+   * The second text of a shape (or the first of a new variant) is parsed and
+   * analysed here with its literals bound to slots: a miss, cached by its
+   * text. Later ones are shape hits and are not cached by text: most such
+   * texts are never seen again, and keeping each would cost the LRU churn
+   * and the garbage collector more than planning it again from its shape.
+   */
+  #fromShape(sql: string, shape: StatementShape): Analysis | null {
+    const entry = this.#shapes.get(shape.key);
+    if (entry === undefined) {
+      this.#shapes.set(shape.key, SEEN_ONCE);
+      return null;
+    }
+    let variant: ShapeVariant | undefined;
+    let parsed = false;
+    if (entry === SEEN_ONCE) {
+      const made = this.#shapeVariant(sql, shape);
+      this.#shapes.set(shape.key, made === null ? NOT_SHAPED : { pinned: made.pinned, variants: [made.variant] });
+      variant = made?.variant;
+      parsed = true;
+    } else if (entry.pinned !== null) {
+      const pinned = pinnedValues(entry.pinned, shape.literals);
+      variant = entry.variants.find((v) => v.pinnedValues === pinned);
+      if (variant === undefined) {
+        variant = this.#shapeVariant(sql, shape)?.variant;
+        if (variant !== undefined) {
+          if (entry.variants.length >= SHAPE_VARIANTS) entry.variants.shift();
+          entry.variants.push(variant);
+        }
+        parsed = true;
+      }
+    }
+    if (variant === undefined) return null;
+    const plan = this.#shapePlan(variant, sql, shape.literals);
+    if (plan === null) return null;
+    const info: StatementInfo = { ...variant.info, sql };
+    const a = analysis(variant.hint, info, fixedRouter(plan), variant.describeShard, null);
+    if (parsed) {
+      this.#stats.misses++;
+      this.#cache.set(sql, a);
+    } else this.#stats.shapeHits++;
+    return a;
+  }
+
+  /**
+   * Parses and analyses one text of a shape with its literals bound to slots.
+   * Null when the shape cannot be served: a syntax error or several
+   * statements, a statement that does not route alike on every call (README
+   * "Cache"), a literal that is not one constant of the tree, or an analysis
+   * that failed.
+   */
+  #shapeVariant(sql: string, shape: StatementShape): { pinned: readonly number[]; variant: ShapeVariant } | null {
+    let stmt: Node;
+    try {
+      const parsed = parseSql(sql);
+      if (parsed.length !== 1) return null;
+      stmt = (parsed[0] as { stmt: Node }).stmt;
+    } catch (e) {
+      if (e instanceof PgError) return null;
+      throw e;
+    }
+    if (!routesAlikeByTree(stmt) || !bindLiteralSlots(stmt, sql, shape)) return null;
+    let r: { info: StatementInfo | null; router: Router; describeShard?: number };
+    try {
+      r = this.#analyzeStatement(stmt, sql);
+    } catch {
+      return null;
+    }
+    if (r.info === null) return null;
+    const notPreparable = notPreparableUse(stmt, sql);
+    const pinned = 'SelectStmt' in stmt ? pinnedLiterals(stmt.SelectStmt) : [];
+    const variant: ShapeVariant = {
+      pinnedValues: pinnedValues(pinned, shape.literals),
+      hint: HINT.exec(sql)?.[1] ?? null,
+      info: notPreparable === null ? r.info : { ...r.info, notPreparable },
+      router: notPreparable === null ? r.router : markNotPreparable(r.router, notPreparable),
+      describeShard: r.describeShard ?? this.#space.defaultIndex,
+    };
+    return { pinned, variant };
+  }
+
+  /**
+   * The plan of a text of the variant's shape with these literal values, or
+   * null when it is not one whose shard statements are the text unchanged.
+   * The variant's router reads key literals from `literals` (slots) and puts
+   * the analysed text in its shard statements, which becomes this text.
+   */
+  #shapePlan(variant: ShapeVariant, sql: string, literals: readonly string[]): Plan | null {
+    let plan: Plan;
+    try {
+      plan = variant.router.route(literals);
+    } catch {
+      return null;
+    }
+    if (plan.kind === 'refuse') return plan.needsColumns === undefined ? plan : null;
+    if (plan.kind !== 'shards') return null;
+    const analysed = variant.info.sql;
+    for (const s of plan.statements) if (s.sql !== analysed || s.paramMap !== null) return null;
+    if (sql === analysed) return plan;
+    return { ...plan, statements: plan.statements.map((s) => ({ ...s, sql })) };
   }
 
   #hintPlan(a: Analysis, info: StatementInfo, hint: string): Plan {
@@ -395,10 +552,47 @@ function notPreparableUse(stmt: Node, sql: string): string | null {
  * `pgbench -M simple` every statement is such a text.
  */
 function routesAlike(stmt: Node, sql: string): boolean {
-  if (sql.includes('$')) return false;
+  return !sql.includes('$') && routesAlikeByTree(stmt);
+}
+
+/**
+ * True for the statements whose router does not consult the RouteContext and
+ * reads nothing but key values: SELECT (not SELECT INTO), INSERT with a column
+ * list, UPDATE, DELETE. These are also the statements the shape cache serves.
+ */
+function routesAlikeByTree(stmt: Node): boolean {
   if ('SelectStmt' in stmt) return stmt.SelectStmt.intoClause === undefined;
   if ('InsertStmt' in stmt) return (stmt.InsertStmt.cols?.length ?? 0) > 0;
   return 'UpdateStmt' in stmt || 'DeleteStmt' in stmt;
+}
+
+/**
+ * Indexes of the literals a SELECT's analysis reads as constants: those in
+ * the parts a multi-shard merge is planned from (select list, ORDER BY,
+ * GROUP BY, HAVING, DISTINCT, LIMIT, OFFSET, WINDOW; `planSelectMerge`),
+ * of the statement and of every branch of a set operation. Literals
+ * elsewhere reach the plan only as key values (slots) or not at all.
+ */
+function pinnedLiterals(sel: SelectStmt): number[] {
+  const out = new Set<number>();
+  const visit = (s: SelectStmt): void => {
+    walkTree([s.targetList, s.sortClause, s.groupClause, s.havingClause, s.distinctClause, s.limitCount, s.limitOffset, s.windowClause], (type, value) => {
+      if (type === 'A_Const') {
+        const k = literalSlot(value as A_Const);
+        if (k !== undefined) out.add(k);
+      }
+      return true;
+    });
+    if (s.larg !== undefined) visit(s.larg);
+    if (s.rarg !== undefined) visit(s.rarg);
+  };
+  visit(sel);
+  return [...out].sort((a, b) => a - b);
+}
+
+function pinnedValues(pinned: readonly number[], literals: readonly string[]): string {
+  if (pinned.length === 0) return '';
+  return pinned.map((k) => literals[k]).join('\0');
 }
 
 /**

@@ -19,7 +19,7 @@ describe('statements with literal keys (routed once, then kept)', () => {
     const hinted = p.plan(sql, [], { hintShard: shardName('s3') });
     expect(hinted.kind === 'shards' && [hinted.route, hinted.statements[0]?.shard]).toEqual(['hint', 's3']);
     expect(p.describeShard(sql, noHint)).toBe('s0');
-    expect(p.cacheStats).toEqual({ hits: 3, misses: 1 });
+    expect(p.cacheStats).toEqual({ hits: 3, misses: 1, shapeHits: 0 });
   });
 
   it('keeps the merge of a multi-shard SELECT and a refusal for the next calls', () => {

@@ -19,7 +19,7 @@ describe('analysis cache', () => {
     p.plan(sql, ['1'], noHint);
     p.plan(sql, ['2'], noHint);
     p.plan(sql, ['3'], noHint);
-    expect(p.cacheStats).toEqual({ hits: 2, misses: 1 });
+    expect(p.cacheStats).toEqual({ hits: 2, misses: 1, shapeHits: 0 });
   });
 
   it('returns the same plan on the hit path, routed by the new values', () => {
