@@ -659,7 +659,12 @@ export class Session implements EngineSession {
   // ---- describe, cancel, close ------------------------------------------
 
   async describe(sql: string, paramTypes: readonly number[] = []): Promise<StatementDescription> {
-    const plan = this.#plan(sql, []);
+    let plan: Plan;
+    try {
+      plan = this.#ctx.planner.planToDescribe(sql, this.#routeContext());
+    } catch (err) {
+      plan = { kind: 'refuse', error: asPgError(err) };
+    }
     const scope = this.#scope;
     const control = plan.kind === 'transaction' && (plan.op === 'commit' || plan.op === 'rollback' || plan.op === 'rollbackTo');
     if (scope?.failed && !control) throw sgError('inFailedTransaction');

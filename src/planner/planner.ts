@@ -137,6 +137,15 @@ export class Planner {
   }
 
   /**
+   * `plan` for describing a statement (no parameter values yet), never
+   * reported as a routing decision by a subclass that observes `plan`:
+   * describing is not running.
+   */
+  planToDescribe(sql: string, ctx: RouteContext): Plan {
+    return Planner.prototype.plan.call(this, sql, [], ctx);
+  }
+
+  /**
    * The shard that owns a row of `table` whose sharding key has this text
    * (the key column's text output), by the same rule INSERT routing uses:
    * hash, mod or range for sharded tables; the default shard for broadcast

@@ -67,6 +67,7 @@ describe('metrics, admin API, reload and logs of a running proxy', () => {
     await c.query('SELECT * FROM items WHERE id = 1'); // single on s1
     await c.query('SELECT * FROM items WHERE id = 2'); // single on s0
     await c.query('SELECT count(*) FROM items'); // all: s0, s1
+    await c.query('SELECT * FROM items WHERE id = 1 AND note IS DISTINCT FROM $1', ['x']); // single on s1, described first: still one routing decision
     await c.query('BEGIN');
     await c.query("INSERT INTO items (id, note) VALUES (100, 'a')"); // s0
     await c.query("INSERT INTO items (id, note) VALUES (101, 'b')"); // s1
@@ -78,8 +79,8 @@ describe('metrics, admin API, reload and logs of a running proxy', () => {
     const after = await scrape();
     const delta = (series: string): number => (after.get(series) ?? 0) - (before.get(series) ?? 0);
     expect(delta('shardgate_shard_statements_total{shard="s0"}')).toBe(4); // id 2, count, 100, 102
-    expect(delta('shardgate_shard_statements_total{shard="s1"}')).toBe(4); // id 1, count, 101, 103
-    expect(delta('shardgate_routing_decisions_total{route="single"}')).toBe(6);
+    expect(delta('shardgate_shard_statements_total{shard="s1"}')).toBe(5); // id 1, count, id 1 with $1, 101, 103
+    expect(delta('shardgate_routing_decisions_total{route="single"}')).toBe(7);
     expect(delta('shardgate_routing_decisions_total{route="all"}')).toBe(1);
     expect(delta('shardgate_transactions_total{kind="two_phase",outcome="commit"}')).toBe(1);
     expect(delta('shardgate_transactions_total{kind="one_shard",outcome="rollback"}')).toBe(1);
