@@ -1,5 +1,5 @@
 import type { ShardName } from '../config/names.js';
-import type { CopyInSink, ShardEvent, ShardQuery, StatementDescription } from '../engine/shard-cursor.js';
+import type { CopyInSink, PreludeEvent, ShardEvent, ShardQuery, StatementDescription } from '../engine/shard-cursor.js';
 import { sgError } from '../errors/catalogue.js';
 import { PgError, type ErrorFields } from '../errors/pg-error.js';
 import { decodeBackend, type BackendMessage, type FrontendMessage } from '../protocol/index.js';
@@ -31,6 +31,19 @@ export interface BackendConnectionOptions {
   readonly statementCacheSize?: number;
 }
 
+/** Statements queued by `prelude()`, and who hears what became of them. */
+interface Prelude {
+  readonly statements: readonly string[];
+  readonly listener: (event: PreludeEvent) => void;
+}
+
+/** A prelude sent with the running operation, until each statement completed or one failed. */
+interface RunningPrelude {
+  /** Statements whose CommandComplete has not come yet. */
+  left: number;
+  readonly listener: (event: PreludeEvent) => void;
+}
+
 /** State of one extended-protocol statement while it runs. */
 interface Exchange {
   readonly key: string;
@@ -60,6 +73,10 @@ export class BackendConnection implements PoolMember {
   #closeNext: string[] = [];
   #txStatus: TxStatus = 'I';
   #busy = false;
+  /** Statements to send ahead of the next operation (see prelude()). */
+  #prelude: Prelude | null = null;
+  /** The prelude whose results are still coming: they are consumed before the operation sees anything. */
+  #running: RunningPrelude | null = null;
 
   constructor(opts: BackendConnectionOptions) {
     this.shard = opts.shard;
@@ -83,6 +100,10 @@ export class BackendConnection implements PoolMember {
   get txStatus(): TxStatus {
     return this.#txStatus;
   }
+  /** True while statements queued by prelude() wait for the next operation. */
+  get preludeQueued(): boolean {
+    return this.#prelude !== null;
+  }
   /** Bytes received from the shard and not read yet. */
   get bufferedBytes(): number {
     return this.#t.buffered;
@@ -94,6 +115,30 @@ export class BackendConnection implements PoolMember {
 
   onDeath(listener: () => void): void {
     this.#t.onDeath(listener);
+  }
+
+  /**
+   * Queues statements (each exactly one SQL command, no parameters) to run
+   * ahead of the next operation, in the same write, so they cost no round
+   * trip of their own. With the extended protocol (query, rows, describe)
+   * each is a Parse/Bind/Execute of the unnamed statement before the
+   * operation's own messages, all under the operation's one Sync; with the
+   * simple protocol (exec, copyIn, copyOut) they open the operation's Query
+   * string. Either way an error in one of them makes the shard skip
+   * everything after it up to the Sync (or the end of the string): the
+   * operation does not run, and throws that error. Their results are consumed
+   * here; the caller sees the operation's own. A BEGIN among them opens a
+   * transaction block that the operation runs in, as in a multi-statement Query.
+   * Replaces statements not sent yet; an empty list withdraws them. Always true.
+   */
+  prelude(statements: readonly string[], listener: (event: PreludeEvent) => void): boolean {
+    this.#prelude = statements.length === 0 ? null : { statements: [...statements], listener };
+    return true;
+  }
+
+  /** Drops statements queued by prelude() and not sent (the connection goes back to its pool). */
+  discardPrelude(): void {
+    this.#prelude = null;
   }
 
   /**
@@ -112,7 +157,8 @@ export class BackendConnection implements PoolMember {
     this.#enter();
     const embedded = this.#t.kind === 'embedded';
     const batchSize = Math.max(1, q.batchSize ?? DEFAULT_BATCH_SIZE);
-    const cancellable = this.#txStatus === 'I' && READ_ONLY.test(q.sql);
+    // A queued BEGIN puts the statement inside a transaction block, where a cancel would fail the transaction.
+    const cancellable = this.#txStatus === 'I' && this.#prelude === null && READ_ONLY.test(q.sql);
     const ex = this.#startExchange(q, embedded ? batchSize : 0);
     let done = false;
     let rows: RawRow[] = [];
@@ -201,7 +247,7 @@ export class BackendConnection implements PoolMember {
   async exec(sql: string): Promise<string> {
     this.#enter();
     try {
-      const { tag, error } = await this.#roundTrip([{ type: 'Query', sql }]);
+      const { tag, error } = await this.#roundTrip([{ type: 'Query', sql: this.#withPrelude(sql) }]);
       if (error !== null) throw new PgError(error, this.shard);
       return tag;
     } finally {
@@ -224,6 +270,7 @@ export class BackendConnection implements PoolMember {
     try {
       this.#t.send([
         ...this.#closes(),
+        ...this.#preludeMessages(),
         { type: 'Parse', name: '', sql, paramTypes },
         { type: 'Describe', target: 'S', name: '' },
         { type: 'Sync' },
@@ -256,6 +303,14 @@ export class BackendConnection implements PoolMember {
   async copyIn(sql: string): Promise<CopyInSink> {
     this.#enter();
     if (this.#t.kind === 'embedded') {
+      try {
+        // The sink runs its COPY as requests of its own and BEGINs one itself outside a transaction
+        // block, so a queued prelude (which may hold BEGIN) runs first, alone.
+        await this.#preludeAlone();
+      } catch (err) {
+        this.#busy = false;
+        throw err;
+      }
       return new BufferedCopySink({
         sql,
         roundTrip: (messages) => this.#roundTrip(messages),
@@ -266,7 +321,7 @@ export class BackendConnection implements PoolMember {
     }
     let started = false;
     try {
-      this.#t.send([{ type: 'Query', sql }]);
+      this.#t.send([{ type: 'Query', sql: this.#withPrelude(sql) }]);
       let error: ErrorFields | null = null;
       for (;;) {
         const msg = await this.#next(error);
@@ -299,12 +354,12 @@ export class BackendConnection implements PoolMember {
 
   async *#copyOut(sql: string): AsyncGenerator<Buffer, string> {
     this.#enter();
-    const cancellable = this.#txStatus === 'I';
+    const cancellable = this.#txStatus === 'I' && this.#prelude === null;
     const ex: Exchange = { key: '', name: '', parsing: false, syncSent: true, error: null };
     let done = false;
     let tag = '';
     try {
-      this.#t.send([{ type: 'Query', sql }]);
+      this.#t.send([{ type: 'Query', sql: this.#withPrelude(sql) }]);
       for (;;) {
         const msg = this.#tryNext() ?? (await this.#next(ex.error));
         if (msg.type === 'CopyData') yield msg.data;
@@ -355,7 +410,7 @@ export class BackendConnection implements PoolMember {
       name = added.name;
       parsing = true;
     }
-    out.push(...this.#closes());
+    out.push(...this.#closes(), ...this.#preludeMessages());
     if (parsing) out.push({ type: 'Parse', name, sql: q.sql, paramTypes: q.paramTypes ?? [] });
     const params = (q.params ?? []).map((p) => (typeof p === 'string' ? Buffer.from(p, 'utf8') : p));
     out.push(
@@ -464,6 +519,82 @@ export class BackendConnection implements PoolMember {
     }
   }
 
+  /**
+   * Takes the queued prelude for sending: from here its results are consumed
+   * by #absorb until each statement completed or one failed.
+   */
+  #takePrelude(): readonly string[] {
+    const p = this.#prelude;
+    if (p === null) return [];
+    this.#prelude = null;
+    this.#running = { left: p.statements.length, listener: p.listener };
+    p.listener({ kind: 'sent' });
+    return p.statements;
+  }
+
+  /** The queued prelude as extended-protocol messages: each statement parsed, bound and executed unnamed, no Sync of its own. */
+  #preludeMessages(): FrontendMessage[] {
+    return this.#takePrelude().flatMap((sql): FrontendMessage[] => [
+      { type: 'Parse', name: '', sql, paramTypes: [] },
+      { type: 'Bind', portal: '', statement: '', paramFormats: [], params: [], resultFormats: [] },
+      { type: 'Execute', portal: '', maxRows: 0 },
+    ]);
+  }
+
+  /** A simple Query string: the queued prelude, then `sql` (the first error aborts the rest of the string). */
+  #withPrelude(sql: string): string {
+    const statements = this.#takePrelude();
+    return statements.length === 0 ? sql : `${statements.join('; ')}; ${sql}`;
+  }
+
+  /** Runs the queued prelude, if any, as a round trip of its own; throws its error. */
+  async #preludeAlone(): Promise<void> {
+    if (this.#prelude === null) return;
+    const { error } = await this.#roundTrip([{ type: 'Query', sql: this.#takePrelude().join('; ') }]);
+    if (error !== null) throw new PgError(error, this.shard);
+  }
+
+  /**
+   * A message that arrived while a prelude's results come. Its own results
+   * (and notices) are consumed; its error ends it as failed and is passed on,
+   * becoming the operation's error (the shard skipped the operation).
+   * Anything else means the statements did not answer one result each (more
+   * than one command in one statement): reported as failed, so the caller does
+   * not count on the transaction they were to open.
+   */
+  #preludeResult(running: RunningPrelude, msg: BackendMessage): boolean {
+    switch (msg.type) {
+      case 'ParseComplete':
+      case 'BindComplete':
+      case 'NoticeResponse':
+        return true;
+      case 'CommandComplete':
+      case 'EmptyQueryResponse':
+        running.left -= 1;
+        if (running.left === 0) this.#running = null;
+        return true;
+      case 'CloseComplete':
+        return false; // a Close sent ahead of the prelude
+      case 'ErrorResponse':
+        this.#failPrelude(new PgError(msg.fields, this.shard));
+        return false;
+      default:
+        this.#failPrelude(new PgError(sgError('internal', { reason: `a prelude statement answered ${msg.type}` }).fields, this.shard));
+        return false;
+    }
+  }
+
+  #failPrelude(error: unknown): void {
+    const running = this.#running;
+    if (running === null) return;
+    this.#running = null;
+    const pgError =
+      error instanceof PgError
+        ? error
+        : new PgError(sgError('shardUnavailable', { shard: this.shard, reason: error instanceof Error ? error.message : String(error) }).fields, this.shard);
+    running.listener({ kind: 'failed', error: pgError });
+  }
+
   #closes(): FrontendMessage[] {
     if (this.#closeNext.length === 0) return [];
     const out = this.#closeNext.map((name): FrontendMessage => ({ type: 'Close', target: 'S', name }));
@@ -487,8 +618,10 @@ export class BackendConnection implements PoolMember {
       try {
         raw = this.#t.tryRead() ?? (await this.#t.read());
       } catch (err) {
-        if (pending !== null) throw new PgError(pending, this.shard);
-        throw err;
+        const error = pending !== null ? new PgError(pending, this.shard) : err;
+        // The connection is gone with the prelude's outcome unknown: whatever it began ends with the connection.
+        this.#failPrelude(error);
+        throw error;
       }
       const msg = decodeBackend(raw);
       if (!this.#absorb(msg)) return msg;
@@ -501,7 +634,8 @@ export class BackendConnection implements PoolMember {
       this.parameters.set(msg.name, msg.value);
       return true;
     }
-    return msg.type === 'NotificationResponse';
+    if (msg.type === 'NotificationResponse') return true;
+    return this.#running !== null && this.#preludeResult(this.#running, msg);
   }
 
   #unexpected(msg: BackendMessage): PgError {

@@ -1,5 +1,5 @@
 import type { ShardName } from '../config/names.js';
-import type { CopyInSink, ShardCursor, ShardEvent, ShardQuery, StatementDescription } from '../engine/shard-cursor.js';
+import type { CopyInSink, PreludeEvent, ShardCursor, ShardEvent, ShardQuery, StatementDescription } from '../engine/shard-cursor.js';
 import { sgError } from '../errors/catalogue.js';
 import { PgError } from '../errors/pg-error.js';
 import type { TxStatus } from '../protocol/fields.js';
@@ -54,11 +54,16 @@ export class ShardLease implements ShardCursor {
   cancel(): Promise<void> {
     return this.#conn === null ? Promise.resolve() : this.#conn.cancel();
   }
+  prelude(statements: readonly string[], listener: (event: PreludeEvent) => void): boolean {
+    return this.#held().prelude(statements, listener);
+  }
 
+  /** Gives the connection back; statements queued by prelude() and not sent are dropped, never run for the next holder. */
   release(broken = false): void {
     const conn = this.#conn;
     if (conn === null) return;
     this.#conn = null;
+    conn.discardPrelude();
     this.#pool.release(conn, broken);
   }
 

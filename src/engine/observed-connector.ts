@@ -1,10 +1,10 @@
 import type { ShardName } from '../config/names.js';
 import type { Metrics } from '../observe/metrics.js';
-import { recordSpanError, SPAN, shardgateAttributes, startSpan, withSqlComment } from '../observe/tracing.js';
+import { recordSpanError, SPAN, shardgateAttributes, startSpan, tracingLive, withSqlComment } from '../observe/tracing.js';
 import { SpanKind, type Span } from '@opentelemetry/api';
 import type { TxStatus } from '../protocol/fields.js';
 import { statementShards } from './observed-session.js';
-import type { CopyInSink, ShardConnector, ShardCursor, ShardEvent, ShardQuery, StatementDescription } from './shard-cursor.js';
+import type { CopyInSink, PreludeEvent, ShardConnector, ShardCursor, ShardEvent, ShardQuery, StatementDescription } from './shard-cursor.js';
 
 /** What the observed connector reports and adds. */
 export interface ConnectorObservation {
@@ -90,7 +90,8 @@ class ObservedCursor implements ShardCursor {
    * adding a generator layer, so each event costs no extra promise.
    */
   #timed(source: AsyncIterable<ShardEvent>, id: string | null): AsyncIterable<ShardEvent> {
-    const { metrics, tracing } = this.#obs;
+    const metrics = this.#obs.metrics;
+    const tracing = this.#obs.tracing && tracingLive();
     if (!metrics.enabled && !tracing) return source;
     const shard = this.shard;
     return {
@@ -180,6 +181,10 @@ class ObservedCursor implements ShardCursor {
 
   cancel(): Promise<void> {
     return this.#inner.cancel();
+  }
+
+  prelude(statements: readonly string[], listener: (event: PreludeEvent) => void): boolean {
+    return this.#inner.prelude?.(statements, listener) ?? false;
   }
 
   release(broken?: boolean): void {

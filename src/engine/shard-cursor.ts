@@ -1,5 +1,5 @@
 import type { ShardName } from '../config/names.js';
-import type { ErrorFields } from '../errors/pg-error.js';
+import type { ErrorFields, PgError } from '../errors/pg-error.js';
 import type { FieldDescription, FormatCode, RawRow, TxStatus } from '../protocol/fields.js';
 
 /**
@@ -45,6 +45,14 @@ export interface CopyInSink {
 }
 
 /**
+ * What became of statements queued with `ShardCursor.prelude`: `sent` once
+ * they went to the shard (with the operation they precede), `failed` when one
+ * of them failed or the connection broke before they all completed. `failed`
+ * means the operation they preceded did not run.
+ */
+export type PreludeEvent = { readonly kind: 'sent' } | { readonly kind: 'failed'; readonly error: PgError };
+
+/**
  * A backend connection to one shard, held by one session for the length of a
  * transaction or of one autocommit statement. Declared here, implemented in
  * `backend/` for networked PostgreSQL and for embedded PGlite alike.
@@ -72,6 +80,18 @@ export interface ShardCursor {
   copyOut(sql: string): AsyncGenerator<Buffer, string>;
   /** Asks the shard to cancel the statement running on this connection, if any. */
   cancel(): Promise<void>;
+  /**
+   * Queues `statements` (each exactly one SQL command without parameters) to
+   * run ahead of the next operation (query, exec, rows, describe, copyIn,
+   * copyOut), sent in the same write and answered before it: an error in one
+   * of them skips the rest and the operation, which then throws that error.
+   * Their results are never seen by the caller. `listener` hears, synchronously,
+   * when they are sent and whether they failed. A second call replaces
+   * statements not sent yet (an empty list withdraws them); release() drops
+   * them. Returns false when this cursor cannot queue statements: the caller
+   * must run them itself. Optional: absent means false.
+   */
+  prelude?(statements: readonly string[], listener: (event: PreludeEvent) => void): boolean;
   /**
    * Session settings currently applied on this connection (lower-cased name →
    * value as SQL text). The session layer compares them with its own and sends

@@ -8,10 +8,20 @@ import type { TxConnection } from './types.js';
  */
 export type BranchState = 'open' | 'prepared' | 'idle' | 'unknown';
 
+/**
+ * How far the branch's BEGIN got. queued: BEGIN … waits on the connection to
+ * go out with the branch's first statement; nothing was sent, so the shard
+ * holds nothing of the transaction. sent: BEGIN … went to the shard (ahead of
+ * a statement, or on its own). failed: BEGIN … failed, or its connection
+ * broke before it completed; the statement it carried did not run.
+ */
+export type BranchStart = 'queued' | 'sent' | 'failed';
+
 /** One shard's part of a global transaction. */
 export class Branch<C extends TxConnection> {
   wrote = false;
   state: BranchState = 'open';
+  start: BranchStart = 'sent';
   broken = false;
   released = false;
   constructor(readonly conn: C) {}

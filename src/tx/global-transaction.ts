@@ -6,7 +6,7 @@ import type { Failpoints } from './failpoints.js';
 import { Branch, CANCEL_GRACE_MS, settleWithin } from './branch.js';
 import { gidFor, preparedGid, quoteIdent, quoteLiteral } from './gid.js';
 import { SPAN, shardgateAttributes, withSpan } from '../observe/tracing.js';
-import type { Outcome, TxConnection, TxConnectionSource, TxLog, TxObserver } from './types.js';
+import type { Outcome, PreludeEvent, TxConnection, TxConnectionSource, TxLog, TxObserver } from './types.js';
 
 /** What a global transaction needs from its manager. */
 export interface TxContext<C extends TxConnection> {
@@ -87,6 +87,10 @@ export class GlobalTransaction<C extends TxConnection> {
    * acquire, `setup`, begin, tag the branch with application_name (SET LOCAL,
    * so a pooled connection does not keep it), then re-create the active
    * savepoints so ROLLBACK TO works on shards first touched after a savepoint.
+   * When the connection offers `prelude`, these statements are only queued
+   * there and go out with the first statement run on it (src/tx/README.md,
+   * "Joining a shard"); if they fail, that statement fails with their error
+   * without running, and the transaction is in the failed state.
    * Throws 25P02 in the failed state. A failed join leaves the transaction's
    * state alone: the caller reports the statement's error and calls fail().
    */
@@ -107,22 +111,62 @@ export class GlobalTransaction<C extends TxConnection> {
       throw sgError('unknownShard', { shard, shards: this.#ctx.source.shards.join(', ') });
     }
     const conn = await this.#ctx.source.acquire(shard, this.#ctx.acquireTimeoutMs);
+    const branch = new Branch(conn);
     try {
+      // Session settings go first, outside the transaction block (rarely anything to send).
       await this.#setup?.(conn);
-      const statements = [
-        this.#beginSql,
-        // Before any savepoint, so that no ROLLBACK TO can undo it.
-        `SET LOCAL application_name = ${quoteLiteral(this.id)}`,
-        ...this.#savepoints.map((name) => `SAVEPOINT ${quoteIdent(name)}`),
-      ];
-      await conn.exec(statements.join('; '));
+      await this.#begin(branch, this.#savepoints);
       conn.joinedTransaction?.(this.id);
     } catch (err) {
       conn.release(true);
       throw err;
     }
-    this.#branches.set(shard, new Branch(conn));
+    this.#branches.set(shard, branch);
     return conn;
+  }
+
+  /**
+   * Starts the branch's local transaction with the savepoints `savepoints`:
+   * queued ahead of its next statement when the connection can (no round
+   * trip; nothing reaches the shard until that statement does), else run now.
+   */
+  async #begin(branch: Branch<C>, savepoints: readonly string[]): Promise<void> {
+    const statements = [
+      this.#beginSql,
+      // Before any savepoint, so that no ROLLBACK TO can undo it.
+      `SET LOCAL application_name = ${quoteLiteral(this.id)}`,
+      ...savepoints.map((name) => `SAVEPOINT ${quoteIdent(name)}`),
+    ];
+    if (branch.conn.prelude?.(statements, (ev) => this.#preludeEvent(branch, ev)) === true) {
+      branch.start = 'queued';
+      return;
+    }
+    await branch.conn.exec(statements.join('; '));
+    branch.start = 'sent';
+  }
+
+  /** What became of a branch's queued BEGIN …; called by its connection, synchronously. */
+  #preludeEvent(branch: Branch<C>, ev: PreludeEvent): void {
+    if (ev.kind === 'sent') {
+      if (branch.start === 'queued') branch.start = 'sent';
+      return;
+    }
+    // BEGIN, SET LOCAL or a SAVEPOINT failed (or the connection broke first): the statement sent with
+    // them did not run, and whatever BEGIN opened ends when the connection is closed. The statement
+    // reports the error; the transaction is failed, as after any failed statement, so nothing more
+    // runs on this connection until ROLLBACK TO begins it afresh (#onEveryBranch) or the end closes it.
+    branch.start = 'failed';
+    branch.broken = true;
+    if (this.#state === 'active' && !this.#ending) this.#state = 'failed';
+  }
+
+  /** A branch whose BEGIN is still queued holds nothing on its shard: withdrawn, it is over without a round trip. */
+  #leaveUnsent(branches: readonly Branch<C>[]): void {
+    for (const b of branches) {
+      if (b.start !== 'queued' || b.state !== 'open') continue;
+      b.conn.prelude?.([], () => undefined);
+      b.state = 'idle';
+    }
   }
 
   /** Records that the shard's branch wrote (so commit() counts it as a writer). */
@@ -175,7 +219,7 @@ export class GlobalTransaction<C extends TxConnection> {
   async savepoint(name: string): Promise<void> {
     this.#assertActive();
     await this.#settleJoins();
-    await this.#onEveryBranch(`SAVEPOINT ${quoteIdent(name)}`);
+    await this.#onEveryBranch(`SAVEPOINT ${quoteIdent(name)}`, [...this.#savepoints, name]);
     this.#savepoints.push(name);
   }
 
@@ -185,7 +229,7 @@ export class GlobalTransaction<C extends TxConnection> {
     await this.#settleJoins();
     const at = this.#savepoints.lastIndexOf(name);
     if (at < 0) throw this.#failWith(sgError('unknownSavepoint', { name }));
-    await this.#onEveryBranch(`RELEASE SAVEPOINT ${quoteIdent(name)}`);
+    await this.#onEveryBranch(`RELEASE SAVEPOINT ${quoteIdent(name)}`, this.#savepoints.slice(0, at));
     this.#savepoints.splice(at);
   }
 
@@ -195,7 +239,7 @@ export class GlobalTransaction<C extends TxConnection> {
     await this.#settleJoins();
     const at = this.#savepoints.lastIndexOf(name);
     if (at < 0) throw this.#failWith(sgError('unknownSavepoint', { name }));
-    await this.#onEveryBranch(`ROLLBACK TO SAVEPOINT ${quoteIdent(name)}`);
+    await this.#onEveryBranch(`ROLLBACK TO SAVEPOINT ${quoteIdent(name)}`, this.#savepoints.slice(0, at + 1));
     this.#savepoints.splice(at + 1);
     this.#victim = null;
     this.#state = 'active';
@@ -221,15 +265,22 @@ export class GlobalTransaction<C extends TxConnection> {
     let kind: 'local' | 'one_shard' | 'two_phase' = this.#kindNow();
     try {
       await this.#settleJoins();
-      const branches = [...this.#branches.values()];
+      const all = [...this.#branches.values()];
+      // Joined shards that never got a statement: nothing sent, nothing to commit.
+      this.#leaveUnsent(all);
+      const branches = all.filter((b) => b.start === 'sent');
       const written = branches.filter((b) => b.wrote);
       const readOnly = branches.filter((b) => !b.wrote);
       let tag: 'COMMIT' | 'ROLLBACK';
       kind = written.length === 0 ? 'local' : written.length === 1 ? 'one_shard' : 'two_phase';
-      if (written.length === 0) {
+      if (all.some((b) => b.start === 'failed')) {
+        // A statement did not run (its BEGIN failed) yet the transaction was not failed: never commit without it.
+        await this.#rollbackLocal(branches);
+        tag = 'ROLLBACK';
+      } else if (written.length === 0) {
         tag = await this.#commitLocal(readOnly);
-      } else {
-        // Read-only branches leave the vote first. Nothing is prepared yet, so a failure here just rolls back.
+      } else if (written.length === 1) {
+        // Read-only branches leave the vote first. Nothing is committed yet, so a failure here just rolls back.
         const readTag = await this.#commitLocal(readOnly).catch(async (err: unknown) => {
           await this.#rollbackLocal(written);
           throw err;
@@ -237,11 +288,11 @@ export class GlobalTransaction<C extends TxConnection> {
         if (readTag === 'ROLLBACK') {
           await this.#rollbackLocal(written);
           tag = 'ROLLBACK';
-        } else if (written.length === 1) {
-          tag = await this.#commitLocal(written);
         } else {
-          tag = await this.#twoPhase(written as [Branch<C>, ...Branch<C>[]]);
+          tag = await this.#commitLocal(written);
         }
+      } else {
+        tag = await this.#twoPhase(written as [Branch<C>, ...Branch<C>[]], readOnly);
       }
       this.#state = tag === 'COMMIT' ? 'committed' : 'rolledBack';
       this.#report(kind, tag === 'COMMIT' ? 'commit' : 'rollback');
@@ -264,7 +315,7 @@ export class GlobalTransaction<C extends TxConnection> {
 
   #kindNow(): 'local' | 'one_shard' | 'two_phase' {
     let written = 0;
-    for (const b of this.#branches.values()) if (b.wrote) written++;
+    for (const b of this.#branches.values()) if (b.wrote && b.start === 'sent') written++;
     return written === 0 ? 'local' : written === 1 ? 'one_shard' : 'two_phase';
   }
 
@@ -282,22 +333,32 @@ export class GlobalTransaction<C extends TxConnection> {
     }
   }
 
-  async #twoPhase([anchor, ...others]: [Branch<C>, ...Branch<C>[]]): Promise<'COMMIT' | 'ROLLBACK'> {
+  async #twoPhase([anchor, ...others]: [Branch<C>, ...Branch<C>[]], readOnly: readonly Branch<C>[]): Promise<'COMMIT' | 'ROLLBACK'> {
     const gid = gidFor(this.id, anchor.shard);
     this.#gid = gid;
     const participants = others.map((b) => b.shard);
     const fp = this.#ctx.failpoints;
 
-    // Phase 1: prepare every written branch but the anchor's, in parallel.
+    // Phase 1: prepare every written branch but the anchor's, in parallel. The read-only branches
+    // leave the vote at the same time with COMMIT: nothing is decided before every one of these
+    // answered, so a read-only branch that fails (40001 under SERIALIZABLE) or had silently aborted
+    // still rolls everything back, prepared branches included (ROLLBACK PREPARED).
     const deadline = Date.now() + this.#ctx.prepareTimeoutMs;
     const observer = this.#ctx.observer;
     let started = performance.now();
-    const results = await Promise.allSettled(
-      others.map((b) => withSpan(SPAN.prepare, shardgateAttributes({ gid, shard: b.shard }), () => this.#prepare(b, gid, deadline))),
-    );
+    const [readResults, results] = await Promise.all([
+      Promise.allSettled(readOnly.map(async (b) => this.#commitLocal([b]))),
+      Promise.allSettled(
+        others.map((b) => withSpan(SPAN.prepare, shardgateAttributes({ gid, shard: b.shard }), () => this.#prepare(b, gid, deadline))),
+      ),
+    ]);
     observer.phaseTimed('prepare', (performance.now() - started) / 1000);
-    const failures = results.flatMap((r, i) => (r.status === 'rejected' ? [{ shard: others[i]!.shard, error: r.reason as unknown }] : []));
-    const silentlyAborted = results.some((r) => r.status === 'fulfilled' && !r.value);
+    const failures = [
+      ...readResults.flatMap((r, i) => (r.status === 'rejected' ? [{ shard: readOnly[i]!.shard, error: r.reason as unknown }] : [])),
+      ...results.flatMap((r, i) => (r.status === 'rejected' ? [{ shard: others[i]!.shard, error: r.reason as unknown }] : [])),
+    ];
+    const silentlyAborted =
+      results.some((r) => r.status === 'fulfilled' && !r.value) || readResults.some((r) => r.status === 'fulfilled' && r.value === 'ROLLBACK');
     if (failures.length > 0 || silentlyAborted || Date.now() > deadline) {
       // Rolling back is safe: no decision row exists, so nothing can commit these branches.
       await this.#abort(anchor, others, gid);
@@ -473,11 +534,16 @@ export class GlobalTransaction<C extends TxConnection> {
     return tags.every((t) => t === 'COMMIT') ? 'COMMIT' : 'ROLLBACK';
   }
 
-  /** ROLLBACK on each open branch; a failure closes that connection, which rolls back too. */
+  /**
+   * ROLLBACK on each open branch; a failure closes that connection, which
+   * rolls back too. A branch whose BEGIN is still queued needs nothing sent; one
+   * whose BEGIN failed is broken, and closing its connection ends what it opened.
+   */
   async #rollbackLocal(branches: readonly Branch<C>[]): Promise<void> {
+    this.#leaveUnsent(branches);
     await Promise.all(
       branches
-        .filter((b) => b.state === 'open')
+        .filter((b) => b.state === 'open' && b.start === 'sent')
         .map(async (b) => {
           try {
             await b.conn.exec('ROLLBACK');
@@ -490,10 +556,30 @@ export class GlobalTransaction<C extends TxConnection> {
     );
   }
 
-  async #onEveryBranch(sql: string): Promise<void> {
-    await this.#parallel([...this.#branches.values()], (b) => b.conn.exec(sql)).catch((err: unknown) => {
+  /**
+   * Runs a savepoint statement on every branch whose BEGIN went out; `after`
+   * is the savepoint list once it succeeded. A branch whose BEGIN is still
+   * queued has nothing to undo or release: its queued statements are replaced
+   * by a fresh join's, with `after`. A branch whose BEGIN failed ran nothing
+   * of the transaction: ROLLBACK ends what BEGIN may have opened, and it
+   * begins afresh like a new join (only ROLLBACK TO, out of the failed state,
+   * meets one).
+   */
+  async #onEveryBranch(sql: string, after: readonly string[]): Promise<void> {
+    const branches = [...this.#branches.values()];
+    await this.#parallel(
+      branches.filter((b) => b.start !== 'queued'),
+      async (b) => {
+        if (b.start === 'sent') return b.conn.exec(sql);
+        await b.conn.exec('ROLLBACK');
+        b.broken = false;
+        await this.#begin(b, after);
+        return '';
+      },
+    ).catch((err: unknown) => {
       throw this.#failWith(asPgError(err, '?'));
     });
+    for (const b of branches) if (b.start === 'queued') await this.#begin(b, after);
   }
 
   /** Runs `fn` on each branch in parallel; rejects with the combined error when any failed. */

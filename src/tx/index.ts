@@ -1,4 +1,4 @@
-export type { TxConnection, TxConnectionSource, Outcome, TxLog, RecoveryDecision, InDoubtTransaction, TxObserver } from './types.js';
+export type { TxConnection, TxConnectionSource, Outcome, TxLog, RecoveryDecision, InDoubtTransaction, TxObserver, PreludeEvent } from './types.js';
 export { NO_TX_OBSERVER } from './types.js';
 export { TransactionManager, type TransactionManagerOptions } from './transaction-manager.js';
 export { GlobalTransaction, type GlobalTransactionState } from './global-transaction.js';

@@ -1,4 +1,5 @@
 import type { ShardName } from '../config/names.js';
+import type { PgError } from '../errors/pg-error.js';
 
 /**
  * The part of a backend connection the transaction manager uses. The engine's
@@ -16,11 +17,23 @@ export interface TxConnection {
   /** Returns the connection to its pool; `broken` closes it instead. */
   release(broken?: boolean): void;
   /**
+   * Queues statements to run ahead of the connection's next operation, in the
+   * same write, so that an error in one of them skips that operation, which
+   * then throws it; `listener` hears synchronously when they were sent and
+   * whether they failed. A second call replaces statements not sent yet (an
+   * empty list withdraws them); release() drops them. Returns false (or is
+   * absent) when the connection cannot: the caller runs them with exec().
+   */
+  prelude?(statements: readonly string[], listener: (event: PreludeEvent) => void): boolean;
+  /**
    * Told which global transaction the connection now serves (its id, also its
    * application_name), so statements can be tagged with it; optional.
    */
   joinedTransaction?(id: string): void;
 }
+
+/** What became of statements queued with `TxConnection.prelude`: sent with an operation, or failed (the operation did not run). */
+export type PreludeEvent = { readonly kind: 'sent' } | { readonly kind: 'failed'; readonly error: PgError };
 
 /** Hands out connections per shard (the engine's ShardConnector satisfies it). */
 export interface TxConnectionSource<C extends TxConnection> {

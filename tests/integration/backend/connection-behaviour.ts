@@ -1,6 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { BackendConnection } from '../../../src/backend/backend-connection.js';
-import type { ShardEvent, ShardQuery } from '../../../src/engine/shard-cursor.js';
+import { PgliteTransport } from '../../../src/backend/pglite-transport.js';
+import { TcpTransport } from '../../../src/backend/tcp-transport.js';
+import type { PreludeEvent, ShardEvent, ShardQuery } from '../../../src/engine/shard-cursor.js';
 import { PgError } from '../../../src/errors/pg-error.js';
 import type { RawRow } from '../../../src/protocol/fields.js';
 
@@ -256,6 +258,144 @@ export function connectionBehaviour(kind: string, connect: Connect, keepOpen = f
       expect((await pgErrorOf(conn.exec('SELECT 1'))).code).toBe('XX000');
       await it.return?.();
       expect(await conn.exec('SELECT 1')).toBe('SELECT 1');
+    });
+  });
+
+  describe(`${kind} connection prelude`, () => {
+    let conn: BackendConnection;
+    let events: string[];
+    const TAG = "SET LOCAL application_name = 'sg_prelude_test'";
+    const listener = (ev: PreludeEvent): void => void events.push(ev.kind === 'sent' ? 'sent' : `failed ${ev.error.code}`);
+    /** Messages written to any shard (each send is one write; a networked round trip is one send). */
+    const sends = (): number => tcpSend.mock.calls.length + pgliteSend.mock.calls.length;
+    const tcpSend = vi.spyOn(TcpTransport.prototype, 'send');
+    const pgliteSend = vi.spyOn(PgliteTransport.prototype, 'send');
+
+    beforeAll(async () => {
+      conn = await connect();
+      await conn.exec('DROP TABLE IF EXISTS p; CREATE TABLE p (id int PRIMARY KEY)');
+    });
+    afterEach(async () => {
+      if (conn.txStatus !== 'I') await conn.exec('ROLLBACK');
+      conn.discardPrelude();
+      await conn.exec('TRUNCATE p');
+    });
+    afterAll(async () => {
+      tcpSend.mockRestore();
+      pgliteSend.mockRestore();
+      if (!keepOpen) await conn?.close();
+    });
+    const count = async (): Promise<string | null | undefined> => (await conn.rows('SELECT count(*) FROM p'))[0]?.[0];
+
+    it('runs the queued statements in the same write as the next statement, which runs in the transaction they open', async () => {
+      events = [];
+      let before = sends();
+      await collect(conn, { sql: 'INSERT INTO p VALUES (0)' });
+      const alone = sends() - before;
+      await conn.exec('TRUNCATE p');
+
+      expect(conn.prelude(['BEGIN', TAG, 'SAVEPOINT "s"'], listener)).toBe(true);
+      expect(conn.preludeQueued).toBe(true);
+      before = sends();
+      const r = await collect(conn, { sql: 'INSERT INTO p VALUES ($1)', params: ['1'] });
+      expect(sends() - before).toBe(alone);
+      expect(r.tag).toBe('INSERT 0 1');
+      expect(r.notices).toEqual([]);
+      expect(events).toEqual(['sent']);
+      expect(conn.txStatus).toBe('T');
+      expect(await conn.rows("SELECT current_setting('application_name')")).toEqual([['sg_prelude_test']]);
+      expect(await conn.exec('ROLLBACK TO SAVEPOINT "s"')).toBe('ROLLBACK');
+      expect(await count()).toBe('0');
+      await conn.exec('INSERT INTO p VALUES (2)');
+      expect(await conn.exec('ROLLBACK')).toBe('ROLLBACK');
+      expect(await count()).toBe('0');
+    });
+
+    it('does not run the statement when BEGIN fails, on either protocol', async () => {
+      const runs: [string, () => Promise<unknown>][] = [
+        ['query', () => collect(conn, { sql: 'INSERT INTO p VALUES (1)' })],
+        ['rows (cached statement)', () => conn.rows('INSERT INTO p VALUES ($1::int + 1) RETURNING id', ['1'])],
+        ['exec', () => conn.exec('INSERT INTO p VALUES (3); INSERT INTO p VALUES (4)')],
+        ['copyIn', async () => (await conn.copyIn('COPY p FROM STDIN')).end()],
+      ];
+      for (const [what, run] of runs) {
+        events = [];
+        conn.prelude(['BEGIN ISOLATION LEVEL bogus', TAG], listener);
+        const err = await pgErrorOf(run());
+        expect([what, err.code]).toEqual([what, '42601']);
+        expect(events).toEqual(['sent', 'failed 42601']);
+        expect(conn.txStatus).toBe('I');
+        expect(conn.busy).toBe(false);
+        expect(await count()).toBe('0');
+      }
+      // The statement whose Parse was skipped is parsed again next time.
+      expect(await conn.rows('INSERT INTO p VALUES ($1::int + 1) RETURNING id', ['1'])).toEqual([['2']]);
+    });
+
+    it('does not run the statement when a statement after BEGIN fails, leaving the block failed', async () => {
+      for (const run of [() => collect(conn, { sql: 'INSERT INTO p VALUES (1)' }), () => conn.exec('INSERT INTO p VALUES (1)')]) {
+        events = [];
+        conn.prelude(['BEGIN', "SET LOCAL work_mem = 'plenty'"], listener);
+        expect((await pgErrorOf(run())).code).toBe('22023');
+        expect(events).toEqual(['sent', 'failed 22023']);
+        expect(conn.txStatus).toBe('E');
+        await conn.exec('ROLLBACK');
+        expect(await count()).toBe('0');
+      }
+    });
+
+    it('carries the queued statements on exec, rows, describe, copyIn and copyOut alike', async () => {
+      const drain = async (it: AsyncGenerator<Buffer, string>): Promise<string> => {
+        let r = await it.next();
+        while (r.done !== true) r = await it.next();
+        return r.value;
+      };
+      const runs: [string, () => Promise<unknown>][] = [
+        ['exec', async () => expect(await conn.exec('INSERT INTO p VALUES (1); SELECT 1')).toBe('SELECT 1')],
+        ['rows', async () => expect(await conn.rows('INSERT INTO p VALUES (1) RETURNING id')).toEqual([['1']])],
+        ['describe', async () => expect((await conn.describe('SELECT $1::int')).paramTypes).toEqual([23])],
+        ['copyOut', async () => expect(await drain(conn.copyOut('COPY (SELECT 1) TO STDOUT'))).toBe('COPY 1')],
+        [
+          'copyIn',
+          async () => {
+            const sink = await conn.copyIn('COPY p FROM STDIN');
+            await sink.write(Buffer.from('1\n2\n'));
+            expect(await sink.end()).toBe('COPY 2');
+          },
+        ],
+      ];
+      for (const [what, run] of runs) {
+        events = [];
+        conn.prelude(['BEGIN', TAG], listener);
+        await run();
+        expect([what, events, conn.txStatus]).toEqual([what, ['sent'], 'T']);
+        expect(await conn.rows("SELECT current_setting('application_name')")).toEqual([['sg_prelude_test']]);
+        await conn.exec('ROLLBACK');
+        expect(await count()).toBe('0');
+      }
+    });
+
+    it('drains instead of cancelling a read left early inside the transaction it opened', async () => {
+      conn.prelude(['BEGIN'], () => undefined);
+      for await (const ev of conn.query({ sql: 'SELECT g FROM generate_series(1, 100000) g', batchSize: 100 })) {
+        if (ev.kind === 'rows') break;
+      }
+      expect(conn.txStatus).toBe('T');
+      await conn.exec('ROLLBACK');
+    });
+
+    it('sends nothing queued once withdrawn or discarded', async () => {
+      events = [];
+      conn.prelude(['BEGIN'], listener);
+      conn.prelude([], listener);
+      expect(conn.preludeQueued).toBe(false);
+      await conn.exec('INSERT INTO p VALUES (1)');
+      conn.prelude(['BEGIN'], listener);
+      conn.discardPrelude();
+      await conn.rows('INSERT INTO p VALUES (2)');
+      expect(events).toEqual([]);
+      expect(conn.txStatus).toBe('I');
+      expect(await count()).toBe('2');
     });
   });
 }

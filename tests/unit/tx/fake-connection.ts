@@ -1,6 +1,7 @@
 import type { ShardName } from '../../../src/config/names.js';
 import { shardName } from '../../../src/config/names.js';
-import type { TxConnection, TxConnectionSource } from '../../../src/tx/index.js';
+import type { PgError } from '../../../src/errors/pg-error.js';
+import type { PreludeEvent, TxConnection, TxConnectionSource } from '../../../src/tx/index.js';
 
 /** Decides what a fake shard answers: a tag for exec, rows for rows(), or a thrown error. */
 export type Responder = (shard: ShardName, sql: string, params: readonly (string | null)[]) => string | (string | null)[][] | undefined;
@@ -14,7 +15,14 @@ export class FakeSource implements TxConnectionSource<FakeConnection> {
   broken = 0;
   respond: Responder = () => undefined;
 
-  constructor(names: readonly string[]) {
+  /**
+   * @param pipelined connections accept `prelude()`: queued statements are
+   * logged with the operation that carries them, as one entry (one write).
+   */
+  constructor(
+    names: readonly string[],
+    readonly pipelined = false,
+  ) {
     this.shards = names.map(shardName);
   }
 
@@ -31,13 +39,34 @@ export class FakeSource implements TxConnectionSource<FakeConnection> {
 
 export class FakeConnection implements TxConnection {
   #released = false;
+  #prelude: { statements: readonly string[]; listener: (event: PreludeEvent) => void } | null = null;
   constructor(
     readonly shard: ShardName,
     readonly source: FakeSource,
   ) {}
 
+  /** Only on a pipelined source; like BackendConnection, a prelude error skips the operation, which throws it. */
+  prelude(statements: readonly string[], listener: (event: PreludeEvent) => void): boolean {
+    if (!this.source.pipelined) return false;
+    this.#prelude = statements.length === 0 ? null : { statements, listener };
+    return true;
+  }
+
   #answer(sql: string, params: readonly (string | null)[]): string | (string | null)[][] | undefined {
-    this.source.log.push(`${this.shard}: ${sql}`);
+    const prelude = this.#prelude;
+    this.#prelude = null;
+    this.source.log.push(`${this.shard}: ${prelude === null ? sql : [...prelude.statements, sql].join('; ')}`);
+    if (prelude !== null) {
+      prelude.listener({ kind: 'sent' });
+      for (const statement of prelude.statements) {
+        try {
+          this.source.respond(this.shard, statement, []);
+        } catch (err) {
+          prelude.listener({ kind: 'failed', error: err as PgError });
+          throw err;
+        }
+      }
+    }
     return this.source.respond(this.shard, sql, params);
   }
 
@@ -63,6 +92,7 @@ export class FakeConnection implements TxConnection {
   release(broken = false): void {
     if (this.#released) throw new Error('released twice');
     this.#released = true;
+    this.#prelude = null;
     this.source.inUse -= 1;
     if (broken) this.source.broken += 1;
   }

@@ -66,6 +66,40 @@ describe('GlobalTransaction commit paths', () => {
     expect(source.inUse).toBe(0);
   });
 
+  it('commits read-only branches in the same round trip as the PREPAREs, and rolls the prepared ones back when one of them fails', async () => {
+    const { source, tm } = setup();
+    let release: () => void = () => undefined;
+    const readOnlyCommit = new Promise<void>((resolve) => (release = resolve));
+    source.respond = (shard, sql) => {
+      if (shard === s2 && sql === 'COMMIT') throw pgError('40001');
+      return undefined;
+    };
+    const tx = tm.begin({});
+    await writeOn(tx, s0, s1);
+    const reader = await tx.participant(s2);
+    const exec = reader.exec.bind(reader);
+    // The read-only COMMIT answers only once the PREPARE went out: they travel together.
+    reader.exec = async (sql) => {
+      if (sql === 'COMMIT') await readOnlyCommit;
+      return exec(sql);
+    };
+    const prepared = (async () => {
+      while (!source.log.some((l) => l.startsWith('s1: PREPARE'))) await new Promise((r) => setTimeout(r, 1));
+      release();
+    })();
+    await expect(tx.commit()).rejects.toMatchObject({ code: '40001' });
+    await prepared;
+    const gid = tx.gid!;
+    expect(source.log.filter((l) => !l.includes('BEGIN') && !l.includes('UPDATE'))).toEqual([
+      `s1: PREPARE TRANSACTION '${gid}_s1'`,
+      's2: COMMIT',
+      's0: ROLLBACK',
+      `s1: ROLLBACK PREPARED '${gid}_s1'`,
+    ]);
+    expect(source.log.some((l) => l.includes('tx_decision'))).toBe(false);
+    expect(source.inUse).toBe(0);
+  });
+
   it('rolls back prepared branches and the anchor when a PREPARE fails, naming every failed shard', async () => {
     const { source, tm } = setup();
     source.respond = (shard, sql) => {
