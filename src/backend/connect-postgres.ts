@@ -1,4 +1,3 @@
-import { connect } from 'node:net';
 import type { ShardName } from '../config/names.js';
 import { sgError } from '../errors/catalogue.js';
 import { PgError } from '../errors/pg-error.js';
@@ -51,15 +50,10 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
  */
 export async function connectPostgres(shard: ShardName, target: PostgresTarget, opts: ConnectOptions = {}): Promise<BackendConnection> {
   const timeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-  const socket = connect({ host: target.host, port: target.port });
-  const transport = new TcpTransport(shard, target, socket);
+  const transport = TcpTransport.connect(shard, target);
   const timer = setTimeout(() => transport.destroy(), timeoutMs);
   try {
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve);
-      socket.once('close', () => reject(new Error(`could not connect to ${target.host}:${target.port}`)));
-      socket.once('error', (err) => reject(new Error(`could not connect to ${target.host}:${target.port}: ${err.message}`)));
-    });
+    await transport.connected();
     const parameters = await startup(transport, target);
     return new BackendConnection({ shard, transport, parameters, statementCacheSize: opts.statementCacheSize });
   } catch (err) {

@@ -13,6 +13,8 @@ import type { Transport } from './transport.js';
 const PAUSE_AT_BYTES = 256 * 1024;
 const RESUME_BELOW_BYTES = 64 * 1024;
 const CANCEL_TIMEOUT_MS = 5_000;
+/** What one read from a shard socket can take; shared by all of them (see TcpTransport.connect). */
+const SHARED_READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 const CLOSE_TIMEOUT_MS = 2_000;
 
 /** Where a networked shard listens, and its cancel key once connected. */
@@ -39,15 +41,41 @@ export class TcpTransport implements Transport {
   readonly #deathListeners: (() => void)[] = [];
   #cancelKey: { processId: number; secretKey: number } | null = null;
 
-  constructor(shard: ShardName, endpoint: TcpEndpoint, socket: Socket) {
+  /**
+   * Connects to `endpoint`. Reads land in one buffer shared by every shard
+   * socket (Node's `onread`) and are copied out at once: this skips the
+   * readable-stream machinery a 'data' event costs on every reply, and a
+   * connection keeps no read buffer of its own.
+   */
+  static connect(shard: ShardName, endpoint: TcpEndpoint): TcpTransport {
+    const holder: { transport: TcpTransport | null } = { transport: null };
+    const socket = connect({
+      host: endpoint.host,
+      port: endpoint.port,
+      onread: { buffer: SHARED_READ_BUFFER, callback: (n: number, buf: Uint8Array) => (holder.transport === null ? true : holder.transport.#onRead(buf, n)) },
+    });
+    holder.transport = new TcpTransport(shard, endpoint, socket);
+    return holder.transport;
+  }
+
+  private constructor(shard: ShardName, endpoint: TcpEndpoint, socket: Socket) {
     this.#shard = shard;
     this.#endpoint = endpoint;
     this.#socket = socket;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('error', (err) => this.#die(err.message));
     socket.on('close', () => this.#die('the server closed the connection'));
+  }
+
+  /** Resolves once the TCP connection is established; rejects when it fails or closes first. */
+  connected(): Promise<void> {
+    const { host, port } = this.#endpoint;
+    return new Promise<void>((resolve, reject) => {
+      this.#socket.once('connect', resolve);
+      this.#socket.once('close', () => reject(new Error(`could not connect to ${host}:${port}`)));
+      this.#socket.once('error', (err) => reject(new Error(`could not connect to ${host}:${port}: ${err.message}`)));
+    });
   }
 
   get alive(): boolean {
@@ -158,6 +186,12 @@ export class TcpTransport implements Transport {
 
   onDeath(listener: () => void): void {
     this.#deathListeners.push(listener);
+  }
+
+  /** A read into the shared buffer: copied out before the next read reuses it; false pauses the socket. */
+  #onRead(buf: Uint8Array, n: number): boolean {
+    this.#onData(Buffer.from(buf.subarray(0, n)));
+    return !this.#paused;
   }
 
   #onData(chunk: Buffer): void {
