@@ -1,6 +1,7 @@
 import type { BenchOptions } from './bench-options.js';
 import type { BenchCluster } from './pg-cluster.js';
 import { commandLatency } from './pgbench-output.js';
+import { processCpuMs } from './process-cpu.js';
 import { pgbenchThreads, runPgbench, type PgbenchTarget } from './pgbench.js';
 import type { Cell, ResultRow, ResultTable } from './result-table.js';
 import { rotate, shortReason, type BenchLog } from './select-only.js';
@@ -13,6 +14,8 @@ export interface TpcbSide {
   /** The shards behind a proxy (database `database`), or null for a plain server. */
   readonly shards: readonly BenchCluster[] | null;
   readonly database: string;
+  /** The proxy process, whose CPU time per transaction is measured; absent for a plain server. */
+  readonly proxyPid?: () => number | null;
 }
 
 /** A shard's clock, as text PostgreSQL reads back as timestamptz. */
@@ -49,6 +52,7 @@ interface TpcbSamples {
   p99: number[];
   endAvg: number[];
   twoPhaseShare: number[];
+  proxyCpu: number[];
 }
 
 const METRICS: readonly { key: keyof TpcbSamples; id: string; label: string; unit: string }[] = [
@@ -59,6 +63,7 @@ const METRICS: readonly { key: keyof TpcbSamples; id: string; label: string; uni
   { key: 'p99', id: 'latency-p99', label: 'transaction latency p99', unit: 'ms' },
   { key: 'endAvg', id: 'commit-avg', label: 'END (commit) latency, average', unit: 'ms' },
   { key: 'twoPhaseShare', id: 'two-phase-share', label: 'transactions that used 2PC', unit: '%' },
+  { key: 'proxyCpu', id: 'proxy-cpu', label: 'proxy CPU time per transaction (user + system)', unit: 'µs' },
 ];
 
 /**
@@ -70,7 +75,7 @@ const METRICS: readonly { key: keyof TpcbSamples; id: string; label: string; uni
  */
 export async function runTpcb(sides: readonly TpcbSide[], opts: BenchOptions, cores: number, log: BenchLog): Promise<ResultTable> {
   const samples = new Map<string, TpcbSamples>(
-    sides.map((s) => [s.name, { tps: [], latencyAvg: [], p50: [], p95: [], p99: [], endAvg: [], twoPhaseShare: [] }]),
+    sides.map((s) => [s.name, { tps: [], latencyAvg: [], p50: [], p95: [], p99: [], endAvg: [], twoPhaseShare: [], proxyCpu: [] }]),
   );
   const failures = new Map<string, string>();
   const clients = opts.tpcbClients;
@@ -81,7 +86,11 @@ export async function runTpcb(sides: readonly TpcbSide[], opts: BenchOptions, co
       try {
         const since = side.shards === null ? [] : await Promise.all(side.shards.map((c) => shardClock(c, side.database)));
         const args = ['-n', '-T', String(opts.tpcbDurationS), '-c', String(clients), '-j', String(pgbenchThreads(clients, cores)), '--report-per-command'];
+        const pid = side.proxyPid?.() ?? null;
+        const cpuBefore = pid === null ? null : processCpuMs(pid);
         const run = await runPgbench(side.target, { args, transactionLog: true });
+        const cpuAfter = pid === null ? null : processCpuMs(pid);
+        if (cpuBefore !== null && cpuAfter !== null && run.summary.transactions > 0) s.proxyCpu.push(((cpuAfter - cpuBefore) * 1000) / run.summary.transactions);
         s.tps.push(run.summary.tps);
         if (run.summary.latencyAverageMs !== null) s.latencyAvg.push(run.summary.latencyAverageMs);
         if (run.latenciesMs.length > 0) {
@@ -109,7 +118,8 @@ export async function runTpcb(sides: readonly TpcbSide[], opts: BenchOptions, co
     for (const side of sides) {
       const got = samples.get(side.name)![m.key];
       const failed = failures.get(side.name);
-      cells[side.name] = got.length > 0 ? { kind: 'samples', samples: got } : { kind: 'missing', reason: failed === undefined ? 'not measured' : `failed: ${failed}` };
+      const reason = failed !== undefined ? `failed: ${failed}` : m.key === 'proxyCpu' && side.proxyPid === undefined ? 'no proxy' : 'not measured';
+      cells[side.name] = got.length > 0 ? { kind: 'samples', samples: got } : { kind: 'missing', reason };
     }
     return { id: m.id, label: m.label, unit: m.unit, cells };
   });
