@@ -1,7 +1,10 @@
 /**
  * Parse + route cost of the planner on analysis-cache misses and hits, beside
  * libpg-query's parseSync alone, in interleaved batches (median of the CPU
- * time per call reported).
+ * time per call reported). A "miss" is a new text of a known shape (a new
+ * literal, as `pgbench -M simple` sends): from a shape's third text on, the
+ * planner plans it from the shape cache without parsing (src/planner/README.md,
+ * "Cache"); the benchmark's in-process section also times new shapes.
  *
  *   npx tsx scripts/profile-planner.ts [batches] [--compare DIR] [--loop SHAPE]
  *
@@ -28,7 +31,7 @@ const config = parseConfig({
   tables: { pgbench_accounts: { key: 'aid' }, pgbench_tellers: { key: 'tid' }, pgbench_branches: { key: 'bid' }, pgbench_history: { key: 'aid' } },
 });
 
-/** Statement shapes; `n` makes every text new (a miss), as `pgbench -M simple` does. */
+/** Statement shapes; `n` makes every text new (a text-cache miss, served by the shape cache), as `pgbench -M simple` does. */
 const SHAPES: Record<string, (n: number) => string> = {
   point: (n) => `SELECT abalance FROM pgbench_accounts WHERE aid = ${n};`,
   updAcc: (n) => `UPDATE pgbench_accounts SET abalance = abalance + ${n % 5000} WHERE aid = ${n};`,
