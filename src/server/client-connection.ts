@@ -187,14 +187,16 @@ export class ClientConnection {
   /** The message loop after startup. Returns when the client terminates or goes away. */
   async #serve(): Promise<void> {
     for (;;) {
-      const raw = await this.#source.next();
+      // Pipelined messages (Bind, Execute, Sync in one packet) are taken without waiting.
+      const raw = this.#source.tryNext() ?? (await this.#source.next());
       if (raw === null || this.#closing) return;
       const msg = decodeFrontend(raw);
       if (msg.type === 'Terminate') return;
       if (this.#skipToSync && msg.type !== 'Sync') continue;
       this.#busy = true;
       try {
-        await this.#handle(msg);
+        const pending = this.#handle(msg);
+        if (pending !== undefined) await pending;
       } catch (err) {
         if (err instanceof ClientGoneError) throw err;
         const error = toClientError(err, this.#hooks.log);
@@ -209,15 +211,12 @@ export class ClientConnection {
     }
   }
 
-  async #handle(msg: FrontendMessage): Promise<void> {
-    const session = this.#session!;
+  /** Handles one message; a promise only when the message needs to wait for something. */
+  #handle(msg: FrontendMessage): Promise<void> | void {
     const extended = this.#extended!;
     switch (msg.type) {
       case 'Query':
-        await extended.dropUnnamed();
-        await runSimpleQuery(this.#io(), session, msg.sql, this.#hooks.log);
-        this.#out.send({ type: 'ReadyForQuery', status: session.txStatus });
-        return;
+        return this.#query(msg.sql);
       case 'Parse':
         return extended.parse(msg);
       case 'Bind':
@@ -228,11 +227,12 @@ export class ClientConnection {
         return extended.execute(msg);
       case 'Close':
         return extended.close(msg);
-      case 'Sync':
+      case 'Sync': {
         this.#skipToSync = false;
-        await extended.sync();
-        this.#out.send({ type: 'ReadyForQuery', status: session.txStatus });
-        return this.#out.flush();
+        const closing = extended.sync();
+        if (closing !== undefined) return closing.then(() => this.#ready());
+        return this.#ready();
+      }
       case 'Flush':
         return this.#out.flush();
       case 'CopyData':
@@ -245,6 +245,19 @@ export class ClientConnection {
       default:
         throw sgError('protocolViolation', { reason: `unexpected ${msg.type} message after authentication` });
     }
+  }
+
+  async #query(sql: string): Promise<void> {
+    const session = this.#session!;
+    await this.#extended!.dropUnnamed();
+    await runSimpleQuery(this.#io(), session, sql, this.#hooks.log);
+    this.#out.send({ type: 'ReadyForQuery', status: session.txStatus });
+  }
+
+  /** ReadyForQuery after Sync, and everything buffered goes out. */
+  #ready(): Promise<void> {
+    this.#out.send({ type: 'ReadyForQuery', status: this.#session!.txStatus });
+    return this.#out.flush();
   }
 
   #io(): RunIO {

@@ -49,18 +49,30 @@ export class ExtendedQuery {
     this.#io.out.send({ type: 'ParseComplete' });
   }
 
-  async bind(msg: Msg<'Bind'>): Promise<void> {
+  /** Binds a portal; a promise only when the statement must be described first or an open portal closed. */
+  bind(msg: Msg<'Bind'>): Promise<void> | void {
     const statement = this.#statements.get(msg.statement);
     if (statement === undefined) throw sgError('unknownPreparedStatement', { name: msg.statement });
     if (msg.portal !== '' && this.#portals.has(msg.portal)) throw sgError('duplicatePortal', { name: msg.portal });
     if (msg.paramFormats.length > 1 && msg.paramFormats.length !== msg.params.length) {
       throw sgError('bindFormatCount', { formats: msg.paramFormats.length, params: msg.params.length });
     }
+    const known = this.#knownParamTypes(statement, msg.params.length);
+    const replaced = this.#portals.get(msg.portal);
+    if (known === null || (replaced?.run !== null && replaced?.run.done === false)) return this.#bindSlowly(msg, statement);
+    checkParamCount(msg, known);
+    this.#portals.delete(msg.portal);
+    this.#setPortal(msg, statement, known);
+  }
+
+  async #bindSlowly(msg: Msg<'Bind'>, statement: PreparedStatement): Promise<void> {
     const paramTypes = await this.#paramTypes(statement, msg.params.length);
-    if (paramTypes.length !== msg.params.length) {
-      throw sgError('bindParameterCount', { supplied: msg.params.length, name: msg.statement, required: paramTypes.length });
-    }
+    checkParamCount(msg, paramTypes);
     await this.#dropPortal(msg.portal);
+    this.#setPortal(msg, statement, paramTypes);
+  }
+
+  #setPortal(msg: Msg<'Bind'>, statement: PreparedStatement, paramTypes: readonly number[]): void {
     this.#portals.set(msg.portal, {
       statement,
       execution: {
@@ -115,9 +127,15 @@ export class ExtendedQuery {
     this.#io.out.send({ type: 'CloseComplete' });
   }
 
-  /** At Sync: outside a transaction block every portal ends (PostgreSQL's portals do not outlive their transaction). */
-  async sync(): Promise<void> {
-    if (this.#session.txStatus === 'I') await this.closePortals();
+  /**
+   * At Sync: outside a transaction block every portal ends (PostgreSQL's
+   * portals do not outlive their transaction). A promise only when one of
+   * them still has a statement to close.
+   */
+  sync(): Promise<void> | void {
+    if (this.#session.txStatus !== 'I') return;
+    for (const portal of this.#portals.values()) if (portal.run !== null && !portal.run.done) return this.closePortals();
+    this.#portals.clear();
   }
 
   /** A simple Query replaces the unnamed statement and portal, as in PostgreSQL. */
@@ -145,6 +163,13 @@ export class ExtendedQuery {
     await portal.run?.close();
   }
 
+  /** Parameter types for Bind when known without asking a shard (see #paramTypes), else null. */
+  #knownParamTypes(statement: PreparedStatement, supplied: number): readonly number[] | null {
+    if (supplied === 0 && !statement.sql.includes('$') && statement.paramTypes.length === 0) return [];
+    const cache = this.#io.descriptions;
+    return statement.description !== null && statement.generation === cache.generation ? statement.description.paramTypes : null;
+  }
+
   /**
    * Parameter types for Bind. A statement without any '$' has no parameters,
    * so statements like BEGIN or SET bound without parameters need no describe.
@@ -163,6 +188,13 @@ export class ExtendedQuery {
     statement.description = description;
     statement.generation = generation;
     return description;
+  }
+}
+
+/** As PostgreSQL, before the portal is replaced: Bind must supply exactly the statement's parameters. */
+function checkParamCount(msg: Msg<'Bind'>, paramTypes: readonly number[]): void {
+  if (paramTypes.length !== msg.params.length) {
+    throw sgError('bindParameterCount', { supplied: msg.params.length, name: msg.statement, required: paramTypes.length });
   }
 }
 

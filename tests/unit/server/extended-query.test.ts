@@ -157,6 +157,28 @@ describe('extended query protocol', () => {
     client.end();
   });
 
+  it('keeps a suspended unnamed portal when a Bind fails, and replaces it (closing it) with the next Bind', async () => {
+    fx = await startFixture();
+    const client = await WireClient.login(fx.port);
+    client.send([{ type: 'Query', sql: 'begin' }]);
+    await client.until('ReadyForQuery');
+    client.send([parse('select rows(5)', 'r'), parse('select echo($1, $2)', 'e'), bind({ statement: 'r' }), execute(2), sync]);
+    await client.until('ReadyForQuery');
+    // A wrong parameter count fails before the portal would be replaced, as in PostgreSQL.
+    client.send([bind({ statement: 'e', params: [Buffer.from('1')] }), sync]);
+    expect((await client.until('ReadyForQuery'))[0]).toMatchObject({ type: 'ErrorResponse', fields: { code: '08P01' } });
+    client.send([execute(1), sync]);
+    expect((await client.until('ReadyForQuery')).map((m) => (m.type === 'DataRow' ? m.values[0]!.toString() : m.type))).toEqual(['3', 'PortalSuspended', 'ReadyForQuery']);
+    // A new Bind of the unnamed portal ends the suspended statement first.
+    const session = fx.engine.last;
+    const endedBefore = session.ended.filter((sql) => sql === 'select rows(5)').length;
+    client.send([bind({ statement: 'e', params: [Buffer.from('a'), Buffer.from('b')] }), execute(), sync]);
+    const replaced = await client.until('ReadyForQuery');
+    expect(replaced.map((m) => m.type)).toEqual(['BindComplete', 'DataRow', 'CommandComplete', 'ReadyForQuery']);
+    expect(session.ended.filter((sql) => sql === 'select rows(5)').length).toBe(endedBefore + 1);
+    client.end();
+  });
+
   it('answers an empty statement with EmptyQueryResponse', async () => {
     fx = await startFixture();
     const client = await WireClient.login(fx.port);

@@ -43,7 +43,18 @@ export class FakeSession implements EngineSession {
 
   execute(stmt: ClientStatement): AsyncIterable<ExecEvent> {
     this.executed.push(stmt);
-    return this.#run(stmt);
+    return this.#tracked(stmt);
+  }
+
+  /** SQL of the statements whose events ended (ran out, failed, or were closed early), in order. */
+  readonly ended: string[] = [];
+
+  async *#tracked(stmt: ClientStatement): AsyncGenerator<ExecEvent> {
+    try {
+      yield* this.#run(stmt);
+    } finally {
+      this.ended.push(stmt.sql);
+    }
   }
 
   async describe(sql: string, paramTypes: readonly number[] = []): Promise<StatementDescription> {
