@@ -77,18 +77,23 @@ export class StatementRun {
         }
         const event = next.value;
         switch (event.kind) {
-          case 'rows':
+          case 'rows': {
             sent = this.#sendRows(event.rows, sent, limit);
             // PostgreSQL too reports PortalSuspended once maxRows rows were sent, even if none follow.
             if (sent >= limit) return this.#suspend();
-            await this.#io.out.maybeFlush();
+            const flushing = this.#io.out.maybeFlush();
+            if (flushing !== undefined) await flushing;
             if (this.#io.out.closed) throw new ClientGoneError();
             break;
+          }
           case 'complete':
             this.#complete(event.tag);
             break;
           case 'empty':
             this.#io.out.send({ type: 'EmptyQueryResponse' });
+            break;
+          case 'fields':
+            if (this.#sendsRowDescription) this.#io.out.send({ type: 'RowDescription', fields: event.fields });
             break;
           default:
             await this.#forward(event);
@@ -136,12 +141,9 @@ export class StatementRun {
     this.#tag = tag;
   }
 
-  async #forward(event: Exclude<ExecEvent, { kind: 'rows' | 'complete' | 'empty' }>): Promise<void> {
+  async #forward(event: Exclude<ExecEvent, { kind: 'rows' | 'complete' | 'empty' | 'fields' }>): Promise<void> {
     const out = this.#io.out;
     switch (event.kind) {
-      case 'fields':
-        if (this.#sendsRowDescription) out.send({ type: 'RowDescription', fields: event.fields });
-        return;
       case 'notice':
         out.send({ type: 'NoticeResponse', fields: event.fields });
         return;

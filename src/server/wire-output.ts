@@ -51,9 +51,9 @@ export class WireOutput {
     this.#size += bytes.length;
   }
 
-  /** Flushes when the buffer is large; call after each batch of rows. */
-  async maybeFlush(): Promise<void> {
-    if (this.#size >= FLUSH_THRESHOLD) await this.flush();
+  /** Flushes when the buffer is large; call after each batch of rows. A promise only when it flushed. */
+  maybeFlush(): Promise<void> | undefined {
+    return this.#size >= FLUSH_THRESHOLD ? this.flush() : undefined;
   }
 
   /** Hands everything buffered to the socket and waits until the socket can take more (or is closed). */
