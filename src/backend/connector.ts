@@ -66,9 +66,14 @@ export async function createConnector(config: ShardGateConfig, opts: ConnectorOp
   };
   return {
     shards,
-    async acquire(shard: ShardName, timeoutMs: number): Promise<ShardCursor> {
-      const pool = poolOf(shard);
-      return new ShardLease(await pool.acquire(timeoutMs), pool);
+    acquire(shard: ShardName, timeoutMs: number): Promise<ShardCursor> {
+      let pool: ShardPool<BackendConnection>;
+      try {
+        pool = poolOf(shard);
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
+      return pool.acquire(timeoutMs).then((conn) => new ShardLease(conn, pool));
     },
     stats(): ReadonlyMap<ShardName, PoolStats> {
       return new Map([...pools].map(([name, pool]) => [name, pool.stats()]));

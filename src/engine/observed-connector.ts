@@ -35,7 +35,7 @@ export const TX_TAG_KEY = 'shardgate_tx';
 export function observeConnector<T extends ShardConnector>(connector: T, obs: ConnectorObservation): T {
   const wrapped: ShardConnector = {
     shards: connector.shards,
-    acquire: async (shard: ShardName, timeoutMs: number) => new ObservedCursor(await connector.acquire(shard, timeoutMs), obs),
+    acquire: (shard: ShardName, timeoutMs: number) => connector.acquire(shard, timeoutMs).then((conn) => new ObservedCursor(conn, obs)),
     stats: () => connector.stats(),
     close: () => connector.close(),
   };

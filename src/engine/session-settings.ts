@@ -1,5 +1,8 @@
 import type { ShardCursor } from './shard-cursor.js';
 
+/** What `apply` returns when the connection's settings already agree: nothing to wait for. */
+const APPLIED: Promise<void> = Promise.resolve();
+
 /**
  * A session's PostgreSQL settings (SET, startup parameters) and how they are
  * carried to whichever backend connection serves the session.
@@ -178,9 +181,12 @@ export class SessionSettings {
    * after the shard accepted every statement: a multi-statement simple query
    * is all-or-nothing.
    */
-  async apply(conn: ShardCursor): Promise<void> {
+  apply(conn: ShardCursor): Promise<void> {
     const sql = settingsDiff(this.#values, conn.settings);
-    if (sql === '') return;
+    return sql === '' ? APPLIED : this.#apply(conn, sql);
+  }
+
+  async #apply(conn: ShardCursor, sql: string): Promise<void> {
     await conn.exec(sql);
     conn.settings.clear();
     for (const [name, stmt] of this.#values) conn.settings.set(name, stmt);
