@@ -138,15 +138,7 @@ export class Session implements EngineSession {
       // Outside a transaction, one statement on one shard needs no transaction of its own (see #withConnections).
       return new DirectRun(
         {
-          acquire: async () => {
-            const taken: ShardCursor[] = [];
-            try {
-              return await this.#acquireDirect(shard.shard, taken);
-            } catch (err) {
-              this.#releaseAll(taken, err ?? new Error('unknown error'));
-              throw err;
-            }
-          },
+          acquire: () => this.#acquireForStatement(shard.shard),
           running: this.#running,
           done: releaseAfter,
           fail: asPgError,
@@ -488,8 +480,25 @@ export class Session implements EngineSession {
 
   // ---- statements on shards ---------------------------------------------
 
-  async #acquire(shard: ShardName): Promise<ShardCursor> {
+  #acquire(shard: ShardName): Promise<ShardCursor> {
     return this.#ctx.connector.acquire(shard, this.#ctx.config.pool.acquireTimeoutMs);
+  }
+
+  /**
+   * #acquireDirect for a statement that runs alone on the connection: released
+   * (closed when broken) if applying the session's settings fails. Chained
+   * rather than awaited: this runs before every autocommit statement.
+   */
+  #acquireForStatement(shard: ShardName): Promise<ShardCursor> {
+    return this.#acquire(shard).then((conn) =>
+      this.#settings.values.apply(conn).then(
+        () => conn,
+        (err: unknown) => {
+          this.#releaseAll([conn], err ?? new Error('unknown error'));
+          throw err;
+        },
+      ),
+    );
   }
 
   /** A connection for one statement outside a transaction, with the session's settings applied. */
