@@ -134,6 +134,11 @@ export class BufferWriter {
     return this;
   }
 
+  /** Drops what was written after `length` bytes (a message that failed half-way). */
+  rewind(length: number): void {
+    if (length < this.#pos) this.#pos = Math.max(0, length);
+  }
+
   /**
    * The bytes written. The result aliases the writer's storage: write nothing
    * more to this writer once it has been taken.
