@@ -9,6 +9,7 @@ import { openEmbedded } from '../../../src/backend/pglite-transport.js';
 import { shardName } from '../../../src/config/names.js';
 import type { ShardGateConfig } from '../../../src/config/types.js';
 import { collect, connectionBehaviour, pgErrorOf } from './connection-behaviour.js';
+import { connectorConfig } from '../../harness/connector-config.js';
 
 const e0 = shardName('e0');
 let root: string;
@@ -35,20 +36,7 @@ const sharedConnection = async (): Promise<BackendConnection> => (shared ??= awa
 connectionBehaviour('embedded', sharedConnection, true);
 
 function embeddedConfig(dirs: Record<string, string>, maxPerShard: number): ShardGateConfig {
-  const shards = Object.entries(dirs).map(([name, dir]) => ({ kind: 'embedded' as const, name: shardName(name), dir }));
-  return {
-    listen: { host: '127.0.0.1', port: 0 },
-    admin: null,
-    adminToken: null,
-    database: 'app',
-    auth: { users: [], trust: true },
-    coordinatorId: 'test',
-    shards,
-    defaultShard: shards[0]!.name,
-    pool: { maxPerShard, acquireTimeoutMs: 5_000, maxClients: 100 },
-    transactions: { prepareTimeoutMs: 5_000, recoveryIntervalMs: 5_000 },
-    tables: new Map(),
-  };
+  return connectorConfig(Object.entries(dirs).map(([name, dir]) => ({ kind: 'embedded' as const, name: shardName(name), dir })), maxPerShard);
 }
 
 describe('embedded shard specifics', () => {

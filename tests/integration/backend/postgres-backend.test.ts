@@ -8,6 +8,7 @@ import { shardName, type ShardName } from '../../../src/config/names.js';
 import type { ShardGateConfig } from '../../../src/config/types.js';
 import { freePort, PgCluster } from '../../harness/cluster.js';
 import { collect, connectionBehaviour, pgErrorOf } from './connection-behaviour.js';
+import { connectorConfig } from '../../harness/connector-config.js';
 
 const s0 = shardName('s0');
 let cluster: PgCluster;
@@ -20,20 +21,7 @@ afterAll(async () => {
 });
 
 function configFor(urls: Record<string, string>, maxPerShard: number): ShardGateConfig {
-  const shards = Object.entries(urls).map(([name, url]) => ({ kind: 'postgres' as const, name: shardName(name), url }));
-  return {
-    listen: { host: '127.0.0.1', port: 0 },
-    admin: null,
-    adminToken: null,
-    database: 'app',
-    auth: { users: [], trust: true },
-    coordinatorId: 'test',
-    shards,
-    defaultShard: shards[0]!.name,
-    pool: { maxPerShard, acquireTimeoutMs: 5_000, maxClients: 100 },
-    transactions: { prepareTimeoutMs: 5_000, recoveryIntervalMs: 5_000 },
-    tables: new Map(),
-  };
+  return connectorConfig(Object.entries(urls).map(([name, url]) => ({ kind: 'postgres' as const, name: shardName(name), url })), maxPerShard);
 }
 
 connectionBehaviour('postgres', (opts) => connectPostgres(s0, parsePostgresUrl(cluster.url('app')), opts));

@@ -5,31 +5,15 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vites
 import { createConnector, type BackendConnector } from '../../../src/backend/connector.js';
 import { TcpTransport } from '../../../src/backend/tcp-transport.js';
 import { shardName, type ShardName } from '../../../src/config/names.js';
-import type { ShardGateConfig, ShardSpec } from '../../../src/config/types.js';
 import type { ShardCursor } from '../../../src/engine/shard-cursor.js';
 import { PgError } from '../../../src/errors/pg-error.js';
 import { Failpoints, TransactionManager } from '../../../src/tx/index.js';
 import { TestShards } from './shards.js';
+import { connectorConfig } from '../../harness/connector-config.js';
 
 const s0 = shardName('s0');
 const s1 = shardName('s1');
 const s2 = shardName('s2');
-
-function configFor(shards: ShardSpec[]): ShardGateConfig {
-  return {
-    listen: { host: '127.0.0.1', port: 0 },
-    admin: null,
-    adminToken: null,
-    database: 'app',
-    auth: { users: [], trust: true },
-    coordinatorId: 'test',
-    shards,
-    defaultShard: shards[0]!.name,
-    pool: { maxPerShard: 4, acquireTimeoutMs: 5_000, maxClients: 100 },
-    transactions: { prepareTimeoutMs: 5_000, recoveryIntervalMs: 5_000 },
-    tables: new Map(),
-  };
-}
 
 function managerOver(connector: BackendConnector): TransactionManager<ShardCursor> {
   return new TransactionManager<ShardCursor>({
@@ -70,7 +54,7 @@ describe('pipelined join over networked shards', () => {
 
   beforeAll(async () => {
     shards = await TestShards.start(3);
-    connector = await createConnector(configFor(Object.entries(shards.urls).map(([name, url]) => ({ kind: 'postgres' as const, name: shardName(name), url }))));
+    connector = await createConnector(connectorConfig(Object.entries(shards.urls).map(([name, url]) => ({ kind: 'postgres' as const, name: shardName(name), url }))));
     tm = managerOver(connector);
     await tm.start();
   });
@@ -210,7 +194,7 @@ describe('pipelined join over embedded shards', () => {
 
   beforeAll(async () => {
     root = await mkdtemp(join(tmpdir(), 'shardgate-pipelined-'));
-    connector = await createConnector(configFor([e0, e1].map((name) => ({ kind: 'embedded' as const, name, dir: join(root, name) }))));
+    connector = await createConnector(connectorConfig([e0, e1].map((name) => ({ kind: 'embedded' as const, name, dir: join(root, name) }))));
     for (const shard of [e0, e1]) {
       const lease = await connector.acquire(shard, 5_000);
       await lease.exec('CREATE TABLE account (id int PRIMARY KEY, balance bigint NOT NULL)');
