@@ -150,15 +150,7 @@ export class Session implements EngineSession {
     // Inside a transaction: its participant on the shard, as #withConnections gives it.
     return new DirectRun(
       {
-        acquire: async () => {
-          if (plan.writes) {
-            const bad = scope.unpreparableWrite([shard.shard]);
-            if (bad !== null) throw sgError('notPreparableAcrossShards', { what: bad.what, shards: bad.shards.join(', ') });
-          }
-          const conn = await this.#participant(scope, shard.shard);
-          if (plan.writes) scope.tx.markWritten(shard.shard);
-          return conn;
-        },
+        acquire: () => this.#statementParticipant(scope, shard.shard, plan.writes),
         running: this.#running,
         done: () => undefined,
         fail: (err) => this.#failWith(err),
@@ -372,6 +364,21 @@ export class Session implements EngineSession {
     return this.#scope;
   }
 
+  /**
+   * The transaction's connection for a statement on `shard`; a write is
+   * refused (0A000, before it runs) when it would make a branch that cannot
+   * PREPARE one of several written shards, and is marked as written.
+   */
+  async #statementParticipant(scope: TxScope, shard: ShardName, write: boolean): Promise<ShardCursor> {
+    if (write) {
+      const bad = scope.unpreparableWrite([shard]);
+      if (bad !== null) throw sgError('notPreparableAcrossShards', { what: bad.what, shards: bad.shards.join(', ') });
+    }
+    const conn = await this.#participant(scope, shard);
+    if (write) scope.tx.markWritten(shard);
+    return conn;
+  }
+
   /** The shard's connection in the transaction; a newly joined one gets the transaction's SET LOCAL statements. */
   async #participant(scope: TxScope, shard: ShardName): Promise<ShardCursor> {
     const conn = await scope.tx.participant(shard);
@@ -485,9 +492,9 @@ export class Session implements EngineSession {
   }
 
   /**
-   * #acquireDirect for a statement that runs alone on the connection: released
-   * (closed when broken) if applying the session's settings fails. Chained
-   * rather than awaited: this runs before every autocommit statement.
+   * A connection for one statement outside a transaction, with the session's
+   * settings applied; released (closed when broken) if applying them fails.
+   * Chained rather than awaited: this runs before every autocommit statement.
    */
   #acquireForStatement(shard: ShardName): Promise<ShardCursor> {
     return this.#acquire(shard).then((conn) =>
@@ -501,11 +508,10 @@ export class Session implements EngineSession {
     );
   }
 
-  /** A connection for one statement outside a transaction, with the session's settings applied. */
+  /** A connection for one statement outside a transaction, with the session's settings applied; added to `taken` for the caller to release. */
   async #acquireDirect(shard: ShardName, taken: ShardCursor[]): Promise<ShardCursor> {
-    const conn = await this.#acquire(shard);
+    const conn = await this.#acquireForStatement(shard);
     taken.push(conn);
-    await this.#settings.values.apply(conn);
     return conn;
   }
 
@@ -540,15 +546,7 @@ export class Session implements EngineSession {
     if (scope !== null) {
       const inTx = scope;
       if (use.notPreparable !== undefined) this.#noteNotPreparable(inTx, use);
-      yield* body(async (shard, write = use.writes) => {
-        if (write) {
-          const bad = inTx.unpreparableWrite([shard]);
-          if (bad !== null) throw sgError('notPreparableAcrossShards', { what: bad.what, shards: bad.shards.join(', ') });
-        }
-        const conn = await this.#participant(inTx, shard);
-        if (write) inTx.tx.markWritten(shard);
-        return conn;
-      });
+      yield* body((shard, write = use.writes) => this.#statementParticipant(inTx, shard, write));
       return;
     }
     const several = use.shards === null || new Set(use.shards).size >= 2;
