@@ -163,25 +163,30 @@ export class ExtendedQuery {
     await portal.run?.close();
   }
 
-  /** Parameter types for Bind when known without asking a shard (see #paramTypes), else null. */
+  /**
+   * Parameter types for Bind when known without asking a shard, else null.
+   * A statement without any '$' has no parameters, so statements like BEGIN
+   * or SET bound without parameters need no describe.
+   */
   #knownParamTypes(statement: PreparedStatement, supplied: number): readonly number[] | null {
     if (supplied === 0 && !statement.sql.includes('$') && statement.paramTypes.length === 0) return [];
-    const cache = this.#io.descriptions;
-    return statement.description !== null && statement.generation === cache.generation ? statement.description.paramTypes : null;
+    return this.#currentDescription(statement)?.paramTypes ?? null;
   }
 
-  /**
-   * Parameter types for Bind. A statement without any '$' has no parameters,
-   * so statements like BEGIN or SET bound without parameters need no describe.
-   */
+  /** Parameter types for Bind, describing the statement when they are not known yet. */
   async #paramTypes(statement: PreparedStatement, supplied: number): Promise<readonly number[]> {
-    if (supplied === 0 && !statement.sql.includes('$') && statement.paramTypes.length === 0) return [];
-    return (await this.#describe(statement)).paramTypes;
+    return this.#knownParamTypes(statement, supplied) ?? (await this.#describe(statement)).paramTypes;
+  }
+
+  /** The statement's description when it is still valid (no DDL since), else null. */
+  #currentDescription(statement: PreparedStatement): StatementDescription | null {
+    return statement.description !== null && statement.generation === this.#io.descriptions.generation ? statement.description : null;
   }
 
   async #describe(statement: PreparedStatement): Promise<StatementDescription> {
+    const current = this.#currentDescription(statement);
+    if (current !== null) return current;
     const cache = this.#io.descriptions;
-    if (statement.description !== null && statement.generation === cache.generation) return statement.description;
     const generation = cache.generation;
     const description = cache.get(statement.sql, statement.paramTypes) ?? (await this.#session.describe(statement.sql, statement.paramTypes));
     cache.set(statement.sql, statement.paramTypes, description);
