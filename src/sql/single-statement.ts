@@ -1,6 +1,5 @@
+import { isSpace, skipBlockComment, skipLineComment, skipQuotedIdent, skipString } from './lexical.js';
 import type { SplitStatement } from './split-statements.js';
-
-const SPACE = /\s/;
 
 /**
  * The one statement of a simple Query's text, found by a scan of its
@@ -29,8 +28,7 @@ export function singleStatement(text: string): SplitStatement | null {
     }
     if (c === 0x2d /* - */ && text.charCodeAt(i + 1) === 0x2d) {
       if (start < 0) start = i;
-      const nl = text.indexOf('\n', i + 2);
-      i = nl < 0 ? n : nl + 1;
+      i = skipLineComment(text, i);
       continue;
     }
     if (c === 0x2f /* / */ && text.charCodeAt(i + 1) === 0x2a /* * */) {
@@ -40,7 +38,7 @@ export function singleStatement(text: string): SplitStatement | null {
       i = after;
       continue;
     }
-    if (c <= 0x20 && SPACE.test(text[i]!)) {
+    if (isSpace(c)) {
       i++;
       continue;
     }
@@ -50,13 +48,13 @@ export function singleStatement(text: string): SplitStatement | null {
       const prev = i > 0 ? text.charCodeAt(i - 1) : 0;
       // E'…' strings take backslash escapes; leave them to the parser.
       if (prev === 0x45 || prev === 0x65) return null;
-      const after = skipQuoted(text, i, 0x27);
+      const after = skipString(text, i);
       if (after < 0) return null;
       i = after;
       continue;
     }
     if (c === 0x22 /* " */) {
-      const after = skipQuoted(text, i, 0x22);
+      const after = skipQuotedIdent(text, i);
       if (after < 0) return null;
       i = after;
       continue;
@@ -74,11 +72,10 @@ export function singleStatement(text: string): SplitStatement | null {
   // After the semicolon only more semicolons, blanks and comments may follow.
   for (let j = end + 1; j < n; ) {
     const c = text.charCodeAt(j);
-    if (c === 0x3b || (c <= 0x20 && SPACE.test(text[j]!))) {
+    if (c === 0x3b || isSpace(c)) {
       j++;
     } else if (c === 0x2d && text.charCodeAt(j + 1) === 0x2d) {
-      const nl = text.indexOf('\n', j + 2);
-      j = nl < 0 ? n : nl + 1;
+      j = skipLineComment(text, j);
     } else if (c === 0x2f && text.charCodeAt(j + 1) === 0x2a) {
       const after = skipBlockComment(text, j);
       if (after < 0) return null;
@@ -94,37 +91,4 @@ export function singleStatement(text: string): SplitStatement | null {
 function statement(raw: string, offset: number): SplitStatement | null {
   const sql = raw.trimEnd();
   return sql.trimStart() === sql ? { sql, offset } : null;
-}
-
-/** Index after the quote closing the one at `i` (a doubled quote is part of the text); -1 when unterminated. */
-function skipQuoted(text: string, i: number, quote: number): number {
-  let j = i + 1;
-  for (;;) {
-    const k = text.indexOf(quote === 0x27 ? "'" : '"', j);
-    if (k < 0) return -1;
-    if (text.charCodeAt(k + 1) === quote) {
-      j = k + 2;
-      continue;
-    }
-    return k + 1;
-  }
-}
-
-/** Index after the block comment opening at `i` (they nest in PostgreSQL); -1 when unterminated. */
-function skipBlockComment(text: string, i: number): number {
-  let depth = 0;
-  let j = i;
-  while (j < text.length) {
-    if (text.charCodeAt(j) === 0x2f && text.charCodeAt(j + 1) === 0x2a) {
-      depth++;
-      j += 2;
-    } else if (text.charCodeAt(j) === 0x2a && text.charCodeAt(j + 1) === 0x2f) {
-      depth--;
-      j += 2;
-      if (depth === 0) return j;
-    } else {
-      j++;
-    }
-  }
-  return -1;
 }

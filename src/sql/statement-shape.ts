@@ -1,5 +1,6 @@
 import type { A_Const, Node } from 'libpg-query';
 import { constText, walkTree } from './ast.js';
+import { isSpace, skipBlockComment, skipLineComment, skipQuotedIdent, skipString } from './lexical.js';
 
 /**
  * A statement's text with its constants taken out: two texts that differ only
@@ -72,16 +73,6 @@ const enum Prev {
   Open,
   Operator,
   Keyword,
-}
-
-const SPACE = 32;
-const TAB = 9;
-const LF = 10;
-const FF = 12;
-const CR = 13;
-
-function isSpace(c: number): boolean {
-  return c === SPACE || c === LF || c === TAB || c === CR || c === FF;
 }
 
 function isDigit(c: number): boolean {
@@ -227,37 +218,6 @@ export function statementShape(sql: string): StatementShape | null {
   return { key, literals, starts, classes };
 }
 
-/** Index after a `--` comment starting at `i`: it ends at a line feed or carriage return, as in PostgreSQL. */
-function skipLineComment(sql: string, i: number): number {
-  let j = i + 2;
-  const n = sql.length;
-  while (j < n) {
-    const c = sql.charCodeAt(j);
-    if (c === LF || c === CR) return j + 1;
-    j++;
-  }
-  return n;
-}
-
-/** Index after a (possibly nested) block comment starting at `i`, or -1 when it is not closed. */
-function skipBlockComment(sql: string, i: number): number {
-  let depth = 1;
-  let j = i + 2;
-  const n = sql.length;
-  while (j < n) {
-    const c = sql.charCodeAt(j);
-    if (c === 42 && j + 1 < n && sql.charCodeAt(j + 1) === 47) {
-      depth--;
-      j += 2;
-      if (depth === 0) return j;
-    } else if (c === 47 && j + 1 < n && sql.charCodeAt(j + 1) === 42) {
-      depth++;
-      j += 2;
-    } else j++;
-  }
-  return -1;
-}
-
 /** Index after blanks and comments from `i` (the text's length at its end, or on an unclosed comment). */
 function skipBlanks(sql: string, i: number): number {
   let j = i;
@@ -273,34 +233,6 @@ function skipBlanks(sql: string, i: number): number {
     } else break;
   }
   return j;
-}
-
-/** Index after the `'…'` string starting at `i` (`''` inside is a quote), or -1 when it is not closed. */
-function skipString(sql: string, i: number): number {
-  let j = i + 1;
-  for (;;) {
-    const q = sql.indexOf("'", j);
-    if (q < 0) return -1;
-    if (sql.charCodeAt(q + 1) === 39) {
-      j = q + 2;
-      continue;
-    }
-    return q + 1;
-  }
-}
-
-/** Index after the `"…"` identifier starting at `i`, or -1 when it is not closed. */
-function skipQuotedIdent(sql: string, i: number): number {
-  let j = i + 1;
-  for (;;) {
-    const q = sql.indexOf('"', j);
-    if (q < 0) return -1;
-    if (sql.charCodeAt(q + 1) === 34) {
-      j = q + 2;
-      continue;
-    }
-    return q + 1;
-  }
 }
 
 /**

@@ -37,6 +37,7 @@ const WRAPPERS: ((s: string) => string)[] = [
   (s) => `${s} /* c */;`,
   (s) => `${s}; /* c */ ;`,
   (s) => `${s} -- no semicolon`,
+  (s) => `${s} -- ends at a carriage return\r;`,
   (s) => `${s}; SELECT 2`,
   (s) => `${s}; ${s}`,
   (s) => `; ${s}`,
@@ -72,6 +73,8 @@ describe('singleStatement', () => {
   it('leaves to the parser what it does not model: several statements, dollar quotes, E strings, blanks only', () => {
     for (const text of [
       'SELECT 1; SELECT 2',
+      // A -- comment ends at a carriage return too, as in PostgreSQL: a second statement follows it.
+      'SELECT 1 -- c\r; SELECT 2',
       '; SELECT 1',
       'DO $$ BEGIN PERFORM 1; END $$',
       "SELECT E'a\\';b'",
