@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCommand } from './pg-cluster.js';
 import { parsePgbenchLog, parsePgbenchOutput, PgbenchOutputError, type PgbenchSummary } from './pgbench-output.js';
+import { processCpuMs } from './process-cpu.js';
 
 /** Where pgbench connects. */
 export interface PgbenchTarget {
@@ -17,6 +18,8 @@ export interface PgbenchRun {
   readonly summary: PgbenchSummary;
   /** Per-transaction latencies in ms from `-l`, when `transactionLog` was asked for; otherwise empty. */
   readonly latenciesMs: readonly number[];
+  /** CPU time (µs, user + system) process `cpuPid` spent per transaction during the run; null when not asked for or unreadable. */
+  readonly cpuUsPerTransaction: number | null;
 }
 
 /** Options of `runPgbench`. */
@@ -26,6 +29,8 @@ export interface PgbenchOptions {
   /** Also write and read a per-transaction log (-l) for latency percentiles. */
   readonly transactionLog?: boolean;
   readonly timeoutMs?: number;
+  /** A process between client and server (a proxy) whose CPU time per transaction is measured over the run. */
+  readonly cpuPid?: number | null;
 }
 
 /** pgbench's argument list for `target` and `opts` (without the log prefix). */
@@ -42,10 +47,13 @@ export async function runPgbench(target: PgbenchTarget, opts: PgbenchOptions): P
   const logDir = opts.transactionLog ? await mkdtemp(join(tmpdir(), 'shardgate-bench-pgbench-')) : null;
   try {
     const args = [...(logDir === null ? [] : ['-l', `--log-prefix=${join(logDir, 'tx')}`]), ...opts.args];
+    const cpuPid = opts.cpuPid ?? null;
+    const cpuBefore = cpuPid === null ? null : processCpuMs(cpuPid);
     const res = await runCommand('pgbench', pgbenchArgs(target, args), {
       env: { PGPASSWORD: target.password ?? '', PGCONNECT_TIMEOUT: '10', PGAPPNAME: 'pgbench' },
       timeoutMs: opts.timeoutMs ?? 300_000,
     });
+    const cpuAfter = cpuPid === null ? null : processCpuMs(cpuPid);
     if (res.code !== 0) throw new Error(`pgbench ${args.join(' ')} exited with ${res.code}:\n${res.stdout}\n${res.stderr}`);
     let summary: PgbenchSummary;
     try {
@@ -58,7 +66,9 @@ export async function runPgbench(target: PgbenchTarget, opts: PgbenchOptions): P
     if (logDir !== null) {
       for (const file of await readdir(logDir)) latenciesMs.push(...parsePgbenchLog(await readFile(join(logDir, file), 'utf8')));
     }
-    return { summary, latenciesMs };
+    const cpuUsPerTransaction =
+      cpuBefore !== null && cpuAfter !== null && summary.transactions > 0 ? ((cpuAfter - cpuBefore) * 1000) / summary.transactions : null;
+    return { summary, latenciesMs, cpuUsPerTransaction };
   } finally {
     if (logDir !== null) await rm(logDir, { recursive: true, force: true });
   }

@@ -1,6 +1,5 @@
 import type { BenchOptions } from './bench-options.js';
 import { pgbenchThreads, runPgbench, type PgbenchTarget } from './pgbench.js';
-import { processCpuMs } from './process-cpu.js';
 import type { Cell, ResultRow, ResultTable } from './result-table.js';
 
 /** One system pgbench drives: where it listens, or why it cannot take part. */
@@ -63,14 +62,10 @@ export async function runSelectOnly(sides: readonly PgbenchSide[], opts: BenchOp
         if (failures.get(rowId)?.has(side.name)) continue;
         const args = ['-S', '-n', '-M', mode, '-T', String(opts.durationS), '-c', String(clients), '-j', String(pgbenchThreads(clients, cores))];
         try {
-          const pid = side.proxyPid?.() ?? null;
-          const cpuBefore = pid === null ? null : processCpuMs(pid);
-          const run = await runPgbench(side.target, { args });
-          const cpuAfter = pid === null ? null : processCpuMs(pid);
+          const run = await runPgbench(side.target, { args, cpuPid: side.proxyPid?.() ?? null });
           const tps = run.summary.tps;
           add(samples, rowId, side.name, tps);
-          const transactions = run.summary.transactions;
-          const cpuUs = cpuBefore !== null && cpuAfter !== null && transactions > 0 ? ((cpuAfter - cpuBefore) * 1000) / transactions : null;
+          const cpuUs = run.cpuUsPerTransaction;
           if (cpuUs !== null) add(cpuSamples, rowId, side.name, cpuUs);
           log(`select-only round ${round + 1}/${opts.rounds} -M ${mode} -c ${clients} ${side.name}: ${tps.toFixed(0)} tps${cpuUs === null ? '' : `, proxy CPU ${cpuUs.toFixed(1)} µs per transaction`}`);
         } catch (err) {

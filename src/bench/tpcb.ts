@@ -1,7 +1,6 @@
 import type { BenchOptions } from './bench-options.js';
 import type { BenchCluster } from './pg-cluster.js';
 import { commandLatency } from './pgbench-output.js';
-import { processCpuMs } from './process-cpu.js';
 import { pgbenchThreads, runPgbench, type PgbenchTarget } from './pgbench.js';
 import type { Cell, ResultRow, ResultTable } from './result-table.js';
 import { rotate, shortReason, type BenchLog } from './select-only.js';
@@ -86,11 +85,8 @@ export async function runTpcb(sides: readonly TpcbSide[], opts: BenchOptions, co
       try {
         const since = side.shards === null ? [] : await Promise.all(side.shards.map((c) => shardClock(c, side.database)));
         const args = ['-n', '-T', String(opts.tpcbDurationS), '-c', String(clients), '-j', String(pgbenchThreads(clients, cores)), '--report-per-command'];
-        const pid = side.proxyPid?.() ?? null;
-        const cpuBefore = pid === null ? null : processCpuMs(pid);
-        const run = await runPgbench(side.target, { args, transactionLog: true });
-        const cpuAfter = pid === null ? null : processCpuMs(pid);
-        if (cpuBefore !== null && cpuAfter !== null && run.summary.transactions > 0) s.proxyCpu.push(((cpuAfter - cpuBefore) * 1000) / run.summary.transactions);
+        const run = await runPgbench(side.target, { args, transactionLog: true, cpuPid: side.proxyPid?.() ?? null });
+        if (run.cpuUsPerTransaction !== null) s.proxyCpu.push(run.cpuUsPerTransaction);
         s.tps.push(run.summary.tps);
         if (run.summary.latencyAverageMs !== null) s.latencyAvg.push(run.summary.latencyAverageMs);
         if (run.latenciesMs.length > 0) {
