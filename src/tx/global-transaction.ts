@@ -353,10 +353,7 @@ export class GlobalTransaction<C extends TxConnection> {
       ),
     ]);
     observer.phaseTimed('prepare', (performance.now() - started) / 1000);
-    const failures = [
-      ...readResults.flatMap((r, i) => (r.status === 'rejected' ? [{ shard: readOnly[i]!.shard, error: r.reason as unknown }] : [])),
-      ...results.flatMap((r, i) => (r.status === 'rejected' ? [{ shard: others[i]!.shard, error: r.reason as unknown }] : [])),
-    ];
+    const failures = [...rejections(readResults, readOnly), ...rejections(results, others)];
     const silentlyAborted =
       results.some((r) => r.status === 'fulfilled' && !r.value) || readResults.some((r) => r.status === 'fulfilled' && r.value === 'ROLLBACK');
     if (failures.length > 0 || silentlyAborted || Date.now() > deadline) {
@@ -627,4 +624,9 @@ export class GlobalTransaction<C extends TxConnection> {
   #log(level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown>): void {
     this.#ctx.log(level, msg, fields);
   }
+}
+
+/** The branches whose settled operation failed, with their errors (results in branch order). */
+function rejections<C extends TxConnection>(results: readonly PromiseSettledResult<unknown>[], branches: readonly Branch<C>[]): { shard: ShardName; error: unknown }[] {
+  return results.flatMap((r, i) => (r.status === 'rejected' ? [{ shard: branches[i]!.shard, error: r.reason as unknown }] : []));
 }
