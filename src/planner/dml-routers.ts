@@ -3,7 +3,7 @@ import { sgError } from '../errors/catalogue.js';
 import type { Plan } from './plan.js';
 import type { RelationFacts } from './relations.js';
 import type { Params, ShardSpace } from './routing.js';
-import { routeBranches, routeRelations, RouteError } from './routing.js';
+import { requireKnownShape, routeBranches, routeRelations, RouteError } from './routing.js';
 import type { MergeRewrite } from './select-merge.js';
 import { planSelectMerge } from './select-merge.js';
 import type { Router, StatementInfo } from './statement-info.js';
@@ -64,6 +64,7 @@ export class WriteRouter implements Router {
 
   route(params: Params): Plan {
     return guard(() => {
+      requireKnownShape(this.#facts);
       if (this.#broadcastTarget) return this.#memo.get('broadcast-write', this.#space.all);
       const r = routeRelations(this.#facts, params, this.#space);
       return this.#memo.get(r.route, r.shards);

@@ -9,7 +9,7 @@ import type { InsertSelectPlan, Plan } from './plan.js';
 import type { Occurrence, RelationFacts } from './relations.js';
 import { sameShape } from './relations.js';
 import type { Params, ShardSpace } from './routing.js';
-import { routeRelations, RouteError, shardOfValue } from './routing.js';
+import { requireKnownShape, routeRelations, RouteError, shardOfValue } from './routing.js';
 import type { RouteContext, Router, StatementInfo } from './statement-info.js';
 import { guard, PlanMemo, refusePlan } from './statement-info.js';
 
@@ -38,6 +38,12 @@ export function insertRouter(stmt: InsertStmt, facts: RelationFacts, info: State
   const target = facts.occurrences.find((o) => o.target) as Occurrence;
   const others: RelationFacts = { ...facts, occurrences: facts.occurrences.filter((o) => !o.target) };
   const memo = new PlanMemo(info, space);
+  try {
+    requireKnownShape(facts);
+  } catch (e) {
+    if (e instanceof RouteError) return fixed(e);
+    throw e;
+  }
   if (target.placement === 'broadcast') {
     const bad = others.occurrences.find((o) => o.placement !== 'broadcast');
     if (bad !== undefined) {

@@ -1,8 +1,8 @@
-import type { A_Expr, DeleteStmt, InsertStmt, JoinExpr, Node, RangeVar, SelectStmt, UpdateStmt, WithClause } from 'libpg-query';
+import type { A_Expr, DeleteStmt, InsertStmt, JoinExpr, Node, RangeTableSample, RangeVar, SelectStmt, UpdateStmt, WithClause } from 'libpg-query';
 import type { TableName } from '../config/names.js';
 import { tableName } from '../config/names.js';
 import type { ShardGateConfig, TableRule } from '../config/types.js';
-import { columnRefNames, findRangeVars, stringOf, walkTree } from '../sql/ast.js';
+import { columnRefNames, findRangeVars, nodeFields, nodeType, stringOf, walkTree } from '../sql/ast.js';
 import { isNonDistributive } from './aggregates.js';
 import type { BoundRef, KeyCond } from './key-conditions.js';
 import { ANY, andCond, orCond, valueRef } from './key-conditions.js';
@@ -44,9 +44,22 @@ export interface RelationFacts {
   readonly multiShardBlockers: readonly string[];
   /** A WITH clause holds an INSERT, UPDATE or DELETE. */
   readonly writesInCte: boolean;
+  /**
+   * A shape the collector does not understand and that could hide a table
+   * reference (what it is, e.g. "a RangeFoo in FROM"), or null. Such a
+   * statement is refused whatever its tables: routing it by the tables that
+   * were seen could read one shard and answer wrong.
+   */
+  readonly unsupported: string | null;
 }
 
 const CATALOG_SCHEMAS = new Set(['pg_catalog', 'information_schema']);
+
+/** TABLESAMPLE methods that keep each row with a fixed probability: the samples of all shards together are a sample of the table. */
+const DISTRIBUTIVE_SAMPLES = new Set(['system', 'bernoulli']);
+
+/** Nodes that name or produce a table and may appear only where the collector reads FROM items. */
+const FROM_ONLY_NODES = new Set(['RangeVar', 'RangeTableSample', 'RangeSubselect', 'JoinExpr', 'RangeFunction', 'RangeTableFunc', 'JsonTable']);
 
 /**
  * Collects the tables of a statement, the sharding-key conditions on each,
@@ -61,6 +74,7 @@ export class RelationCollector {
   /** Sets of occurrences inside subqueries that compute over rows (aggregates, LIMIT…), with a description. */
   readonly #closedGroups: { occs: Occurrence[]; what: string }[] = [];
   #writesInCte = false;
+  #unsupported: string | null = null;
 
   constructor(config: ShardGateConfig) {
     this.#config = config;
@@ -137,7 +151,7 @@ export class RelationCollector {
       if (!correlated || !colocated) blockers.push(`${g.what} reads sharded table ${g.occs[0]?.table ?? ''} on several shards`);
     }
     if (sharded.length > 0 && !sharded.some((o) => o.restricting)) blockers.push('the sharded tables appear only in subqueries');
-    return { occurrences: this.#occs, colocated, multiShardBlockers: blockers, writesInCte: this.#writesInCte };
+    return { occurrences: this.#occs, colocated, multiShardBlockers: blockers, writesInCte: this.#writesInCte, unsupported: this.#unsupported };
   }
 
   #colocated(sharded: readonly Occurrence[]): boolean {
@@ -184,8 +198,14 @@ export class RelationCollector {
       else if ('UpdateStmt' in q) sub.update(q.UpdateStmt);
       else sub.delete(q.DeleteStmt);
       for (const o of sub.#occs) this.#occs.push({ ...o, restricting: false });
+      this.#unsupported ??= sub.#unsupported;
       if (sub.#occs.some((o) => o.placement === 'sharded' || o.placement === 'broadcast')) this.#blockers.push(`${what} writes a sharded or broadcast table`);
-    }
+    } else this.#refuseShape(`a ${nodeType(q)} in ${what}`);
+  }
+
+  /** Records a shape the collector cannot see into: the statement is refused (fail closed), the first reason kept. */
+  #refuseShape(what: string): void {
+    this.#unsupported ??= what;
   }
 
   #select(sel: SelectStmt, parent: Scope | null, restricting: boolean, nested: boolean): void {
@@ -207,7 +227,7 @@ export class RelationCollector {
     for (const item of sel.fromClause ?? []) this.#fromItem(item, scope, restricting, false);
     this.#where(sel.whereClause, scope);
     this.#subqueries(
-      [...(sel.targetList ?? []), ...(sel.valuesLists ?? []), sel.havingClause, ...(sel.groupClause ?? []), ...(sel.sortClause ?? []), ...(sel.distinctClause ?? []), sel.limitCount, sel.limitOffset],
+      [...(sel.targetList ?? []), ...(sel.valuesLists ?? []), sel.havingClause, ...(sel.groupClause ?? []), ...(sel.sortClause ?? []), ...(sel.distinctClause ?? []), ...(sel.windowClause ?? []), sel.limitCount, sel.limitOffset],
       scope,
     );
   }
@@ -229,8 +249,14 @@ export class RelationCollector {
     this.#occs.push(occ);
   }
 
+  /**
+   * One item of a FROM (or USING) list. Every kind the grammar allows is
+   * handled by name; any other is refused, since it might read a table the
+   * routing would not know about.
+   */
   #fromItem(item: Node, scope: Scope, restricting: boolean, nullable: boolean): void {
     if ('RangeVar' in item) this.#addRangeVar(item.RangeVar, scope, restricting, false);
+    else if ('RangeTableSample' in item) this.#tableSample(item.RangeTableSample, scope, restricting);
     else if ('JoinExpr' in item) this.#join(item.JoinExpr, scope, restricting, nullable);
     else if ('RangeSubselect' in item) {
       const sub = item.RangeSubselect.subquery;
@@ -239,8 +265,32 @@ export class RelationCollector {
         const plain = !isNonDistributive(sub.SelectStmt) && sub.SelectStmt.withClause === undefined;
         if (plain && restricting && !nullable) this.#select(sub.SelectStmt, scope, true, false);
         else this.#nested(sub, scope, 'a subquery in FROM');
-      }
-    } else this.#subqueries([item], scope);
+      } else this.#refuseShape(`a subquery in FROM that is a ${sub === undefined ? 'missing node' : nodeType(sub)}`);
+    } else if ('RangeFunction' in item || 'RangeTableFunc' in item || 'JsonTable' in item) {
+      // Functions, ROWS FROM, XMLTABLE and JSON_TABLE hold only expressions: a table can be read there only in a subquery.
+      this.#subqueries([item], scope, nodeFields(item));
+    } else this.#refuseShape(`a ${nodeType(item)} in FROM`);
+  }
+
+  /**
+   * `t TABLESAMPLE method (args) [REPEATABLE (seed)]` reads the rows of t, so
+   * it routes as t does. Each shard samples its own rows; with a method that
+   * keeps each row (SYSTEM: each page) with the same probability, the shards'
+   * samples together are a sample of the whole table. Other methods (for
+   * example tsm_system_rows, which returns n rows) would return n rows per
+   * shard: those may run on one shard only.
+   */
+  #tableSample(ts: RangeTableSample, scope: Scope, restricting: boolean): void {
+    const rel = ts.relation;
+    if (rel === undefined || !('RangeVar' in rel)) {
+      this.#refuseShape(`TABLESAMPLE of a ${rel === undefined ? 'missing node' : nodeType(rel)}`);
+      return;
+    }
+    this.#addRangeVar(rel.RangeVar, scope, restricting, false);
+    const names = ts.method ?? [];
+    const method = (stringOf(names[names.length - 1]) ?? '').toLowerCase();
+    if (!DISTRIBUTIVE_SAMPLES.has(method)) this.#blockers.push(`TABLESAMPLE ${method.toUpperCase()} samples each shard by itself`);
+    this.#subqueries([...(ts.args ?? []), ts.repeatable], scope);
   }
 
   #join(j: JoinExpr, scope: Scope, restricting: boolean, nullable: boolean): void {
@@ -366,11 +416,20 @@ export class RelationCollector {
     for (const a of left) for (const b of right) if (a !== b) this.#pairs.push([a, b]);
   }
 
-  /** Finds subqueries in expressions and analyzes them as nested queries. */
-  #subqueries(nodes: readonly (Node | undefined)[], scope: Scope): void {
+  /**
+   * Finds subqueries in expressions and analyzes them as nested queries. A
+   * table reference outside a subquery (a FROM item where only an expression
+   * is expected) is a shape the collector does not understand: the statement
+   * is refused. `fromItem`: the fields of the one FROM item being searched.
+   */
+  #subqueries(nodes: readonly (Node | undefined)[], scope: Scope, fromItem: Record<string, unknown> | null = null): void {
     for (const n of nodes) {
       if (n === undefined) continue;
       walkTree(n, (type, value) => {
+        if (FROM_ONLY_NODES.has(type) && value !== fromItem) {
+          this.#refuseShape(`a ${type} inside an expression`);
+          return false;
+        }
         if (type !== 'SubLink') return true;
         const sub = (value as { subselect?: Node }).subselect;
         if (sub !== undefined) this.#nested(sub, scope, 'a subquery');

@@ -179,12 +179,24 @@ function refuse(reason: string, hint: string): never {
 const KEY_HINT = 'Filter every sharded table by its sharding key so the statement reads one shard, join sharded tables on their sharding keys, or force a shard with /* shardgate:shard=NAME */.';
 
 /**
+ * Throws the refusal (0A000) of a statement holding a shape the collector
+ * cannot see into (`RelationFacts.unsupported`). Fail closed: such a shape may
+ * read a table that routing would not know about, and running the statement
+ * where the tables seen lead would answer wrong.
+ */
+export function requireKnownShape(facts: RelationFacts): void {
+  if (facts.unsupported === null) return;
+  throw new RouteError(sgError('featureNotSupported', { feature: facts.unsupported, hint: 'Rewrite the query with plain tables, joins and subqueries, or force a shard with /* shardgate:shard=NAME */.' }));
+}
+
+/**
  * Routes a statement by its tables: sharded tables by their key conditions
  * (intersected when they are co-located, required to agree on one shard
  * otherwise), unlisted and catalog tables to the default shard, broadcast
  * tables wherever the rest goes. Throws RouteError when no correct route exists.
  */
 export function routeRelations(facts: RelationFacts, params: Params, space: ShardSpace): RelationRoute {
+  requireKnownShape(facts);
   const sharded: Occurrence[] = [];
   let local: Occurrence | null = null;
   let broadcast = false;
