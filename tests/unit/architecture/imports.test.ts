@@ -12,7 +12,9 @@ import { describe, expect, it } from 'vitest';
  */
 // protocol sits below backend: the backend speaks to shards through the same
 // codec (protocol imports nothing else, so this makes no cycle).
-const LAYERS = ['cli', 'server', 'admin', 'engine', 'tx', 'planner', 'sql', 'backend', 'protocol', 'config', 'observe', 'errors'] as const;
+// cdc (change data capture) reads shards' logical replication streams: below the
+// admin API that will report on it, above the engine it never needs.
+const LAYERS = ['cli', 'server', 'admin', 'cdc', 'engine', 'tx', 'planner', 'sql', 'backend', 'protocol', 'config', 'observe', 'errors'] as const;
 // bench/ holds the `shardgate bench` command (DESIGN.md "Surfaces" lists it among the CLI's commands).
 const SAME_AS: Readonly<Record<string, string>> = { library: 'server', bench: 'cli' };
 const SELF_CONTAINED = new Set(['protocol', 'sql', 'errors']);
@@ -158,6 +160,8 @@ describe('import direction (DESIGN.md "Layers")', () => {
     expect(violation('engine/x.ts', 'index.ts')).toMatch(/package entry/);
     expect(violation('gadgets/x.ts', 'errors/pg-error.ts')).toMatch(/does not name/);
     expect(violation('cli/x.ts', '../tests/harness/cluster.ts')).toMatch(/outside src/);
+    expect(violation('engine/x.ts', 'cdc/lsn.ts')).toMatch(/above it/);
+    expect(violation('backend/x.ts', 'cdc/lsn.ts')).toMatch(/above it/);
   });
 
   it('allows downward, same-layer and entry imports', () => {
@@ -165,6 +169,9 @@ describe('import direction (DESIGN.md "Layers")', () => {
     expect(violation('library.ts', 'engine/engine.ts')).toBeNull();
     expect(violation('server/x.ts', 'library/y.ts')).toBeNull();
     expect(violation('bench/tpcb.ts', 'server/proxy-server.ts')).toBeNull();
+    expect(violation('cdc/wal-reader.ts', 'protocol/body-reader.ts')).toBeNull();
+    expect(violation('cdc/x.ts', 'backend/pool.ts')).toBeNull();
+    expect(violation('admin/x.ts', 'cdc/lsn.ts')).toBeNull();
     expect(violation('server/x.ts', 'bench/tpcb.ts')).toMatch(/above it/);
     expect(violation('engine/session-api.ts', 'protocol/fields.ts')).toBeNull();
     expect(violation('protocol/bind.ts', 'protocol/fields.ts')).toBeNull();

@@ -1,0 +1,13 @@
+/**
+ * Change data capture: decoding of PostgreSQL's logical replication stream
+ * (pgoutput messages, the streaming replication CopyData wrappers, LSNs).
+ * No I/O anywhere in this folder yet; see README.md.
+ */
+export * from './lsn.js';
+export type * from './pgoutput-message.js';
+export {
+  TRUNCATE_CASCADE,
+  TRUNCATE_RESTART_IDENTITY,
+} from './pgoutput-message.js';
+export * from './decode-pgoutput.js';
+export * from './replication-message.js';
