@@ -75,8 +75,18 @@ class Disruptor {
         const cut = between(this.#rnd, 300, 3_000);
         this.#note(`cut s2 off the network (${mode}) for ${cut} ms`);
         await this.netns.cutOff(mode);
-        await sleep(cut);
+        // Half the time an instance also dies during the cut: its commits to s2 stay in doubt
+        // until the link heals and some instance's recovery reaches s2 again.
+        const victim = this.#rnd() < 0.5 ? between(this.#rnd, 0, INSTANCES.length - 1) : undefined;
+        await sleep(cut / 2);
+        if (victim !== undefined) {
+          this.#note(`kill -9 instance ${INSTANCES[victim]} while s2 is cut`);
+          await this.instances.kill9(victim);
+        }
+        await sleep(cut / 2);
         await this.netns.heal();
+        // Started after the heal: its start-up recovery reads every shard.
+        if (victim !== undefined) await this.instances.start(victim);
       }
     }
     this.#note('disruption over');
@@ -211,11 +221,14 @@ describe.skipIf(unavailable !== undefined)('atomicity fuzzer: random cross-shard
 
     // Recovery: every shard and instance is up; the instances' recovery loops settle what was
     // left prepared (each branch once it is older than the grace period).
+    // Bounded only so that a transaction recovery never settles is named in the failure.
+    const settleBy = Date.now() + 60_000;
     let left = await prepared();
-    while (left.some((g) => g.length > 0)) {
+    while (left.some((g) => g.length > 0) && Date.now() < settleBy) {
       await sleep(200);
       left = await prepared();
     }
+    expect(left, `still prepared a minute after the disruption; ${context()}\n${instances.logs()}`).toEqual(clusters.map(() => []));
     await instances.stop();
     const recover = await runCommand(process.execPath, ['bin/shardgate.js', 'recover', '--config', instances.configFile(0)], {
       env: { SHARDGATE_LOG_LEVEL: 'silent' },
