@@ -20,6 +20,8 @@ command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v pgbench >/dev/null 2>&1 || missing+=(postgresql-client)
 if [ -z "${PG_BIN:-}" ] && ! ls -d /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then missing+=(postgresql); fi
 command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
+# The atomicity fuzzer cuts a shard off the network with a namespace and a veth pair.
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "install-test-deps: everything is installed"
