@@ -7,6 +7,8 @@ import { mergedFields, mergeStreams, resolveMergeSpec } from './merge/merge-stre
 import { asPgError, combineErrors } from './combine-errors.js';
 import type { ClientStatement, ExecEvent } from './session-api.js';
 import type { ShardCursor, ShardEvent, ShardQuery } from './shard-cursor.js';
+import { shardTextRules, specComparesValues } from './shard-text-rules.js';
+import { TEXT_AS_BYTES } from './values.js';
 
 /** What running a plan needs from the session. */
 export interface ShardRunContext {
@@ -215,6 +217,8 @@ async function* merged(
   params: readonly (string | null | undefined)[],
   ctx: ShardRunContext,
 ): AsyncGenerator<ExecEvent, void, undefined> {
+  // Before the statement: its connections are busy until the result has been read.
+  const text = specComparesValues(spec) ? await shardTextRules(conns) : TEXT_AS_BYTES;
   const streams = await startAll(conns, queries, ctx);
   const notices: ErrorFields[] = [];
   const tags: string[] = [];
@@ -239,7 +243,7 @@ async function* merged(
     const inputs = streams.map((s) => shardRows(s, notices, tags));
     yield { kind: 'fields', fields: mergedFields(fields, spec) };
     let count = 0;
-    for await (const rows of mergeStreams(inputs, fields, spec, [...params])) {
+    for await (const rows of mergeStreams(inputs, fields, spec, [...params], { text })) {
       count += rows.length;
       for (const n of notices.splice(0)) yield { kind: 'notice', fields: n };
       if (rows.length > 0) yield { kind: 'rows', rows };

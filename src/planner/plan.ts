@@ -109,6 +109,20 @@ export interface MergeSpec {
   /** Rows to skip and to return after merging; values or client parameter indexes. */
   readonly offset: Count | null;
   readonly limit: Count | null;
+  /**
+   * Present (true) when `orderBy` was chosen by the planner, not the client:
+   * the shards order GROUP BY keys so groups can be combined as a stream,
+   * but any output order is right. The engine may then combine groups in a
+   * hash table instead (when it cannot reproduce the shards' text order).
+   */
+  readonly orderChosen?: true;
+  /**
+   * Present (true) when the statement names, in a COLLATE clause, a
+   * collation other than "C", "POSIX", "ucs_basic" or "pg_c_utf8": text
+   * keys (other than those with their own `byteOrder`) may then carry that
+   * collation, and the engine does not compare them itself.
+   */
+  readonly otherCollation?: true;
 }
 
 export type Count = { readonly kind: 'value'; readonly value: number } | { readonly kind: 'param'; readonly index: number };
@@ -118,6 +132,8 @@ export interface SortKey {
   readonly descending: boolean;
   /** PostgreSQL's default: NULLS LAST for ASC, NULLS FIRST for DESC. */
   readonly nullsFirst: boolean;
+  /** Present (true) when the key ends in `COLLATE "C"` (or "POSIX", "ucs_basic", "pg_c_utf8"): its text order is byte order. */
+  readonly byteOrder?: true;
 }
 
 export interface AggregateSpec {
@@ -130,7 +146,9 @@ export interface AggregateSpec {
 }
 
 export type AggregateColumn =
-  | { readonly kind: 'count' | 'sum' | 'min' | 'max'; readonly column: number }
+  | { readonly kind: 'count' | 'sum'; readonly column: number }
+  /** `byteOrder` as in SortKey: the argument ends in `COLLATE "C"`, so text compares as bytes. */
+  | { readonly kind: 'min' | 'max'; readonly column: number; readonly byteOrder?: true }
   /** AVG rewritten into SUM (at `sum`) and COUNT (at `count`); the result goes into `column`. */
   | { readonly kind: 'avg'; readonly column: number; readonly sum: number; readonly count: number };
 
