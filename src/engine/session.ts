@@ -627,7 +627,12 @@ export class Session implements EngineSession {
     };
     try {
       yield* this.#withConnections(use, (connection) =>
-        runShardsPlan(plan, stmt, params, { connection, running: this.#running, columnCounts: this.#columnCounts }),
+        runShardsPlan(plan, stmt, params, {
+          connection,
+          running: this.#running,
+          columnCounts: this.#columnCounts,
+          compute: () => this.#acquireForStatement(this.#ctx.config.defaultShard),
+        }),
       );
     } finally {
       if (plan.ddl && plan.tables.length > 0) {
