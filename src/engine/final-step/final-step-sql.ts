@@ -1,5 +1,6 @@
 import type { FieldDescription } from '../../protocol/fields.js';
-import type { MergeSpec, SortKey } from '../../planner/plan.js';
+import type { MergeSpec, Operand, Predicate, SortKey } from '../../planner/plan.js';
+import { quoteLiteral } from '../../sql/ast.js';
 import { sgError } from '../../errors/catalogue.js';
 import { isCollatable, TypeOid } from '../values.js';
 import type { TextRules } from '../values.js';
@@ -35,11 +36,51 @@ export function needsFinalStep(fields: readonly FieldDescription[], spec: MergeS
   return false;
 }
 
+/** The combined columns' types: avg columns are numeric (float8 for float partials), the rest keep the shard's. */
+function aggregatedTypes(fields: readonly FieldDescription[], spec: MergeSpec): FieldDescription[] {
+  return fields.map((f, i) => {
+    const avg = spec.aggregate?.columns.find((a) => a.kind === 'avg' && a.column === i);
+    return avg === undefined ? f : { ...f, typeOid: TypeOid.numeric };
+  });
+}
+
 function refuse(what: string): Error {
   return sgError('featureNotSupported', {
     feature: `${what} when combining text under a collation other than C across shards`,
     hint: 'Add COLLATE "C" to the text keys if byte order is what you want, or filter by the sharding key so one shard answers.',
   });
+}
+
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+/**
+ * A HAVING operand. A numeric literal compared with a non-text column stays
+ * a number (`sum(i) > 2.5` compares as numeric, as one server does, where
+ * '2.5' would be cast to the column's int8 and fail); other literals and
+ * parameter values become untyped literals, taking the other side's type.
+ */
+function operandSql(o: Operand, other: Operand, fields: readonly FieldDescription[], params: readonly (string | null | undefined)[]): string {
+  if (o.kind === 'column') return finalColumn(o.column);
+  const value = o.kind === 'literal' ? o.value : params[o.index];
+  const otherText = other.kind !== 'column' || isCollatable(fields[other.column]?.typeOid ?? 0);
+  if (o.kind === 'literal' && value !== null && value !== undefined && NUMBER.test(value) && !otherText) return value;
+  if (value === undefined) throw sgError('featureNotSupported', { feature: `HAVING parameter $${o.kind === 'param' ? o.index + 1 : 0} in binary format across shards`, hint: 'Send the parameter in text format.' });
+  return value === null ? 'NULL' : quoteLiteral(value);
+}
+
+/** A HAVING predicate over the combined groups' columns, as SQL. */
+function predicateSql(p: Predicate, fields: readonly FieldDescription[], params: readonly (string | null | undefined)[]): string {
+  switch (p.kind) {
+    case 'and':
+    case 'or':
+      return `(${p.args.map((a) => predicateSql(a, fields, params)).join(p.kind === 'and' ? ' AND ' : ' OR ')})`;
+    case 'not':
+      return `(NOT ${predicateSql(p.arg, fields, params)})`;
+    case 'isNull':
+      return `(${operandSql(p.arg, p.arg, fields, params)} IS ${p.negated ? 'NOT ' : ''}NULL)`;
+    case 'compare':
+      return `(${operandSql(p.left, p.right, fields, params)} ${p.op} ${operandSql(p.right, p.left, fields, params)})`;
+  }
 }
 
 function orderItem(key: SortKey): string {
@@ -51,18 +92,20 @@ function orderItem(key: SortKey): string {
  * (columns c0…cN of the shard result, with the shard query's own types and
  * collations), exactly as the merge would but evaluated by PostgreSQL:
  * partial aggregates are combined (count and sums of int partials as int8,
- * min/max), groups formed, then ORDER BY with explicit NULL placement,
- * DISTINCT, OFFSET and LIMIT; only the visible columns come out. `offset` and
- * `limit` are resolved counts. Shapes it does not reproduce exactly (avg,
- * HAVING, DISTINCT ordered by a hidden column) are refused with 0A000.
+ * min/max, avg as the sum of partial sums over the sum of partial counts,
+ * in numeric or float8 as PostgreSQL's avg gives), groups formed and HAVING
+ * applied (literals and parameter values as untyped literals, which take the
+ * type of the column they are compared with, as on one server), then ORDER
+ * BY with explicit NULL placement, DISTINCT, OFFSET and LIMIT; only the
+ * visible columns come out. `offset` and `limit` are resolved counts.
+ * DISTINCT ordered by a hidden column is refused with 0A000.
  */
-export function finalSql(fields: readonly FieldDescription[], spec: MergeSpec, offset: number, limit: number | null): string {
+export function finalSql(fields: readonly FieldDescription[], spec: MergeSpec, offset: number, limit: number | null, params: readonly (string | null | undefined)[] = []): string {
   const width = fields.length;
   const columns = Array.from({ length: width }, (_, i) => finalColumn(i));
   let inner = `SELECT ${columns.join(', ')} FROM ${FINAL_TABLE}`;
   const agg = spec.aggregate;
   if (agg !== null) {
-    if (agg.having !== null) throw refuse('HAVING');
     const exprs = columns.map((c, i) => {
       if (agg.groupBy.includes(i)) return c;
       const a = agg.columns.find((x) => x.column === i);
@@ -81,12 +124,17 @@ export function finalSql(fields: readonly FieldDescription[], spec: MergeSpec, o
           return `pg_catalog.min(${c})`;
         case 'max':
           return `pg_catalog.max(${c})`;
-        case 'avg':
-          throw refuse('avg()');
+        case 'avg': {
+          // avg(float4/float8) is float8, every other avg numeric; a count of 0 gives NULL.
+          const float = fields[a.sum]!.typeOid === TypeOid.float4 || fields[a.sum]!.typeOid === TypeOid.float8;
+          const type = float ? 'pg_catalog.float8' : 'pg_catalog.numeric';
+          return `pg_catalog.sum(${columns[a.sum]!})::${type} / NULLIF(pg_catalog.sum(${columns[a.count]!}), 0)::${type}`;
+        }
       }
     });
     const groupBy = agg.groupBy.length > 0 ? ` GROUP BY ${agg.groupBy.map((g) => columns[g]!).join(', ')}` : '';
     inner = `SELECT ${exprs.map((e, i) => `${e} AS ${columns[i]!}`).join(', ')} FROM ${FINAL_TABLE}${groupBy}`;
+    if (agg.having !== null) inner = `SELECT * FROM (${inner}) AS sg_groups WHERE ${predicateSql(agg.having, aggregatedTypes(fields, spec), params)}`;
   }
   const visible = columns.slice(0, spec.visibleColumns);
   if (spec.distinct && spec.orderBy.some((k) => k.column >= spec.visibleColumns)) throw refuse('DISTINCT ordered by a column not in the select list');

@@ -45,7 +45,7 @@ export async function* runFinalStep(input: FinalStepInput): AsyncGenerator<ExecE
   }
   const offset = resolveCount(spec.offset, input.params, 'OFFSET') ?? 0;
   const limit = resolveCount(spec.limit, input.params, 'LIMIT');
-  const combine = finalSql(fields, spec, offset, limit);
+  const combine = finalSql(fields, spec, offset, limit, input.params);
   const columns = fields.map((_, i) => finalColumn(i)).join(', ');
   const source = input.shardQuery.sql.replace(/[\s;]+$/, '');
   let count = 0;
