@@ -16,6 +16,7 @@ export type Plan =
   | CopyToPlan
   | InsertSelectPlan
   | EmptyPlan
+  | GatherPlan
   | RefusePlan;
 
 /** Why the shards were chosen; counted in metrics and shown in EXPLAIN-like output. */
@@ -247,6 +248,36 @@ export interface InsertSelectPlan {
   readonly insertSql: string;
   /** Appended after the rows (an ON CONFLICT clause, without parameters), or ''. */
   readonly insertSuffix: string;
+}
+
+/**
+ * A read-only SELECT that the streaming merge cannot answer (window
+ * functions, set operations, expressions over aggregates, joins not on the
+ * sharding keys, …), evaluated by PostgreSQL on a compute connection: each
+ * table it reads is copied, from the client's own transaction on its shards,
+ * into a temporary table of the same name and columns, and `finalSql` (the
+ * client's statement with those table references pointing at `pg_temp`)
+ * runs over the copies with the client's parameters (engine/final-step).
+ */
+export interface GatherPlan {
+  readonly kind: 'gather';
+  /** Why the statement could not be split for the streaming merge; raised as it is where no compute connection can be had (embedded shards). */
+  readonly refusal: PgError;
+  readonly tables: readonly GatherTable[];
+  readonly finalSql: string;
+}
+
+/** One table a GatherPlan copies. */
+export interface GatherTable {
+  readonly table: TableName;
+  /** Shards whose rows make up the table: every shard for a sharded table, one for a broadcast table. */
+  readonly shards: readonly ShardName[];
+  /** Run on each shard: `COPY (SELECT * FROM <table>) TO STDOUT`. */
+  readonly copyOut: string;
+  /** Run on the compute connection: `CREATE TEMP TABLE pg_temp.<name> (LIKE <table>) ON COMMIT DROP`. */
+  readonly create: string;
+  /** Run on the compute connection: `COPY pg_temp.<name> FROM STDIN`. */
+  readonly copyIn: string;
 }
 
 /** An empty query string (EmptyQueryResponse) or a statement ShardGate answers itself with just a tag (DISCARD ALL…). */
