@@ -49,6 +49,11 @@ const QUERIES: readonly { readonly q: string; readonly ordered: boolean; readonl
   { q: "SELECT grp, max(name) FROM users GROUP BY grp HAVING max(name) > 'Émile' ORDER BY grp", ordered: true },
   { q: 'SELECT grp, min(name) FROM users GROUP BY grp HAVING sum(id) > 1500 ORDER BY min(name)', ordered: true },
   { q: 'SELECT DISTINCT name FROM users ORDER BY name DESC LIMIT 5 OFFSET 2', ordered: true },
+  // Gathered (the merge refuses these shapes): the copies keep the columns' collation.
+  { q: 'SELECT id, rank() OVER (ORDER BY name, id) FROM users ORDER BY id', ordered: true },
+  { q: "SELECT grp, string_agg(name, '|' ORDER BY name, id) FROM users GROUP BY grp ORDER BY grp", ordered: true },
+  { q: 'SELECT name FROM users WHERE grp = 1 UNION SELECT name FROM users WHERE grp = 2 ORDER BY 1 NULLS FIRST', ordered: true },
+  { q: 'SELECT DISTINCT ON (grp) grp, name FROM users WHERE name IS NOT NULL ORDER BY grp, name DESC', ordered: true },
 ];
 
 const sorted = (rows: (string | null)[][]): (string | null)[][] => [...rows].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
