@@ -47,15 +47,17 @@ const REFUSED_NODES: Readonly<Record<string, string>> = {
 };
 
 /**
- * A GatherPlan for a read-only SELECT over sharded and broadcast tables, or
- * null when gathering it is not known to be exact (the caller keeps its
- * refusal): a table on the default shard or in the catalogs, a lock, a
+ * A GatherPlan for a read-only SELECT over sharded, broadcast and unlisted
+ * (default-shard) tables, or null when gathering it is not known to be exact
+ * (the caller keeps its refusal): a catalog table, a lock, a
  * write, a function outside DETERMINISTIC_FUNCTIONS, a CTE named like a
- * table, two schemas' tables of one name. Pure: no I/O.
+ * table, two schemas' tables of one name. Pure: no I/O; that every name is
+ * a plain table (not a view whose rows would come from one shard) is
+ * checked by the engine on the shards.
  */
 export function planGather(stmt: SelectStmt, facts: RelationFacts, space: ShardSpace, refusal: PgError): GatherPlan | null {
   if (facts.unsupported !== null || facts.writesInCte) return null;
-  if (facts.occurrences.length === 0 || facts.occurrences.some((o) => o.placement !== 'sharded' && o.placement !== 'broadcast')) return null;
+  if (facts.occurrences.length === 0 || facts.occurrences.some((o) => o.placement === 'catalog')) return null;
   const names = new Set<string>(facts.occurrences.map((o) => o.table));
   let safe = true;
   walkTree(stmt, (type, value) => {
@@ -88,7 +90,8 @@ export function planGather(stmt: SelectStmt, facts: RelationFacts, space: ShardS
     const copy = `pg_temp.${quoteIdent(name)}`;
     return {
       table: name as TableName,
-      shards: occ.placement === 'broadcast' ? [space.names[space.defaultIndex]!] : [...space.names],
+      source,
+      shards: occ.placement === 'sharded' ? [...space.names] : [space.names[space.defaultIndex]!],
       copyOut: `COPY (SELECT * FROM ${source}) TO STDOUT`,
       create: `CREATE TEMP TABLE ${copy} (LIKE ${source}) ON COMMIT DROP`,
       copyIn: `COPY ${copy} FROM STDIN`,

@@ -270,7 +270,9 @@ export interface GatherPlan {
 /** One table a GatherPlan copies. */
 export interface GatherTable {
   readonly table: TableName;
-  /** Shards whose rows make up the table: every shard for a sharded table, one for a broadcast table. */
+  /** The table as the statement names it (quoted), read on the shards; the engine checks it is a plain table there. */
+  readonly source: string;
+  /** Shards whose rows make up the table: every shard for a sharded table, the default shard for a broadcast or unlisted one. */
   readonly shards: readonly ShardName[];
   /** Run on each shard: `COPY (SELECT * FROM <table>) TO STDOUT`. */
   readonly copyOut: string;

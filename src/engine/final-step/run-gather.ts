@@ -3,6 +3,8 @@ import type { GatherPlan } from '../../planner/plan.js';
 import type { ClientStatement, ExecEvent } from '../session-api.js';
 import type { ShardCursor } from '../shard-cursor.js';
 
+const RELKIND_SQL = 'SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)';
+
 /** What running a GatherPlan needs from the session. */
 export interface GatherContext {
   /** The shard's connection in the statement's transaction (the client's snapshot and own writes). */
@@ -30,6 +32,9 @@ export async function* runGather(plan: GatherPlan, stmt: ClientStatement, ctx: G
   try {
     await compute.exec('BEGIN');
     for (const table of plan.tables) {
+      // A view or a function-backed relation would be read on one shard only: only plain tables are copied.
+      const kind = (await (await ctx.connection(table.shards[0]!)).rows(RELKIND_SQL, [table.source]))[0]?.[0];
+      if (kind !== 'r' && kind !== 'p') throw plan.refusal;
       await compute.exec(table.create);
       const sink = await compute.copyIn(table.copyIn);
       try {

@@ -21,6 +21,8 @@ const SCHEMA = [
   'CREATE TABLE orders (user_id int NOT NULL, id int NOT NULL, product_id int, amount numeric(10,2) NOT NULL, placed date NOT NULL, status text NOT NULL, PRIMARY KEY (user_id, id))',
   'CREATE TABLE products (id int PRIMARY KEY, title text NOT NULL, price numeric(8,2))',
   'CREATE TABLE countries (code text PRIMARY KEY, name text NOT NULL)',
+  // Not in the configuration: lives on the default shard only.
+  'CREATE TABLE notes (user_id int NOT NULL, note text NOT NULL)',
 ];
 
 function dataStatements(): string[] {
@@ -43,6 +45,7 @@ function dataStatements(): string[] {
     }
   }
   out.push(`INSERT INTO orders (user_id, id, product_id, amount, placed, status) VALUES ${orders.join(', ')}`);
+  out.push("INSERT INTO notes (user_id, note) VALUES (3, 'vip'), (7, 'late payer'), (12, 'vip'), (41, 'moved'), (59, 'vip')");
   return out;
 }
 
@@ -85,6 +88,8 @@ const CASES: readonly { readonly q: string; readonly ordered: boolean; readonly 
   { q: 'SELECT count(*) FROM users u WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.user_id = u.id AND o.status = $1)', ordered: true, params: ['paid'] },
   { q: 'SELECT status, round(avg(amount), 2) FROM orders WHERE placed > $1 GROUP BY status HAVING count(*) > $2 ORDER BY status', ordered: true, params: ['2026-01-10', '3'] },
   { q: 'SELECT user_id, sum(amount) / count(*) AS mean FROM orders GROUP BY user_id ORDER BY mean DESC, user_id LIMIT 7 OFFSET 2', ordered: true },
+  { q: 'SELECT n.note, count(*), sum(o.amount) FROM notes n JOIN orders o ON o.user_id = n.user_id GROUP BY n.note ORDER BY n.note', ordered: true },
+  { q: "SELECT u.id, u.name FROM users u WHERE u.id IN (SELECT user_id FROM notes WHERE note = 'vip') ORDER BY u.id", ordered: true },
   { q: 'SELECT id, random() FROM users ORDER BY id', ordered: false },
   { q: 'SELECT count(*) FROM orders FOR UPDATE', ordered: true },
 ];
@@ -191,6 +196,12 @@ describe('statements the merge refuses, gathered and answered by PostgreSQL, mat
     // Volatile functions and locks stay refused: a copy cannot lock, and random() would differ.
     expect(refused).toContain('SELECT count(*) FROM orders FOR UPDATE');
     expect(CASES.length - refused.length).toBeGreaterThanOrEqual(CASES.length - 3);
+  });
+
+  it('refuses a view on the default shard instead of reading the sharded rows it shows from one shard', async () => {
+    await direct(clusters[0]!, 'CREATE VIEW big_orders AS SELECT * FROM orders WHERE amount > 50');
+    const got = await through(session, 'SELECT count(*) FROM big_orders b JOIN users u ON u.id = b.user_id + 1', []);
+    expect(got).toBe('refused');
   });
 
   it("reads the transaction's own uncommitted rows", async () => {
