@@ -1,6 +1,7 @@
 import { parseSync } from 'libpg-query';
 import { parseConfig } from '../config/load.js';
 import { mergeStreams } from '../engine/merge/merge-streams.js';
+import { TEXT_AS_BYTES } from '../engine/values.js';
 import { initParser, Planner } from '../planner/planner.js';
 import type { MergeSpec } from '../planner/plan.js';
 import type { FieldDescription, RawRow } from '../protocol/fields.js';
@@ -135,8 +136,8 @@ export async function measureMerge(rowsPerStream: number, passes = 3): Promise<{
   const best = { ordered: 0, unordered: 0, concatenation: 0 };
   for (let p = 0; p < passes; p++) {
     best.concatenation = Math.max(best.concatenation, await rowsPerSecond(() => concatenateRows(streams), total));
-    best.ordered = Math.max(best.ordered, await rowsPerSecond(() => mergeStreams(streams.map(replay), fields, ordered, []), total));
-    best.unordered = Math.max(best.unordered, await rowsPerSecond(() => mergeStreams(streams.map(replay), fields, base, []), total));
+    best.ordered = Math.max(best.ordered, await rowsPerSecond(() => mergeStreams(streams.map(replay), fields, ordered, [], { text: TEXT_AS_BYTES }), total));
+    best.unordered = Math.max(best.unordered, await rowsPerSecond(() => mergeStreams(streams.map(replay), fields, base, [], { text: TEXT_AS_BYTES }), total));
   }
   return best;
 }

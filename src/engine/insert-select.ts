@@ -7,6 +7,7 @@ import { mergedFields, mergeStreams } from './merge/merge-streams.js';
 import { shardQuery } from './run-shards.js';
 import type { ClientStatement, ExecEvent } from './session-api.js';
 import type { ShardCursor, ShardQuery } from './shard-cursor.js';
+import { shardTextRules, specComparesValues } from './shard-text-rules.js';
 
 /** What moving rows needs from the session. */
 export interface InsertSelectContext {
@@ -49,6 +50,8 @@ export async function* insertSelectEvents(
   ctx: InsertSelectContext,
 ): AsyncGenerator<ExecEvent, void, undefined> {
   const turns = new Turns();
+  const spec = plan.source.merge;
+  const text = spec !== null && specComparesValues(spec) ? await shardTextRules(await Promise.all(plan.source.statements.map((s) => ctx.connection(s.shard, false)))) : undefined;
   const cursors = await Promise.all(plan.source.statements.map((s) => openCursor(s, stmt, ctx)));
   const run = (conn: ShardCursor, q: ShardQuery): Promise<Collected> => turns.take(conn.shard, () => collect(conn, q, ctx.running));
   // The first batch of every cursor: it carries the column descriptions.
@@ -56,11 +59,10 @@ export async function* insertSelectEvents(
   const sourceFields = firsts.find((f) => f.fields !== null)?.fields ?? null;
   let inserted = 0;
   if (sourceFields !== null) {
-    const spec = plan.source.merge;
     const fields = spec === null ? sourceFields : mergedFields(sourceFields, spec);
     if (fields.length <= plan.keyIndex) throw sgError('syntaxError', { message: 'INSERT has more target columns than expressions' });
     const inputs = cursors.map((c, i) => fetchAll(c, firsts[i]!.rows, run));
-    const rows = spec === null ? concatenate(inputs) : mergeStreams(inputs, sourceFields, spec, params);
+    const rows = spec === null ? concatenate(inputs) : mergeStreams(inputs, sourceFields, spec, params, text === undefined ? {} : { text });
     const writer = new ShardWriter(plan, fields, ctx, run);
     for await (const batch of rows) inserted += await writer.write(batch);
   }

@@ -7,6 +7,10 @@ import { mergedFields, mergeStreams, resolveMergeSpec } from './merge/merge-stre
 import { asPgError, combineErrors } from './combine-errors.js';
 import type { ClientStatement, ExecEvent } from './session-api.js';
 import type { ShardCursor, ShardEvent, ShardQuery } from './shard-cursor.js';
+import { shardTextRules, specComparesValues } from './shard-text-rules.js';
+import { TEXT_AS_BYTES } from './values.js';
+import { needsFinalStep } from './final-step/final-step-sql.js';
+import { runFinalStep } from './final-step/run-final-step.js';
 
 /** What running a plan needs from the session. */
 export interface ShardRunContext {
@@ -16,6 +20,13 @@ export interface ShardRunContext {
   readonly running: Set<ShardCursor>;
   /** Column counts of shard statements already described (for binary results of merged queries). */
   readonly columnCounts: Map<string, number>;
+  /**
+   * A compute connection for the final step (`final-step/`): outside the
+   * client's transaction, with the session's settings applied; released by
+   * the caller of this function's result with `release()`. Absent: shapes
+   * that need it are refused (0A000).
+   */
+  readonly compute?: () => Promise<ShardCursor>;
 }
 
 const COLUMN_COUNT_CACHE = 256;
@@ -215,6 +226,8 @@ async function* merged(
   params: readonly (string | null | undefined)[],
   ctx: ShardRunContext,
 ): AsyncGenerator<ExecEvent, void, undefined> {
+  // Before the statement: its connections are busy until the result has been read.
+  const text = specComparesValues(spec) ? await shardTextRules(conns) : TEXT_AS_BYTES;
   const streams = await startAll(conns, queries, ctx);
   const notices: ErrorFields[] = [];
   const tags: string[] = [];
@@ -237,9 +250,27 @@ async function* merged(
       return;
     }
     const inputs = streams.map((s) => shardRows(s, notices, tags));
+    if (ctx.compute !== undefined && needsFinalStep(fields, resolveMergeSpec(spec, fields.length), text)) {
+      const compute = await ctx.compute();
+      let broken = true;
+      try {
+        const steps = runFinalStep({ compute, shardQuery: queries[0]!, fields, spec: resolveMergeSpec(spec, fields.length), inputs, params });
+        let step = await steps.next();
+        for (; step.done !== true; step = await steps.next()) {
+          for (const n of notices.splice(0)) yield { kind: 'notice', fields: n };
+          yield step.value;
+        }
+        broken = compute.txStatus !== 'I';
+        for (const n of notices.splice(0)) yield { kind: 'notice', fields: n };
+        yield { kind: 'complete', tag: command === 'SELECT' ? `SELECT ${step.value}` : combineTags(tags) };
+      } finally {
+        compute.release(broken);
+      }
+      return;
+    }
     yield { kind: 'fields', fields: mergedFields(fields, spec) };
     let count = 0;
-    for await (const rows of mergeStreams(inputs, fields, spec, [...params])) {
+    for await (const rows of mergeStreams(inputs, fields, spec, [...params], { text })) {
       count += rows.length;
       for (const n of notices.splice(0)) yield { kind: 'notice', fields: n };
       if (rows.length > 0) yield { kind: 'rows', rows };

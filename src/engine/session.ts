@@ -1,6 +1,6 @@
 import type { ShardName, TableName } from '../config/names.js';
 import { sgError, type PgError } from '../errors/index.js';
-import type { CopyFromPlan, CopyToPlan, InsertSelectPlan, Plan, SetPlan, ShardsPlan, ShowPlan, TransactionPlan } from '../planner/plan.js';
+import type { CopyFromPlan, CopyToPlan, GatherPlan, InsertSelectPlan, Plan, SetPlan, ShardsPlan, ShowPlan, TransactionPlan } from '../planner/plan.js';
 import type { RouteContext } from '../planner/planner.js';
 import type { FieldDescription, TxStatus } from '../protocol/fields.js';
 import { asPgError, breaksConnection } from './combine-errors.js';
@@ -11,6 +11,7 @@ import { insertSelectEvents } from './insert-select.js';
 import { routingParams } from './param-text.js';
 import { DirectRun, releaseAfter } from './pass-through.js';
 import { runShardsPlan, shardQuery } from './run-shards.js';
+import { runGather } from './final-step/run-gather.js';
 import type { ClientStatement, EngineSession, ExecEvent } from './session-api.js';
 import { parseStartup, REPORTED_SETTINGS, settingIdent, type StartupSettings } from './session-settings.js';
 import { parseHint, SettingsState, shardgateSetting, type SettingsTarget } from './settings-state.js';
@@ -212,6 +213,9 @@ export class Session implements EngineSession {
           return;
         case 'insertSelect':
           yield* this.#insertSelect(plan, stmt, params);
+          return;
+        case 'gather':
+          yield* this.#gather(plan, stmt);
           return;
       }
     } catch (err) {
@@ -627,7 +631,12 @@ export class Session implements EngineSession {
     };
     try {
       yield* this.#withConnections(use, (connection) =>
-        runShardsPlan(plan, stmt, params, { connection, running: this.#running, columnCounts: this.#columnCounts }),
+        runShardsPlan(plan, stmt, params, {
+          connection,
+          running: this.#running,
+          columnCounts: this.#columnCounts,
+          ...(this.#computeShard() === null ? {} : { compute: () => this.#acquireForStatement(this.#ctx.config.defaultShard) }),
+        }),
       );
     } finally {
       if (plan.ddl && plan.tables.length > 0) {
@@ -637,6 +646,22 @@ export class Session implements EngineSession {
         for (const t of plan.tables) this.#scope?.columns.delete(t);
       }
     }
+  }
+
+  /** The shard compute connections come from (the default shard), or null when it is embedded (one session, not shareable). */
+  #computeShard(): ShardName | null {
+    const shard = this.#ctx.config.defaultShard;
+    return this.#ctx.config.shards.find((s) => s.name === shard)?.kind === 'embedded' ? null : shard;
+  }
+
+  /** A SELECT PostgreSQL evaluates over copies of its tables on a compute connection (final-step/run-gather.ts). */
+  #gather(plan: GatherPlan, stmt: ClientStatement): AsyncIterable<ExecEvent> {
+    // An embedded shard is one session, held by this session already: no second connection to compute on.
+    if (this.#computeShard() === null) throw plan.refusal;
+    const shards = [...new Set(plan.tables.flatMap((t) => t.shards))];
+    return this.#withConnections({ writes: false, shards, command: 'SELECT', transaction: 'auto' }, (connection) =>
+      runGather(plan, stmt, { connection, running: this.#running, compute: () => this.#acquireForStatement(this.#ctx.config.defaultShard) }),
+    );
   }
 
   #copyFrom(plan: CopyFromPlan): AsyncIterable<ExecEvent> {
@@ -691,6 +716,7 @@ export class Session implements EngineSession {
         break;
       case 'shards':
       case 'insertSelect':
+      case 'gather':
         break;
     }
     // Inside a transaction, describe on a shard it already holds when the

@@ -5,8 +5,8 @@
  * `values/` for the rules of each type.
  */
 export { TypeOid, typeName } from './values/type-oids.js';
-export { orderedType, compareNullable } from './values/ordered-type.js';
-export type { OrderedType, ValueFamily, KeyPurpose } from './values/ordered-type.js';
+export { orderedType, compareNullable, isCollatable, TEXT_AS_BYTES, TEXT_UNKNOWN } from './values/ordered-type.js';
+export type { OrderedType, ValueFamily, KeyPurpose, TextRules } from './values/ordered-type.js';
 export {
   addNumeric,
   compareNumeric,

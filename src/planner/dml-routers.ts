@@ -1,6 +1,7 @@
 import type { SelectStmt } from 'libpg-query';
 import { sgError } from '../errors/catalogue.js';
-import type { Plan } from './plan.js';
+import type { GatherPlan, Plan } from './plan.js';
+import { planGather } from './gather.js';
 import type { RelationFacts } from './relations.js';
 import type { Params, ShardSpace } from './routing.js';
 import { requireKnownShape, routeBranches, routeRelations, RouteError } from './routing.js';
@@ -21,6 +22,7 @@ export class SelectRouter implements Router {
   readonly #info: StatementInfo;
   readonly #memo: PlanMemo;
   #merge: MergeRewrite | null = null;
+  #gather: GatherPlan | 'none' | null = null;
 
   /** `branches`: the separately analyzed branches of a top-level set operation. */
   constructor(stmt: SelectStmt, facts: RelationFacts, info: StatementInfo, space: ShardSpace, branches: { facts: readonly RelationFacts[]; distinctOp: string | null } | null = null) {
@@ -34,14 +36,26 @@ export class SelectRouter implements Router {
 
   route(params: Params): Plan {
     return guard(() => {
-      const b = this.#branches;
-      const r = b === null ? routeRelations(this.#facts, params, this.#space) : routeBranches(b.facts, b.distinctOp, params, this.#space);
-      if (r.shards.length === 1) return this.#memo.get(r.route, r.shards);
-      this.#merge ??= planSelectMerge(this.#stmt, this.#info.sql);
-      const m = this.#merge;
-      if (m.kind === 'refuse') throw new RouteError(sgError('unsupportedCrossShard', { reason: m.reason, hint: m.hint }));
-      return this.#memo.get(r.route, r.shards, m.merge, m.sql === this.#info.sql ? null : () => ({ sql: m.sql, paramMap: null }));
+      try {
+        return this.#route(params);
+      } catch (e) {
+        // What the streaming merge refuses, PostgreSQL may evaluate over copies of the tables.
+        if (!(e instanceof RouteError) || e.error.code !== '0A000') throw e;
+        this.#gather ??= planGather(this.#stmt, this.#facts, this.#space, e.error) ?? 'none';
+        if (this.#gather === 'none') throw e;
+        return this.#gather;
+      }
     });
+  }
+
+  #route(params: Params): Plan {
+    const b = this.#branches;
+    const r = b === null ? routeRelations(this.#facts, params, this.#space) : routeBranches(b.facts, b.distinctOp, params, this.#space);
+    if (r.shards.length === 1) return this.#memo.get(r.route, r.shards);
+    this.#merge ??= planSelectMerge(this.#stmt, this.#info.sql);
+    const m = this.#merge;
+    if (m.kind === 'refuse') throw new RouteError(sgError('unsupportedCrossShard', { reason: m.reason, hint: m.hint }));
+    return this.#memo.get(r.route, r.shards, m.merge, m.sql === this.#info.sql ? null : () => ({ sql: m.sql, paramMap: null }));
   }
 }
 

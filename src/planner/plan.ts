@@ -16,6 +16,7 @@ export type Plan =
   | CopyToPlan
   | InsertSelectPlan
   | EmptyPlan
+  | GatherPlan
   | RefusePlan;
 
 /** Why the shards were chosen; counted in metrics and shown in EXPLAIN-like output. */
@@ -109,6 +110,20 @@ export interface MergeSpec {
   /** Rows to skip and to return after merging; values or client parameter indexes. */
   readonly offset: Count | null;
   readonly limit: Count | null;
+  /**
+   * Present (true) when `orderBy` was chosen by the planner, not the client:
+   * the shards order GROUP BY keys so groups can be combined as a stream,
+   * but any output order is right. The engine may then combine groups in a
+   * hash table instead (when it cannot reproduce the shards' text order).
+   */
+  readonly orderChosen?: true;
+  /**
+   * Present (true) when the statement names, in a COLLATE clause, a
+   * collation other than "C", "POSIX", "ucs_basic" or "pg_c_utf8": text
+   * keys (other than those with their own `byteOrder`) may then carry that
+   * collation, and the engine does not compare them itself.
+   */
+  readonly otherCollation?: true;
 }
 
 export type Count = { readonly kind: 'value'; readonly value: number } | { readonly kind: 'param'; readonly index: number };
@@ -118,6 +133,8 @@ export interface SortKey {
   readonly descending: boolean;
   /** PostgreSQL's default: NULLS LAST for ASC, NULLS FIRST for DESC. */
   readonly nullsFirst: boolean;
+  /** Present (true) when the key ends in `COLLATE "C"` (or "POSIX", "ucs_basic", "pg_c_utf8"): its text order is byte order. */
+  readonly byteOrder?: true;
 }
 
 export interface AggregateSpec {
@@ -130,7 +147,9 @@ export interface AggregateSpec {
 }
 
 export type AggregateColumn =
-  | { readonly kind: 'count' | 'sum' | 'min' | 'max'; readonly column: number }
+  | { readonly kind: 'count' | 'sum'; readonly column: number }
+  /** `byteOrder` as in SortKey: the argument ends in `COLLATE "C"`, so text compares as bytes. */
+  | { readonly kind: 'min' | 'max'; readonly column: number; readonly byteOrder?: true }
   /** AVG rewritten into SUM (at `sum`) and COUNT (at `count`); the result goes into `column`. */
   | { readonly kind: 'avg'; readonly column: number; readonly sum: number; readonly count: number };
 
@@ -229,6 +248,38 @@ export interface InsertSelectPlan {
   readonly insertSql: string;
   /** Appended after the rows (an ON CONFLICT clause, without parameters), or ''. */
   readonly insertSuffix: string;
+}
+
+/**
+ * A read-only SELECT that the streaming merge cannot answer (window
+ * functions, set operations, expressions over aggregates, joins not on the
+ * sharding keys, …), evaluated by PostgreSQL on a compute connection: each
+ * table it reads is copied, from the client's own transaction on its shards,
+ * into a temporary table of the same name and columns, and `finalSql` (the
+ * client's statement with those table references pointing at `pg_temp`)
+ * runs over the copies with the client's parameters (engine/final-step).
+ */
+export interface GatherPlan {
+  readonly kind: 'gather';
+  /** Why the statement could not be split for the streaming merge; raised as it is where no compute connection can be had (embedded shards). */
+  readonly refusal: PgError;
+  readonly tables: readonly GatherTable[];
+  readonly finalSql: string;
+}
+
+/** One table a GatherPlan copies. */
+export interface GatherTable {
+  readonly table: TableName;
+  /** The table as the statement names it (quoted), read on the shards; the engine checks it is a plain table there. */
+  readonly source: string;
+  /** Shards whose rows make up the table: every shard for a sharded table, the default shard for a broadcast or unlisted one. */
+  readonly shards: readonly ShardName[];
+  /** Run on each shard: `COPY (SELECT * FROM <table>) TO STDOUT`. */
+  readonly copyOut: string;
+  /** Run on the compute connection: `CREATE TEMP TABLE pg_temp.<name> (LIKE <table>) ON COMMIT DROP`. */
+  readonly create: string;
+  /** Run on the compute connection: `COPY pg_temp.<name> FROM STDIN`. */
+  readonly copyIn: string;
 }
 
 /** An empty query string (EmptyQueryResponse) or a statement ShardGate answers itself with just a tag (DISCARD ALL…). */

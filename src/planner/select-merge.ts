@@ -1,5 +1,5 @@
 import type { FuncCall, Node, ResTarget, SelectStmt, SortBy } from 'libpg-query';
-import { cloneTree, columnRefNames, constText, exprKey, funcName, isStarRef, stringOf, uncast } from '../sql/ast.js';
+import { cloneTree, columnRefNames, constText, exprKey, funcName, isStarRef, stringOf, uncast, walkTree } from '../sql/ast.js';
 import { deparseNode } from '../sql/parser.js';
 import { exprShape, isAggregateCall } from './aggregates.js';
 import type { AggregateColumn, Count, MergeSpec, Operand, Predicate, SortKey } from './plan.js';
@@ -43,6 +43,31 @@ export function planSelectMerge(stmt: SelectStmt, clientSql: string): MergeRewri
     if (e instanceof Refusal) return { kind: 'refuse', reason: e.reason, hint: e.hint };
     throw e;
   }
+}
+
+/** Collations whose order is UTF-8 byte order (code point order), the order the merge compares text in. */
+const BYTE_ORDER_COLLATIONS = new Set(['c', 'posix', 'ucs_basic', 'pg_c_utf8']);
+
+/** Whether a COLLATE clause's name list (`"C"`, `pg_catalog."C"`) names a byte-order collation. */
+function byteOrderName(names: readonly Node[] | undefined): boolean {
+  const parts = (names ?? []).map((n) => stringOf(n));
+  if (parts.length === 0 || parts.length > 2 || parts.some((p) => p === null)) return false;
+  if (parts.length === 2 && parts[0] !== 'pg_catalog') return false;
+  return BYTE_ORDER_COLLATIONS.has(parts[parts.length - 1]!.toLowerCase());
+}
+
+/** Whether `node` is `expr COLLATE "C"` (or another byte-order collation): its collation is then byte order whatever expr's was. */
+function endsInByteCollate(node: Node | undefined): boolean {
+  return node !== undefined && 'CollateClause' in node && byteOrderName(node.CollateClause.collname);
+}
+
+/** Whether any COLLATE clause in the statement names a collation that is not byte order. */
+function namesOtherCollation(sel: SelectStmt): boolean {
+  let other = false;
+  walkTree(sel, (type, value) => {
+    if (type === 'CollateClause' && !byteOrderName((value as { collname?: Node[] }).collname)) other = true;
+  });
+  return other;
 }
 
 class SelectMerge {
@@ -101,6 +126,7 @@ class SelectMerge {
       delete sel.havingClause;
       this.#rewritten = true;
     }
+    const otherCollation = namesOtherCollation(sel);
     let mergeOrder: SortKey[] = orderBy;
     if (grouped) {
       // The engine combines groups as a stream when the merge order starts with exactly the group
@@ -141,6 +167,8 @@ class SelectMerge {
       orderBy: mergeOrder.map((key) => (this.#fromEnd.has(key) ? { ...key, column: key.column - width } : key)),
       offset,
       limit,
+      ...(mergeOrder !== orderBy ? { orderChosen: true as const } : {}),
+      ...(otherCollation ? { otherCollation: true as const } : {}),
     };
     return { kind: 'ok', sql: this.#rewritten ? deparseNode({ SelectStmt: sel }) : this.#clientSql, merge };
   }
@@ -188,6 +216,7 @@ class SelectMerge {
       const count = this.#appendHidden({ FuncCall: { ...cloneTree(fc), funcname: [{ String: { sval: 'count' } }] } });
       return { kind: 'avg', column, sum, count };
     }
+    if ((name === 'min' || name === 'max') && endsInByteCollate(fc.args?.[0])) return { kind: name, column, byteOrder: true };
     return { kind: name as 'count' | 'sum' | 'min' | 'max', column };
   }
 
@@ -237,13 +266,18 @@ class SelectMerge {
     const ord = this.#ordinal(node);
     let column: number;
     let fromEnd = false;
+    // The collation of the key: its own COLLATE clause, or that of the select-list entry it names.
+    let byteOrder = endsInByteCollate(node);
     // An ordinal names an output column, which keeps its position whatever a * expands to.
-    if (ord !== null) column = this.#star === -1 ? this.#known(ord) : ord;
-    else {
+    if (ord !== null) {
+      column = this.#star === -1 ? this.#known(ord) : ord;
+      byteOrder = (this.#star === -1 || ord < this.#star) && endsInByteCollate(this.#targets[ord]?.val);
+    } else {
       // ORDER BY prefers output column names, then expressions of the select list.
       const byName = this.#findName(node);
       const byExpr = byName === -1 ? this.#findExpr(node) : byName;
       if (byExpr !== -1) {
+        byteOrder ||= endsInByteCollate(this.#targets[byExpr]?.val);
         fromEnd = this.#afterStar(byExpr);
         column = fromEnd ? byExpr : this.#known(byExpr);
       } else if (setOp) refuse('ORDER BY of a UNION ALL must name an output column');
@@ -255,7 +289,7 @@ class SelectMerge {
         else if (grouped && exprShape([node]).aggregates) refuse('ORDER BY an expression over aggregates cannot be merged across shards');
       }
     }
-    const key: SortKey = { column, descending, nullsFirst };
+    const key: SortKey = byteOrder ? { column, descending, nullsFirst, byteOrder: true } : { column, descending, nullsFirst };
     if (fromEnd) this.#fromEnd.add(key);
     return key;
   }

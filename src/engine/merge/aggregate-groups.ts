@@ -1,6 +1,7 @@
 import type { FieldDescription, RawRow } from '../../protocol/fields.js';
 import type { AggregateSpec, MergeSpec, SortKey } from '../../planner/plan.js';
 import { TypeOid } from '../values.js';
+import type { TextRules } from '../values.js';
 import { accumulatorFactory, avgIsFloat } from './aggregators.js';
 import type { Accumulator, AccumulatorFactory } from './aggregators.js';
 import { compileRowKey } from './row-key.js';
@@ -67,10 +68,10 @@ export interface GroupCombiner {
   keep(row: RawRow): boolean;
 }
 
-export function compileGroups(fields: readonly FieldDescription[], spec: AggregateSpec, keep: (row: RawRow) => boolean): GroupCombiner {
-  const factories = spec.columns.map((agg) => accumulatorFactory(fields, agg));
+export function compileGroups(fields: readonly FieldDescription[], spec: AggregateSpec, keep: (row: RawRow) => boolean, text: TextRules): GroupCombiner {
+  const factories = spec.columns.map((agg) => accumulatorFactory(fields, agg, text));
   const columns = spec.columns.map((agg) => agg.column);
-  const key = spec.groupBy.length === 0 ? () => '' : compileRowKey(fields, spec.groupBy, 'grouping');
+  const key = spec.groupBy.length === 0 ? () => '' : compileRowKey(fields, spec.groupBy, text, 'grouping');
   return {
     start: (row) => new Group(row, factories, columns),
     key,

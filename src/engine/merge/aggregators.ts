@@ -13,10 +13,11 @@ import {
   encodeNumeric,
   numericFromBigInt,
   orderedType,
+  TEXT_AS_BYTES,
   TypeOid,
   typeName,
 } from '../values.js';
-import type { Numeric } from '../values.js';
+import type { Numeric, TextRules } from '../values.js';
 
 /** Folds one aggregate column's partial results from the shards into the final value. */
 export interface Accumulator {
@@ -88,9 +89,9 @@ function sumFactory(field: FieldDescription, column: number, nullWhenEmpty: bool
   };
 }
 
-/** min/max: compared by type, the winning value's bytes are kept as the shard sent them. */
-function extremeFactory(field: FieldDescription, column: number, keep: (c: number) => boolean): AccumulatorFactory {
-  const type = orderedType(field.typeOid, field.format, 'comparing');
+/** min/max: compared by type (text only in byte order, see TextRules), the winning value's bytes are kept as the shard sent them. */
+function extremeFactory(field: FieldDescription, column: number, keep: (c: number) => boolean, text: TextRules): AccumulatorFactory {
+  const type = orderedType(field.typeOid, field.format, 'comparing', text);
   return () => {
     let best: Buffer | null = null;
     let bestValue: unknown = null;
@@ -152,8 +153,8 @@ function toNumeric(value: unknown): Numeric {
   return value as Numeric;
 }
 
-/** The accumulator factory for one aggregate column of the shards' result. */
-export function accumulatorFactory(fields: readonly FieldDescription[], agg: AggregateColumn): AccumulatorFactory {
+/** The accumulator factory for one aggregate column of the shards' result; `text` decides whether min/max of text may be compared here. */
+export function accumulatorFactory(fields: readonly FieldDescription[], agg: AggregateColumn, text: TextRules): AccumulatorFactory {
   const field = fields[agg.column]!;
   switch (agg.kind) {
     case 'count':
@@ -161,9 +162,9 @@ export function accumulatorFactory(fields: readonly FieldDescription[], agg: Agg
     case 'sum':
       return sumFactory(field, agg.column, true, 'sum');
     case 'min':
-      return extremeFactory(field, agg.column, (c) => c < 0);
+      return extremeFactory(field, agg.column, (c) => c < 0, agg.byteOrder === true ? TEXT_AS_BYTES : text);
     case 'max':
-      return extremeFactory(field, agg.column, (c) => c > 0);
+      return extremeFactory(field, agg.column, (c) => c > 0, agg.byteOrder === true ? TEXT_AS_BYTES : text);
     case 'avg':
       return avgFactory(fields, agg, field.format);
   }

@@ -1,8 +1,8 @@
 import type { FieldDescription, RawRow } from '../../protocol/fields.js';
 import type { Operand, Predicate } from '../../planner/plan.js';
 import { sgError } from '../../errors/catalogue.js';
-import { compareFloat, compareNumeric, formatNumeric, numericFromBigInt, orderedType, parseFloatText, parseNumeric, typeName } from '../values.js';
-import type { Numeric, OrderedType } from '../values.js';
+import { compareFloat, compareNumeric, formatNumeric, numericFromBigInt, orderedType, parseFloatText, parseNumeric, TEXT_AS_BYTES, typeName } from '../values.js';
+import type { KeyPurpose, Numeric, OrderedType, TextRules } from '../values.js';
 
 /** SQL three-valued logic: true, false, or null (unknown). */
 export type Truth = boolean | null;
@@ -53,7 +53,7 @@ function coerceText(type: OrderedType, text: string): unknown {
       throw invalid(type, text);
     }
     default:
-      return orderedType(type.typeOid, 0, 'comparing').decode(Buffer.from(text, 'utf8'));
+      return orderedType(type.typeOid, 0, 'comparing', TEXT_AS_BYTES).decode(Buffer.from(text, 'utf8'));
   }
 }
 
@@ -93,12 +93,13 @@ const TESTS: Record<'=' | '<>' | '<' | '<=' | '>' | '>=', (c: number) => boolean
 /**
  * Compiles a HAVING predicate against the merged row description. Columns are
  * decoded by their type; literal and parameter text is coerced to the type of
- * the column it is compared with (both text: compared as text, C collation).
- * `params` are the client's parameter values as text (0-based index); a
+ * the column it is compared with. Text compares as bytes only as far as
+ * `text` allows: `=`/`<>` need byte equality, `<`… byte order; otherwise the
+ * predicate is refused (0A000). `params` are the client's parameter values as text (0-based index); a
  * parameter that is not available as text is refused. Evaluation follows SQL
  * three-valued logic; a row is kept only when the predicate is true.
  */
-export function compilePredicate(predicate: Predicate, fields: readonly FieldDescription[], params: readonly (string | null | undefined)[]): RowPredicate {
+export function compilePredicate(predicate: Predicate, fields: readonly FieldDescription[], params: readonly (string | null | undefined)[], text: TextRules): RowPredicate {
   const textOf = (operand: Operand): string | null => {
     if (operand.kind === 'literal') return operand.value;
     if (operand.kind === 'param') {
@@ -110,17 +111,18 @@ export function compilePredicate(predicate: Predicate, fields: readonly FieldDes
     }
     throw sgError('internal', { reason: 'column operand has no text' });
   };
-  const columnSide = (operand: Operand): Side | null => {
+  // IS NULL compares nothing, so any collation will do.
+  const columnSide = (operand: Operand, purpose: KeyPurpose | null): Side | null => {
     if (operand.kind !== 'column') return null;
     const field = fields[operand.column];
     if (field === undefined) throw sgError('internal', { reason: `HAVING refers to column ${operand.column} of ${fields.length}` });
-    const type = orderedType(field.typeOid, field.format, 'comparing');
+    const type = orderedType(field.typeOid, field.format, purpose ?? 'comparing', purpose === null ? TEXT_AS_BYTES : text);
     const column = operand.column;
     return { type, value: (row) => (row[column] === null || row[column] === undefined ? null : type.decode(row[column]!)) };
   };
   const textSide = (operand: Operand, other: Side | null): Side => {
-    const text = textOf(operand);
-    const value = text === null ? null : other?.type ? coerceText(other.type, text) : text;
+    const given = textOf(operand);
+    const value = given === null ? null : other?.type ? coerceText(other.type, given) : given;
     return { type: null, value: () => value };
   };
 
@@ -158,12 +160,16 @@ export function compilePredicate(predicate: Predicate, fields: readonly FieldDes
         };
       }
       case 'isNull': {
-        const side = columnSide(p.arg) ?? textSide(p.arg, null);
+        const side = columnSide(p.arg, null) ?? textSide(p.arg, null);
         return (row) => (side.value(row) === null) !== p.negated;
       }
       case 'compare': {
-        const leftColumn = columnSide(p.left);
-        const rightColumn = columnSide(p.right);
+        const purpose: KeyPurpose = p.op === '=' || p.op === '<>' ? 'grouping' : 'comparing';
+        if (purpose === 'comparing' && !text.order && p.left.kind !== 'column' && p.right.kind !== 'column') {
+          throw sgError('featureNotSupported', { feature: 'comparing constants in HAVING across shards', hint: 'Compare an aggregate or group column, or filter by the sharding key.' });
+        }
+        const leftColumn = columnSide(p.left, purpose);
+        const rightColumn = columnSide(p.right, purpose);
         const left = leftColumn ?? textSide(p.left, rightColumn);
         const right = rightColumn ?? textSide(p.right, leftColumn);
         const compare = comparatorFor(left, right);

@@ -10,6 +10,8 @@ import { offsetLimit, resolveCount } from './offset-limit.js';
 import { compileOrder } from './row-order.js';
 import { compileRowKey } from './row-key.js';
 import { resolveMergeSpec } from './resolve-merge-spec.js';
+import { isCollatable, TEXT_UNKNOWN } from '../values.js';
+import type { TextRules } from '../values.js';
 
 export { resolveMergeSpec } from './resolve-merge-spec.js';
 
@@ -23,6 +25,12 @@ export interface MergeOptions {
    * batch that passes through unchanged (no ORDER BY) keeps its own size.
    */
   readonly batchSize?: number;
+  /**
+   * What the collations in effect on the shards allow for text keys
+   * (`shardTextRules` finds out). Default: nothing, so ordering, grouping,
+   * min/max and HAVING comparisons of text are refused (0A000).
+   */
+  readonly text?: TextRules;
 }
 
 /**
@@ -71,7 +79,7 @@ export function mergeStreams(
   params: readonly (string | null | undefined)[],
   options: MergeOptions = {},
 ): AsyncIterable<readonly RawRow[]> {
-  return runMerge(new InputSet(inputs), fields, spec, params, options.batchSize ?? DEFAULT_MERGE_BATCH_SIZE);
+  return runMerge(new InputSet(inputs), fields, spec, params, options.batchSize ?? DEFAULT_MERGE_BATCH_SIZE, options.text ?? TEXT_UNKNOWN);
 }
 
 async function* runMerge(
@@ -80,10 +88,13 @@ async function* runMerge(
   given: MergeSpec,
   params: readonly (string | null | undefined)[],
   batchSize: number,
+  shardText: TextRules,
 ): AsyncGenerator<readonly RawRow[], void, undefined> {
   try {
     // Negative indexes (columns around a `*`) become absolute now that the shard result's width is known.
     const spec = resolveMergeSpec(given, fields.length);
+    // A COLLATE naming another collation may give any text key that collation.
+    const text = spec.otherCollation === true ? TEXT_UNKNOWN : shardText;
     checkSpec(fields, spec, batchSize);
     const offset = resolveCount(spec.offset, params, 'OFFSET') ?? 0;
     const limit = resolveCount(spec.limit, params, 'LIMIT');
@@ -93,26 +104,29 @@ async function* runMerge(
     const aggregate = spec.aggregate;
     if (aggregate !== null) {
       const outFields = aggregatedFields(fields, spec);
-      const having = aggregate.having === null ? null : compilePredicate(aggregate.having, outFields, params);
-      const groups = compileGroups(fields, aggregate, having === null ? () => true : (row) => having(row) === true);
+      const having = aggregate.having === null ? null : compilePredicate(aggregate.having, outFields, params, text);
+      const groups = compileGroups(fields, aggregate, having === null ? () => true : (row) => having(row) === true, text);
       const groupOrder = streamingGroupOrder(spec);
+      // An order the planner chose only for streaming, in a text order the merge cannot follow: combine in a hash table, unordered.
+      const hashUnordered = groupOrder !== null && spec.orderChosen === true && !text.order && groupOrder.some((k) => isCollatable(fields[k.column]!.typeOid));
       if (aggregate.groupBy.length === 0) {
         rows = aggregateAdjacent(concatenate(inputs), groups, true);
-      } else if (groupOrder !== null) {
-        rows = aggregateAdjacent(mergeSorted(inputs, compileOrder(fields, groupOrder), batchSize), groups, false);
+      } else if (groupOrder !== null && !hashUnordered) {
+        rows = aggregateAdjacent(mergeSorted(inputs, compileOrder(fields, groupOrder, text), batchSize), groups, false);
       } else {
-        const order = spec.orderBy.length > 0 ? compileOrder(outFields, spec.orderBy) : null;
+        const order = spec.orderBy.length > 0 && !hashUnordered ? compileOrder(outFields, spec.orderBy, text) : null;
         rows = aggregateHashed(concatenate(inputs), groups, order, batchSize);
+        if (hashUnordered) sortedBy = [];
       }
     } else if (spec.orderBy.length > 0) {
-      rows = mergeSorted(inputs, compileOrder(fields, spec.orderBy), batchSize);
+      rows = mergeSorted(inputs, compileOrder(fields, spec.orderBy, text), batchSize);
     } else {
       rows = concatenate(inputs);
       sortedBy = [];
     }
     if (spec.distinct) {
       const visible = Array.from({ length: spec.visibleColumns }, (_, i) => i);
-      const key = compileRowKey(aggregatedFields(fields, spec), visible, 'grouping');
+      const key = compileRowKey(aggregatedFields(fields, spec), visible, text, 'grouping');
       rows = sortedOnVisible(sortedBy, spec.visibleColumns) ? distinctAdjacent(rows, key) : distinctHashed(rows, key);
     }
     if (offset > 0 || limit !== null) rows = offsetLimit(rows, offset, limit, () => inputs.close());

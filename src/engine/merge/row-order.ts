@@ -1,7 +1,7 @@
 import type { FieldDescription, RawRow } from '../../protocol/fields.js';
 import type { SortKey } from '../../planner/plan.js';
-import { orderedType } from '../values.js';
-import type { OrderedType } from '../values.js';
+import { orderedType, TEXT_AS_BYTES } from '../values.js';
+import type { OrderedType, TextRules } from '../values.js';
 
 /** A row's sort-key values, decoded once (null for SQL NULL). */
 export type SortValues = readonly unknown[];
@@ -14,12 +14,14 @@ export interface RowOrder {
 
 /**
  * Compiles sort keys for rows described by `fields`. Throws
- * `featureNotSupported` (0A000) when a key's type cannot be ordered here.
+ * `featureNotSupported` (0A000) when a key's type cannot be ordered here,
+ * text included unless `text.order` (or the key's own `COLLATE "C"`) says
+ * byte order is the collation's order.
  */
-export function compileOrder(fields: readonly FieldDescription[], keys: readonly SortKey[]): RowOrder {
+export function compileOrder(fields: readonly FieldDescription[], keys: readonly SortKey[], text: TextRules): RowOrder {
   const types: OrderedType[] = keys.map((key) => {
     const field = fields[key.column]!;
-    return orderedType(field.typeOid, field.format, 'ordering');
+    return orderedType(field.typeOid, field.format, 'ordering', key.byteOrder === true ? TEXT_AS_BYTES : text);
   });
   return {
     decode(row) {

@@ -26,8 +26,48 @@ export interface OrderedType<T = unknown> {
   key(value: T): string;
 }
 
-/** What the column is used for; only changes the wording of the refusal for an unknown type. */
+/** What the column is used for: ordering and comparing need the text order, grouping only equality. */
 export type KeyPurpose = 'ordering' | 'grouping' | 'comparing';
+
+/**
+ * What the merge may assume about text values (text, varchar, bpchar, name)
+ * of one statement, from the collations in effect on the shards:
+ * - `order`: their order is UTF-8 byte order (the collation is C/POSIX, or
+ *   a builtin code-point collation), so ordering, min/max and `<` may be
+ *   evaluated here;
+ * - `equality`: `=` is byte equality (every collation that can be in effect
+ *   is deterministic), so GROUP BY and DISTINCT may be evaluated here.
+ * When a flag is false, the key is refused (0A000) rather than compared as
+ * bytes: a linguistic collation orders differently.
+ */
+export interface TextRules {
+  readonly order: boolean;
+  readonly equality: boolean;
+}
+
+/** Text compares as bytes: for values known to be in C collation (and tests of other types). */
+export const TEXT_AS_BYTES: TextRules = { order: true, equality: true };
+
+/** Nothing known about the collations in effect: text keys are refused. */
+export const TEXT_UNKNOWN: TextRules = { order: false, equality: false };
+
+const TEXT_TYPES: ReadonlySet<number> = new Set([TypeOid.text, TypeOid.varchar, TypeOid.name, TypeOid.bpchar]);
+
+/** Whether values of this type are ordered by a collation (text, varchar, bpchar, name). */
+export function isCollatable(typeOid: number): boolean {
+  return TEXT_TYPES.has(typeOid);
+}
+
+function refuseCollation(typeOid: number, purpose: KeyPurpose): Error {
+  const what = purpose === 'grouping' ? 'grouping or DISTINCT on' : purpose === 'ordering' ? 'ordering by' : 'comparing';
+  return sgError('featureNotSupported', {
+    feature: `${what} text (type ${typeOid}) across shards under a collation other than C`,
+    hint:
+      purpose === 'grouping'
+        ? 'A nondeterministic or unknown collation is in effect; filter by the sharding key so one shard answers.'
+        : 'Add COLLATE "C" to the expression if byte order is what you want, or filter by the sharding key so one shard answers.',
+  });
+}
 
 const compareScalar = (a: number | bigint, b: number | bigint): number => (a < b ? -1 : a > b ? 1 : 0);
 
@@ -119,13 +159,14 @@ function refuse(typeOid: number, purpose: KeyPurpose): Error {
 
 /**
  * The decode/compare/equality rules for a column of the given type OID and
- * format. Text types compare as UTF-8 bytes, which is PostgreSQL's C collation:
- * shards should use C collation, or an ORDER BY merged here may differ from
- * what one server with a linguistic collation would return. Date and time text
- * must be in the ISO DateStyle. Throws `featureNotSupported` (0A000) for
- * interval and for any type not listed here.
+ * format. Text types compare as UTF-8 bytes, which is PostgreSQL's C
+ * collation, and are accepted only when `text` says that is the collation in
+ * effect (for `grouping`: that equality is byte equality); otherwise they are
+ * refused with 0A000. Date and time text must be in the ISO DateStyle. Throws
+ * `featureNotSupported` (0A000) for interval and for any type not listed here.
  */
-export function orderedType(typeOid: number, format: FormatCode, purpose: KeyPurpose = 'ordering'): OrderedType {
+export function orderedType(typeOid: number, format: FormatCode, purpose: KeyPurpose, text: TextRules): OrderedType {
+  if (TEXT_TYPES.has(typeOid) && !(purpose === 'grouping' ? text.equality : text.order)) throw refuseCollation(typeOid, purpose);
   switch (typeOid) {
     case TypeOid.int2:
     case TypeOid.int4:

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { PgCluster } from '../../harness/cluster.js';
 import { mergeStreams, mergedFields } from '../../../src/engine/merge/merge-streams.js';
+import { TEXT_AS_BYTES } from '../../../src/engine/values.js';
 import type { FieldDescription, RawRow } from '../../../src/protocol/fields.js';
 import type { MergeSpec, SortKey, AggregateSpec } from '../../../src/planner/plan.js';
 import { shardName, tableName } from '../../../src/config/names.js';
@@ -327,7 +328,7 @@ describe('merge compared with one PostgreSQL server', () => {
         for (let s = 0; s < SHARDS; s++) parts.push(await run(client, c.shard.replaceAll('{t}', `t${s}`), shardParams, format));
         const fields = parts[0]!.fields;
         const merged: RawRow[] = [];
-        for await (const batch of mergeStreams(parts.map((p) => batches(p.rows, 7)), fields, c.spec, params, { batchSize: 5 })) merged.push(...batch);
+        for await (const batch of mergeStreams(parts.map((p) => batches(p.rows, 7)), fields, c.spec, params, { batchSize: 5, text: TEXT_AS_BYTES })) merged.push(...batch);
 
         expect(mergedFields(fields, c.spec).map((f) => f.typeOid)).toEqual(control.fields.map((f) => f.typeOid));
         const actual = show(merged, format);
@@ -360,7 +361,7 @@ describe('merge compared with one PostgreSQL server', () => {
         }
         const fields = parts[0]!.fields;
         const merged: RawRow[] = [];
-        for await (const batch of mergeStreams(parts.map((p) => batches(p.rows, 7)), fields, plan.merge, params, { batchSize: 5 })) merged.push(...batch);
+        for await (const batch of mergeStreams(parts.map((p) => batches(p.rows, 7)), fields, plan.merge, params, { batchSize: 5, text: TEXT_AS_BYTES })) merged.push(...batch);
 
         expect(mergedFields(fields, plan.merge).map((f) => [f.name, f.typeOid])).toEqual(control.fields.map((f) => [f.name, f.typeOid]));
         const actual = show(merged, format);

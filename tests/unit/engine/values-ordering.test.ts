@@ -1,16 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { compareNullable, orderedType, TypeOid } from '../../../src/engine/values.js';
+import { compareNullable, orderedType, TEXT_AS_BYTES, TEXT_UNKNOWN, TypeOid } from '../../../src/engine/values.js';
 import type { FormatCode } from '../../../src/protocol/fields.js';
 import { PgError } from '../../../src/errors/pg-error.js';
 
 /** Sorts text values by a type's text-format order. */
 function sortText(typeOid: number, values: string[]): string[] {
-  const type = orderedType(typeOid, 0);
+  const type = orderedType(typeOid, 0, 'ordering', TEXT_AS_BYTES);
   return [...values].sort((a, b) => type.compare(type.decode(Buffer.from(a)), type.decode(Buffer.from(b))));
 }
 
 function keyOf(typeOid: number, format: FormatCode, raw: Buffer): string {
-  const type = orderedType(typeOid, format, 'grouping');
+  const type = orderedType(typeOid, format, 'grouping', TEXT_AS_BYTES);
   return type.key(type.decode(raw));
 }
 
@@ -56,7 +56,7 @@ describe('text format ordering', () => {
   });
 
   it('ignores trailing spaces of char(n)', () => {
-    const type = orderedType(TypeOid.bpchar, 0);
+    const type = orderedType(TypeOid.bpchar, 0, 'ordering', TEXT_AS_BYTES);
     expect(type.compare(type.decode(Buffer.from('ab  ')), type.decode(Buffer.from('ab')))).toBe(0);
     expect(keyOf(TypeOid.bpchar, 0, Buffer.from('ab  '))).toBe(keyOf(TypeOid.bpchar, 0, Buffer.from('ab')));
   });
@@ -94,8 +94,8 @@ describe('text format ordering', () => {
   });
 
   it('refuses date text that is not in the ISO DateStyle', () => {
-    expect(codeOf(() => orderedType(TypeOid.date, 0).decode(Buffer.from('01/02/2024')))).toBe('0A000');
-    expect(codeOf(() => orderedType(TypeOid.timestamptz, 0).decode(Buffer.from('2024-01-01 00:00:00')))).toBe('0A000');
+    expect(codeOf(() => orderedType(TypeOid.date, 0, 'ordering', TEXT_AS_BYTES).decode(Buffer.from('01/02/2024')))).toBe('0A000');
+    expect(codeOf(() => orderedType(TypeOid.timestamptz, 0, 'ordering', TEXT_AS_BYTES).decode(Buffer.from('2024-01-01 00:00:00')))).toBe('0A000');
   });
 
   it('orders bool, uuid and bytea', () => {
@@ -105,7 +105,7 @@ describe('text format ordering', () => {
       'ffffffff-0000-0000-0000-000000000000',
     ]);
     expect(sortText(TypeOid.bytea, ['\\x0102', '\\x01', '\\xff'])).toEqual(['\\x01', '\\x0102', '\\xff']);
-    const bytea = orderedType(TypeOid.bytea, 0);
+    const bytea = orderedType(TypeOid.bytea, 0, 'ordering', TEXT_AS_BYTES);
     expect(bytea.compare(bytea.decode(Buffer.from('\\001\\\\a')), bytea.decode(Buffer.from('\\x015c61')))).toBe(0);
   });
 });
@@ -114,21 +114,21 @@ describe('binary format ordering', () => {
   it('decodes to the same values as text', () => {
     const int4 = Buffer.alloc(4);
     int4.writeInt32BE(-5);
-    expect(orderedType(TypeOid.int4, 1).decode(int4)).toBe(-5);
+    expect(orderedType(TypeOid.int4, 1, 'ordering', TEXT_AS_BYTES).decode(int4)).toBe(-5);
     const int8 = Buffer.alloc(8);
     int8.writeBigInt64BE(-5n);
-    expect(orderedType(TypeOid.int8, 1).decode(int8)).toBe(orderedType(TypeOid.int8, 0).decode(Buffer.from('-5')));
+    expect(orderedType(TypeOid.int8, 1, 'ordering', TEXT_AS_BYTES).decode(int8)).toBe(orderedType(TypeOid.int8, 0, 'ordering', TEXT_AS_BYTES).decode(Buffer.from('-5')));
     const date = Buffer.alloc(4);
     date.writeInt32BE(1);
-    expect(orderedType(TypeOid.date, 1).decode(date)).toBe(orderedType(TypeOid.date, 0).decode(Buffer.from('2000-01-02')));
+    expect(orderedType(TypeOid.date, 1, 'ordering', TEXT_AS_BYTES).decode(date)).toBe(orderedType(TypeOid.date, 0, 'ordering', TEXT_AS_BYTES).decode(Buffer.from('2000-01-02')));
     const ts = Buffer.alloc(8);
     ts.writeBigInt64BE(86_400_000_000n + 1_500_000n);
-    expect(orderedType(TypeOid.timestamptz, 1).decode(ts)).toBe(orderedType(TypeOid.timestamptz, 0).decode(Buffer.from('2000-01-02 01:00:01.5+01')));
-    expect(orderedType(TypeOid.timestamp, 1).decode(Buffer.from('7fffffffffffffff', 'hex'))).toBe(Infinity);
+    expect(orderedType(TypeOid.timestamptz, 1, 'ordering', TEXT_AS_BYTES).decode(ts)).toBe(orderedType(TypeOid.timestamptz, 0, 'ordering', TEXT_AS_BYTES).decode(Buffer.from('2000-01-02 01:00:01.5+01')));
+    expect(orderedType(TypeOid.timestamp, 1, 'ordering', TEXT_AS_BYTES).decode(Buffer.from('7fffffffffffffff', 'hex'))).toBe(Infinity);
   });
 
   it('orders binary floats and keys -0 with 0', () => {
-    const type = orderedType(TypeOid.float8, 1);
+    const type = orderedType(TypeOid.float8, 1, 'ordering', TEXT_AS_BYTES);
     const enc = (v: number): Buffer => {
       const b = Buffer.alloc(8);
       b.writeDoubleBE(v);
@@ -141,14 +141,34 @@ describe('binary format ordering', () => {
 
 describe('unsupported types', () => {
   it('refuses interval and unknown types with 0A000', () => {
-    expect(codeOf(() => orderedType(TypeOid.interval, 0))).toBe('0A000');
-    expect(codeOf(() => orderedType(114, 0, 'grouping'))).toBe('0A000');
-    expect(codeOf(() => orderedType(TypeOid.interval, 1))).toBe('0A000');
+    expect(codeOf(() => orderedType(TypeOid.interval, 0, 'ordering', TEXT_AS_BYTES))).toBe('0A000');
+    expect(codeOf(() => orderedType(114, 0, 'grouping', TEXT_AS_BYTES))).toBe('0A000');
+    expect(codeOf(() => orderedType(TypeOid.interval, 1, 'ordering', TEXT_AS_BYTES))).toBe('0A000');
+  });
+});
+
+describe('text under a collation that is not byte order', () => {
+  const textTypes = [TypeOid.text, TypeOid.varchar, TypeOid.bpchar, TypeOid.name];
+  it('refuses ordering and comparing text unless the collation orders as bytes (0A000)', () => {
+    for (const oid of textTypes) {
+      expect(codeOf(() => orderedType(oid, 0, 'ordering', TEXT_UNKNOWN))).toBe('0A000');
+      expect(codeOf(() => orderedType(oid, 0, 'comparing', { order: false, equality: true }))).toBe('0A000');
+      expect(codeOf(() => orderedType(oid, 0, 'grouping', TEXT_UNKNOWN))).toBe('0A000');
+    }
+  });
+  it('groups text by byte equality when only equality is known (deterministic collations)', () => {
+    const type = orderedType(TypeOid.text, 0, 'grouping', { order: false, equality: true });
+    expect(type.key(type.decode(Buffer.from('a')))).not.toBe(type.key(type.decode(Buffer.from('A'))));
+  });
+  it('keeps ordering types without a collation whatever the text rules', () => {
+    for (const oid of [TypeOid.int4, TypeOid.numeric, TypeOid.bytea, TypeOid.uuid, TypeOid.date, TypeOid.char]) {
+      expect(orderedType(oid, 0, 'ordering', TEXT_UNKNOWN).typeOid).toBe(oid);
+    }
   });
 });
 
 describe('NULL placement', () => {
-  const type = orderedType(TypeOid.int4, 0);
+  const type = orderedType(TypeOid.int4, 0, 'ordering', TEXT_AS_BYTES);
   it('puts NULLs first or last independently of DESC', () => {
     expect(compareNullable(type, null, 1, false, false)).toBe(1);
     expect(compareNullable(type, null, 1, false, true)).toBe(-1);

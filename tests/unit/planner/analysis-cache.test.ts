@@ -22,14 +22,19 @@ describe('statements with literal keys (routed once, then kept)', () => {
     expect(p.cacheStats).toEqual({ hits: 3, misses: 1, shapeHits: 0 });
   });
 
-  it('keeps the merge of a multi-shard SELECT and a refusal for the next calls', () => {
+  it('keeps the merge of a multi-shard SELECT, a gather and a refusal for the next calls', () => {
     const p = new Planner(configs.main!);
     const merged = 'SELECT id FROM accounts ORDER BY id LIMIT 3 OFFSET 2';
     const m = p.plan(merged, [], noHint);
     expect(m.kind === 'shards' && m.route).toBe('all');
     expect(m.kind === 'shards' && m.merge?.limit).toEqual({ kind: 'value', value: 3 });
     expect(p.plan(merged, [], noHint)).toBe(m);
-    const refused = 'SELECT DISTINCT ON (id) id FROM accounts';
+    const gathered = 'SELECT DISTINCT ON (id) id FROM accounts';
+    const g = p.plan(gathered, [], noHint);
+    expect(g.kind).toBe('gather');
+    expect(p.plan(gathered, [], noHint)).toBe(g);
+    // random() over copies would differ from one server's: neither merged nor gathered.
+    const refused = 'SELECT DISTINCT ON (id) id, random() FROM accounts';
     const r = p.plan(refused, [], noHint);
     expect(r.kind === 'refuse' && r.error.code).toBe('0A000');
     expect(p.plan(refused, [], noHint)).toBe(r);

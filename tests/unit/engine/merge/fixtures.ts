@@ -2,6 +2,7 @@ import type { FieldDescription, FormatCode, RawRow } from '../../../../src/proto
 import type { MergeSpec, SortKey } from '../../../../src/planner/plan.js';
 import { mergeStreams } from '../../../../src/engine/merge/merge-streams.js';
 import type { MergeOptions } from '../../../../src/engine/merge/merge-streams.js';
+import { TEXT_AS_BYTES } from '../../../../src/engine/values.js';
 
 export const OID = { int4: 23, int8: 20, numeric: 1700, float8: 701, float4: 700, text: 25, date: 1082, interval: 1186, json: 114, bool: 16 } as const;
 
@@ -77,13 +78,13 @@ export async function collect(stream: AsyncIterable<readonly RawRow[]>): Promise
   return texts(out);
 }
 
-/** Runs a merge over text inputs given as arrays of rows and returns the text rows. */
+/** Runs a merge over text inputs given as arrays of rows and returns the text rows; text compares as bytes (C collation shards) unless `options.text` says otherwise. */
 export async function merge(
   inputs: readonly (readonly RawRow[])[],
   fields: readonly FieldDescription[],
   mergeSpec: MergeSpec,
   params: readonly (string | null | undefined)[] = [],
-  options: MergeOptions = {},
+  options: MergeOptions = { text: TEXT_AS_BYTES },
 ): Promise<(string | null)[][]> {
   return collect(mergeStreams(inputs.map((rows) => new FakeInput(rows)), fields, mergeSpec, params, options));
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { compilePredicate } from '../../../../src/engine/merge/having.js';
+import { TEXT_AS_BYTES } from '../../../../src/engine/values.js';
 import type { Operand, Predicate } from '../../../../src/planner/plan.js';
 import { PgError } from '../../../../src/errors/pg-error.js';
 import { field, OID, row } from './fixtures.js';
@@ -12,7 +13,7 @@ const param = (index: number): Operand => ({ kind: 'param', index });
 const cmp = (op: '=' | '<>' | '<' | '<=' | '>' | '>=', left: Operand, right: Operand): Predicate => ({ kind: 'compare', op, left, right });
 
 function evaluate(p: Predicate, r = row('b', '3', '2.5000000000000000', '0.5', 't'), params: (string | null | undefined)[] = []): boolean | null {
-  return compilePredicate(p, fields, params)(r);
+  return compilePredicate(p, fields, params, TEXT_AS_BYTES)(r);
 }
 
 function codeOf(fn: () => unknown): string {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mergeStreams, mergedFields } from '../../../../src/engine/merge/merge-streams.js';
 import type { AggregateSpec, Predicate } from '../../../../src/planner/plan.js';
 import { PgError } from '../../../../src/errors/pg-error.js';
-import { decodeNumericBinary, formatNumeric } from '../../../../src/engine/values.js';
+import { decodeNumericBinary, formatNumeric, TEXT_AS_BYTES } from '../../../../src/engine/values.js';
 import { asc, collect, desc, FakeInput, field, merge, OID, row, spec } from './fixtures.js';
 
 function aggregate(partial: Partial<AggregateSpec>): AggregateSpec {
@@ -148,7 +148,7 @@ describe('GROUP BY', () => {
       new FakeInput([row('a', '1', '20', '1'), row('c', '1', '5', '1'), row('d', '1', '2', '1')], 1),
     ];
     const s = spec({ visibleColumns: 3, orderBy: [asc(0)], aggregate: aggregate({ groupBy: [0], columns: groupColumns }) });
-    expect(await collect(mergeStreams(fakes, groupFields, s, []))).toEqual([
+    expect(await collect(mergeStreams(fakes, groupFields, s, [], { text: TEXT_AS_BYTES }))).toEqual([
       ['a', '2', '15.0000000000000000'],
       ['b', '2', '2.0000000000000000'],
       ['c', '1', '5.0000000000000000'],

@@ -1,0 +1,76 @@
+import type { ShardName } from '../../config/names.js';
+import type { GatherPlan } from '../../planner/plan.js';
+import type { ClientStatement, ExecEvent } from '../session-api.js';
+import type { ShardCursor } from '../shard-cursor.js';
+
+const RELKIND_SQL = 'SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)';
+
+/** What running a GatherPlan needs from the session. */
+export interface GatherContext {
+  /** The shard's connection in the statement's transaction (the client's snapshot and own writes). */
+  readonly connection: (shard: ShardName) => Promise<ShardCursor>;
+  /** Connections with a statement in flight, for cancel(). */
+  readonly running: Set<ShardCursor>;
+  /** A compute connection outside the client's transaction, with the session's settings applied. */
+  readonly compute: () => Promise<ShardCursor>;
+}
+
+/**
+ * Runs a GatherPlan: on a compute connection, `BEGIN`, then for each table
+ * a temporary copy (`CREATE TEMP TABLE pg_temp.t (LIKE t)`: same columns,
+ * types and collations) filled by streaming `COPY (SELECT * FROM t) TO
+ * STDOUT` of each of its shards, read on the client's own connections, into
+ * `COPY pg_temp.t FROM STDIN` (each write waits until the compute connection
+ * takes more; nothing is held in the proxy beyond one COPY message); then the
+ * client's statement over the copies, with the client's parameters and
+ * result formats, whose events are the answer. Always ROLLBACK afterwards:
+ * the copies never outlive the statement.
+ */
+export async function* runGather(plan: GatherPlan, stmt: ClientStatement, ctx: GatherContext): AsyncGenerator<ExecEvent, void, undefined> {
+  const compute = await ctx.compute();
+  let clean = false;
+  try {
+    await compute.exec('BEGIN');
+    for (const table of plan.tables) {
+      // A view or a function-backed relation would be read on one shard only: only plain tables are copied.
+      const kind = (await (await ctx.connection(table.shards[0]!)).rows(RELKIND_SQL, [table.source]))[0]?.[0];
+      if (kind !== 'r' && kind !== 'p') throw plan.refusal;
+      await compute.exec(table.create);
+      const sink = await compute.copyIn(table.copyIn);
+      try {
+        for (const shard of table.shards) {
+          const conn = await ctx.connection(shard);
+          ctx.running.add(conn);
+          try {
+            const out = conn.copyOut(table.copyOut);
+            for (let r = await out.next(); r.done !== true; r = await out.next()) await sink.write(r.value);
+          } finally {
+            ctx.running.delete(conn);
+          }
+        }
+      } catch (e) {
+        await sink.fail('reading a shard failed');
+        throw e;
+      }
+      await sink.end();
+    }
+    ctx.running.add(compute);
+    try {
+      yield* compute.query({
+        sql: plan.finalSql,
+        params: stmt.params ?? [],
+        paramFormats: stmt.paramFormats ?? [],
+        paramTypes: stmt.paramTypes ?? [],
+        ...(stmt.resultFormats ? { resultFormats: stmt.resultFormats } : {}),
+        cache: false,
+      });
+    } finally {
+      ctx.running.delete(compute);
+    }
+    await compute.exec('ROLLBACK');
+    clean = compute.txStatus === 'I';
+  } finally {
+    if (!clean) await compute.exec('ROLLBACK').catch(() => undefined);
+    compute.release(!clean);
+  }
+}
