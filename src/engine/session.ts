@@ -359,9 +359,10 @@ export class Session implements EngineSession {
     yield* this.#settings.restore(snap);
   }
 
-  #begin(explicit: boolean, beginSql?: string): TxScope {
+  #begin(explicit: boolean, beginSql?: string, options = ''): TxScope {
     const tx = this.#ctx.transactions.begin({
       ...(beginSql !== undefined ? { beginSql } : {}),
+      ...(beginsAtCut(options) ? { atCut: { lockTimeoutMs: this.#ctx.config.transactions.prepareTimeoutMs } } : {}),
       setup: (conn) => this.#settings.values.apply(conn),
     });
     this.#scope = new TxScope(tx, explicit, this.#snapshot());
@@ -403,7 +404,7 @@ export class Session implements EngineSession {
           // BEGIN inside a multi-statement query turns its implicit transaction into a block.
           scope.explicit = true;
         } else {
-          this.#begin(true, plan.options === '' ? undefined : `BEGIN ${plan.options}`);
+          this.#begin(true, plan.options === '' ? undefined : `BEGIN ${plan.options}`, plan.options);
         }
         yield { kind: 'complete', tag: plan.command };
         return;
@@ -752,3 +753,14 @@ export class Session implements EngineSession {
   }
 }
 
+/**
+ * True when a transaction begun with `options` ('ISOLATION LEVEL REPEATABLE
+ * READ, READ ONLY') reads every shard at one cut: a read-only transaction
+ * with one snapshot per shard (REPEATABLE READ or SERIALIZABLE). Its
+ * cross-shard reads then see each global transaction whole or not at all.
+ */
+export function beginsAtCut(options: string): boolean {
+  const parts = options.split(',').map((p) => p.trim());
+  const snapshotLevel = parts.includes('ISOLATION LEVEL REPEATABLE READ') || parts.includes('ISOLATION LEVEL SERIALIZABLE');
+  return snapshotLevel && parts.includes('READ ONLY');
+}

@@ -80,6 +80,9 @@ export class Metrics {
   readonly #xaTimeouts: Counter;
   readonly #recoveryDecisions: Counter<'outcome'>;
   readonly #deadlocksBroken: Counter;
+  readonly #cuts: Counter;
+  readonly #gateHoldSeconds: Histogram;
+  readonly #cutFinished: Counter;
   readonly #routingDecisions: Counter<'route'>;
 
   constructor(opts: MetricsOptions = {}) {
@@ -180,6 +183,22 @@ export class Metrics {
       help: 'Deadlock cycles spanning shards broken by cancelling their youngest transaction.',
       registers,
     });
+    this.#cuts = new Counter({
+      name: 'shardgate_cuts_total',
+      help: 'Cuts taken: transactions whose branches began at one cut across every shard.',
+      registers,
+    });
+    this.#gateHoldSeconds = new Histogram({
+      name: 'shardgate_cut_gate_hold_seconds',
+      help: 'How long a cut held the commit gate on the shards: the longest a commit could be delayed by it.',
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.#cutFinished = new Counter({
+      name: 'shardgate_cut_finished_commits_total',
+      help: 'Decided two-phase branches a cut committed itself before taking its snapshots (their coordinator was mid-commit or gone).',
+      registers,
+    });
     this.#routingDecisions = new Counter({
       name: 'shardgate_routing_decisions_total',
       help: 'Statements routed, by route kind (single, multi, all, broadcast-read, broadcast-write, default, hint).',
@@ -247,6 +266,14 @@ export class Metrics {
   /** A distributed deadlock was broken (its youngest transaction got 40P01). */
   deadlockBroken(): void {
     if (this.enabled) this.#deadlocksBroken.inc();
+  }
+
+  /** A cut was taken; the gates were held `holdSeconds`. */
+  cutTaken(holdSeconds: number, finished: number): void {
+    if (!this.enabled) return;
+    this.#cuts.inc();
+    this.#gateHoldSeconds.observe(holdSeconds);
+    if (finished > 0) this.#cutFinished.inc(finished);
   }
 
   /** A statement was routed with a Plan of this kind. */

@@ -1,4 +1,5 @@
 import { PgError } from '../errors/pg-error.js';
+import { GATE_SHARED_SQL } from './cut.js';
 import { quoteLiteral, textArray } from './gid.js';
 import type { Outcome, TxConnection } from './types.js';
 
@@ -34,7 +35,8 @@ export async function ensureDecisionTable(conn: TxConnection): Promise<void> {
 
 /** The statement that records a commit decision inside the anchor's own transaction and commits it. */
 export function commitDecisionSql(gid: string, participants: readonly string[]): string {
-  return `INSERT INTO shardgate.tx_decision (gid, outcome, participants) VALUES (${quoteLiteral(gid)}, 'commit', ${quoteLiteral(textArray(participants))}); COMMIT`;
+  // The shared gate first: a cut holding the gate keeps this decision from committing (src/tx/cut.ts).
+  return `${GATE_SHARED_SQL}; INSERT INTO shardgate.tx_decision (gid, outcome, participants) VALUES (${quoteLiteral(gid)}, 'commit', ${quoteLiteral(textArray(participants))}); COMMIT`;
 }
 
 /**

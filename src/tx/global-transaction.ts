@@ -4,6 +4,7 @@ import { PgError } from '../errors/pg-error.js';
 import { asPgError, combineErrors, commitDecisionSql, outcomeUnknown } from './decision.js';
 import type { Failpoints } from './failpoints.js';
 import { Branch, CANCEL_GRACE_MS, settleWithin } from './branch.js';
+import { beginAtCut } from './cut.js';
 import { gidFor, preparedGid, quoteIdent, quoteLiteral } from './gid.js';
 import { SPAN, shardgateAttributes, withSpan } from '../observe/tracing.js';
 import type { Outcome, PreludeEvent, TxConnection, TxConnectionSource, TxLog, TxObserver } from './types.js';
@@ -24,6 +25,20 @@ export interface TxContext<C extends TxConnection> {
   finished(tx: GlobalTransaction<C>): void;
 }
 
+/** How a global transaction begins its branches. */
+export interface GlobalTransactionOptions<C extends TxConnection> {
+  /** Sent when a shard joins; 'BEGIN' by default. */
+  readonly beginSql?: string;
+  /** Runs on each freshly acquired connection before it begins. */
+  readonly setup?: (conn: C) => Promise<void>;
+  /**
+   * Begin every shard's branch at one cut, on the first statement: `beginSql`
+   * must then be REPEATABLE READ or SERIALIZABLE (one snapshot per branch).
+   * `lockTimeoutMs` bounds the wait for each shard's gate.
+   */
+  readonly atCut?: { readonly lockTimeoutMs: number };
+}
+
 export type GlobalTransactionState = 'active' | 'failed' | 'committed' | 'rolledBack';
 
 /**
@@ -40,6 +55,9 @@ export class GlobalTransaction<C extends TxConnection> {
   readonly #ctx: TxContext<C>;
   readonly #beginSql: string;
   readonly #setup: ((conn: C) => Promise<void>) | undefined;
+  /** Set when every branch must begin at one cut (consistent cross-shard reads). */
+  readonly #atCut: { readonly lockTimeoutMs: number } | undefined;
+  #cutting: Promise<void> | undefined;
   readonly #branches = new Map<ShardName, Branch<C>>();
   readonly #joining = new Map<ShardName, Promise<C>>();
   readonly #savepoints: string[] = [];
@@ -51,11 +69,17 @@ export class GlobalTransaction<C extends TxConnection> {
   /** A PREPARE of this transaction outlasted the prepare timeout. */
   #prepareTimedOut = false;
 
-  constructor(ctx: TxContext<C>, id: string, opts: { beginSql?: string; setup?: (conn: C) => Promise<void> }) {
+  constructor(ctx: TxContext<C>, id: string, opts: GlobalTransactionOptions<C>) {
     this.#ctx = ctx;
     this.id = id;
     this.#beginSql = opts.beginSql ?? 'BEGIN';
     this.#setup = opts.setup;
+    this.#atCut = opts.atCut;
+  }
+
+  /** True when the branches begin at one cut: every global transaction is seen whole or not at all. */
+  get atCut(): boolean {
+    return this.#atCut !== undefined;
   }
 
   get state(): GlobalTransactionState {
@@ -96,6 +120,14 @@ export class GlobalTransaction<C extends TxConnection> {
    */
   async participant(shard: ShardName): Promise<C> {
     this.#assertActive();
+    if (this.#atCut !== undefined) {
+      if (!this.#ctx.source.shards.includes(shard)) {
+        throw sgError('unknownShard', { shard, shards: this.#ctx.source.shards.join(', ') });
+      }
+      this.#cutting ??= this.#joinAllAtCut(this.#atCut.lockTimeoutMs);
+      await this.#cutting;
+      this.#assertActive();
+    }
     const branch = this.#branches.get(shard);
     if (branch) return branch.conn;
     let joining = this.#joining.get(shard);
@@ -123,6 +155,35 @@ export class GlobalTransaction<C extends TxConnection> {
     }
     this.#branches.set(shard, branch);
     return conn;
+  }
+
+  /**
+   * Joins every shard at once, each branch begun inside one cut (src/tx/cut.ts):
+   * the snapshots of all shards then agree on every global transaction. A cut
+   * that fails fails the statement that asked for it; the transaction stays
+   * without branches and a later statement may try again.
+   */
+  async #joinAllAtCut(lockTimeoutMs: number): Promise<void> {
+    const acquired: C[] = [];
+    try {
+      // In shard order, like the gates: with embedded shards (one connection each) an acquire waits for the holder.
+      for (const shard of [...this.#ctx.source.shards].sort()) acquired.push(await this.#ctx.source.acquire(shard, this.#ctx.acquireTimeoutMs));
+      for (const conn of acquired) await this.#setup?.(conn);
+      const statements = [this.#beginSql, `SET LOCAL application_name = ${quoteLiteral(this.id)}`, ...this.#savepoints.map((name) => `SAVEPOINT ${quoteIdent(name)}`)];
+      const result = await beginAtCut(acquired, statements, lockTimeoutMs);
+      this.#ctx.observer.cutTaken?.(result.holdMs / 1000, result.finished);
+    } catch (err) {
+      // A connection may still hold a gate or an open transaction: closing it ends both.
+      for (const conn of acquired) conn.release(true);
+      this.#cutting = undefined;
+      throw err;
+    }
+    for (const conn of acquired) {
+      const branch = new Branch(conn);
+      branch.start = 'sent';
+      conn.joinedTransaction?.(this.id);
+      this.#branches.set(conn.shard, branch);
+    }
   }
 
   /**

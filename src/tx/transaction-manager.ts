@@ -4,7 +4,7 @@ import { DeadlockDetector } from './deadlock-detector.js';
 import { ensureDecisionTable, resolveDecision } from './decision.js';
 import { Failpoints } from './failpoints.js';
 import { NAME_PATTERN, newTransactionId, parsePreparedGid, quoteLiteral } from './gid.js';
-import { GlobalTransaction, type TxContext } from './global-transaction.js';
+import { GlobalTransaction, type GlobalTransactionOptions, type TxContext } from './global-transaction.js';
 import { collectDecisions, listInDoubt, recoverOnce, withConnection, type RecoveryContext } from './recovery.js';
 import { NO_TX_OBSERVER, type InDoubtTransaction, type Outcome, type RecoveryDecision, type TxConnection, type TxConnectionSource, type TxLog, type TxObserver } from './types.js';
 
@@ -123,7 +123,7 @@ export class TransactionManager<C extends TxConnection> {
    * A new global transaction. `beginSql` is sent when a shard joins ('BEGIN'
    * by default); `setup(conn)` runs on each freshly acquired connection first.
    */
-  begin(opts: { beginSql?: string; setup?: (conn: C) => Promise<void> } = {}): GlobalTransaction<C> {
+  begin(opts: GlobalTransactionOptions<C> = {}): GlobalTransaction<C> {
     const tx = new GlobalTransaction<C>(this.#ctx, newTransactionId(this.coordinatorId), opts);
     this.#active.set(tx.id, tx);
     return tx;

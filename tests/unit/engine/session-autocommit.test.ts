@@ -73,7 +73,7 @@ describe('autocommit statements', () => {
     const all = ['s0', 's1', 's2'].flatMap((s) => connector.statements(s));
     expect(all.filter((s) => s === 'BEGIN')).toHaveLength(3);
     expect(all.filter((s) => s.startsWith('PREPARE TRANSACTION'))).toHaveLength(2);
-    expect(all.filter((s) => s.startsWith('INSERT INTO shardgate.tx_decision'))).toHaveLength(1);
+    expect(all.filter((s) => s.includes('INSERT INTO shardgate.tx_decision'))).toHaveLength(1);
     expect(all.filter((s) => s.startsWith('COMMIT PREPARED'))).toHaveLength(2);
     // The tag comes after the commit: nothing is left open.
     expect(connector.inUse()).toEqual([]);

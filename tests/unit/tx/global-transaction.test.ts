@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { shardName } from '../../../src/config/names.js';
 import { PgError } from '../../../src/errors/pg-error.js';
 import { Failpoints, TransactionManager } from '../../../src/tx/index.js';
+import { GATE_SHARED_SQL } from '../../../src/tx/cut.js';
 import { FakeSource, type FakeConnection } from './fake-connection.js';
 
 const [s0, s1, s2] = ['s0', 's1', 's2'].map(shardName) as [ReturnType<typeof shardName>, ReturnType<typeof shardName>, ReturnType<typeof shardName>];
@@ -59,7 +60,7 @@ describe('GlobalTransaction commit paths', () => {
     expect(steps).toEqual([
       's2: COMMIT',
       `s1: PREPARE TRANSACTION '${gid}_s1'`,
-      `s0: INSERT INTO shardgate.tx_decision (gid, outcome, participants) VALUES ('${gid}', 'commit', '{"s1"}'); COMMIT`,
+      `s0: ${GATE_SHARED_SQL}; INSERT INTO shardgate.tx_decision (gid, outcome, participants) VALUES ('${gid}', 'commit', '{"s1"}'); COMMIT`,
       `s1: COMMIT PREPARED '${gid}_s1'`,
     ]);
     expect(tx.state).toBe('committed');
@@ -130,7 +131,7 @@ describe('GlobalTransaction commit paths', () => {
   it('turns a primary-key conflict on the decision row into 40001 and rolls back the prepared branches', async () => {
     const { source, tm } = setup();
     source.respond = (_s, sql) => {
-      if (sql.startsWith('INSERT INTO shardgate.tx_decision')) throw pgError('23505', { table: 'tx_decision', constraint: 'tx_decision_pkey' });
+      if (sql.includes('INSERT INTO shardgate.tx_decision')) throw pgError('23505', { table: 'tx_decision', constraint: 'tx_decision_pkey' });
       return undefined;
     };
     const tx = tm.begin({});
@@ -147,7 +148,7 @@ describe('GlobalTransaction commit paths', () => {
     const { source, tm } = setup();
     let lost = false;
     source.respond = (_s, sql) => {
-      if (sql.startsWith('INSERT INTO shardgate.tx_decision (gid, outcome, participants) VALUES (\'') && !lost) {
+      if (sql.includes('INSERT INTO shardgate.tx_decision (gid, outcome, participants) VALUES (\'') && !lost) {
         lost = true;
         throw new Error('connection reset');
       }

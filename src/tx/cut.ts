@@ -1,0 +1,102 @@
+import type { ShardName } from '../config/names.js';
+import { sgError } from '../errors/catalogue.js';
+import { PgError } from '../errors/pg-error.js';
+import { parsePreparedGid, quoteLiteral, textArray } from './gid.js';
+import type { TxConnection } from './types.js';
+
+/**
+ * The advisory-lock key of the commit gate, the same on every shard and every
+ * instance. Committers hold it in shared mode inside the anchor's decision
+ * transaction; a cut holds it in exclusive mode on every shard. Applications
+ * must not use this key (ASCII "sgcut" in the low bytes).
+ */
+export const GATE_KEY = 0x7367_6375_74n;
+
+/**
+ * The statement a committer runs first in the anchor's decision transaction:
+ * the decision cannot commit while a cut holds the gate on the anchor, and the
+ * lock ends with the transaction (a crashed coordinator never leaves it held).
+ */
+export const GATE_SHARED_SQL = `SELECT pg_advisory_xact_lock_shared(${GATE_KEY})`;
+
+/** What a cut did, for metrics and logs. */
+export interface CutResult {
+  /** Milliseconds from asking for the first gate to releasing the last: how long commits could wait. */
+  readonly holdMs: number;
+  /** Already-decided branches the cut committed itself (their coordinator was mid-second-phase or dead). */
+  readonly finished: number;
+}
+
+/**
+ * Opens, on each connection, a local transaction begun with `beginSql` whose
+ * snapshot is taken at one cut: a moment at which every global transaction is
+ * either committed on all of its shards or visible on none (src/tx/README.md,
+ * "One cut"). `conns` holds one idle connection per shard (no transaction
+ * open); `beginStatements` are sent right after BEGIN (SET LOCAL …). On
+ * success every connection is inside its transaction with the snapshot fixed;
+ * on error the caller must release the connections as broken (a connection may
+ * still hold the gate, and closing it is what releases it).
+ */
+export async function beginAtCut(conns: readonly TxConnection[], beginStatements: readonly string[], lockTimeoutMs: number): Promise<CutResult> {
+  const ordered = [...conns].sort((a, b) => (a.shard < b.shard ? -1 : a.shard > b.shard ? 1 : 0));
+  const started = performance.now();
+  // One shard after the other in name order: two cuts taking the gates in different orders could
+  // wait for each other across shards, where no PostgreSQL detects it. The lock timeout bounds the
+  // wait for a decision transaction that holds the shared gate (a few milliseconds normally).
+  for (const conn of ordered) {
+    await conn.exec(`SET lock_timeout = ${quoteLiteral(`${lockTimeoutMs}ms`)}; SELECT pg_advisory_lock(${GATE_KEY}); RESET lock_timeout`);
+  }
+  // Every gate is held: no decision can commit now, so the set of decided global transactions is fixed.
+  // Some may still be prepared on a participant (their coordinator is between its decision and its last
+  // COMMIT PREPARED, or died there). Committing them here, before any snapshot, is what makes the cut
+  // cover the second phase too: their outcome is 'commit' for good, so committing is what recovery would do.
+  const finished = await finishDecided(ordered);
+  await Promise.all(ordered.map((conn) => conn.exec([...beginStatements, 'SELECT 1'].join('; '))));
+  // Every snapshot is fixed (REPEATABLE READ takes it at the first statement): the gates can go.
+  await Promise.all(ordered.map((conn) => conn.exec(`SELECT pg_advisory_unlock(${GATE_KEY})`)));
+  return { holdMs: performance.now() - started, finished };
+}
+
+/** COMMIT PREPARED of every prepared branch of ours whose anchor recorded 'commit'; returns how many. */
+async function finishDecided(conns: readonly TxConnection[]): Promise<number> {
+  const byShard = new Map<ShardName, TxConnection>(conns.map((c) => [c.shard, c]));
+  const prepared = await Promise.all(
+    conns.map(async (conn) => {
+      const rows = await conn.rows("SELECT gid FROM pg_prepared_xacts WHERE gid LIKE 'sg\\_%' AND database = current_database()");
+      return rows.flatMap((row) => {
+        const name = row[0] ?? null;
+        const parsed = name === null ? null : parsePreparedGid(name);
+        return parsed === null || name === null ? [] : [{ conn, name, gid: parsed.gid, anchor: parsed.anchor }];
+      });
+    }),
+  );
+  const branches = prepared.flat();
+  if (branches.length === 0) return 0;
+  const byAnchor = new Map<ShardName, string[]>();
+  for (const b of branches) byAnchor.set(b.anchor, [...(byAnchor.get(b.anchor) ?? []), b.gid]);
+  const committed = new Set<string>();
+  await Promise.all(
+    [...byAnchor].map(async ([anchor, gids]) => {
+      const conn = byShard.get(anchor);
+      // An anchor outside this cut's shards cannot be: every shard takes part in a cut.
+      if (conn === undefined) throw sgError('internal', { reason: `cut: anchor ${anchor} is not one of the shards` });
+      const rows = await conn.rows("SELECT gid FROM shardgate.tx_decision WHERE gid = ANY($1::text[]) AND outcome = 'commit'", [textArray(gids)]);
+      for (const row of rows) if (typeof row[0] === 'string') committed.add(row[0]);
+    }),
+  );
+  let finished = 0;
+  await Promise.all(
+    branches
+      .filter((b) => committed.has(b.gid))
+      .map(async (b) => {
+        try {
+          await b.conn.exec(`COMMIT PREPARED ${quoteLiteral(b.name)}`);
+          finished++;
+        } catch (err) {
+          // Its coordinator (or recovery) committed it meanwhile: committed either way.
+          if (!(err instanceof PgError && err.code === '42704')) throw err;
+        }
+      }),
+  );
+  return finished;
+}
