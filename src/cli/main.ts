@@ -4,6 +4,7 @@ import { loadConfig, type LoadOptions } from '../config/load.js';
 import type { ShardGateConfig } from '../config/types.js';
 import { processIo, withConfigErrors, type CliIo } from './cli-io.js';
 import { recover } from './recover.js';
+import { restorePoint } from './restore-point.js';
 import { serve } from './serve.js';
 import { status } from './status.js';
 
@@ -27,7 +28,7 @@ function load(flags: ConfigFlags, io: CliIo): ShardGateConfig {
  * Runs the `shardgate` command line (`argv` as in process.argv: node, script,
  * arguments) and resolves with the exit status: 0 success, 1 failure,
  * 2 configuration error (reported before anything starts). Commands:
- * serve, demo, status, recover, version.
+ * serve, demo, status, recover, restore-point, version.
  */
 export async function main(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   let code = 0;
@@ -79,6 +80,15 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
     .option(configOption, configHelp)
     .action(async (flags: ConfigFlags) => {
       code = await withConfigErrors(io, () => recover(load(flags, io), io));
+    });
+
+  program
+    .command('restore-point')
+    .description('create a named restore point on every shard at one cut (pg_create_restore_point)')
+    .argument('<name>', 'the restore point name (recovery_target_name)')
+    .option(configOption, configHelp)
+    .action(async (name: string, flags: ConfigFlags) => {
+      code = await withConfigErrors(io, () => restorePoint(load(flags, io), name, io));
     });
 
   program

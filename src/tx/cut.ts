@@ -28,16 +28,19 @@ export interface CutResult {
 }
 
 /**
- * Opens, on each connection, a local transaction begun with `beginSql` whose
- * snapshot is taken at one cut: a moment at which every global transaction is
+ * Runs `inside` at one cut: a moment at which every global transaction is
  * either committed on all of its shards or visible on none (src/tx/README.md,
  * "One cut"). `conns` holds one idle connection per shard (no transaction
- * open); `beginStatements` are sent right after BEGIN (SET LOCAL …). On
- * success every connection is inside its transaction with the snapshot fixed;
- * on error the caller must release the connections as broken (a connection may
+ * open), every shard of the fleet; `inside` gets them in shard-name order while
+ * every gate is held and every decided transaction is committed everywhere.
+ * On error the caller must release the connections as broken (a connection may
  * still hold the gate, and closing it is what releases it).
  */
-export async function beginAtCut(conns: readonly TxConnection[], beginStatements: readonly string[], lockTimeoutMs: number): Promise<CutResult> {
+export async function atCut<T>(
+  conns: readonly TxConnection[],
+  lockTimeoutMs: number,
+  inside: (ordered: readonly TxConnection[]) => Promise<T>,
+): Promise<CutResult & { readonly value: T }> {
   const ordered = [...conns].sort((a, b) => (a.shard < b.shard ? -1 : a.shard > b.shard ? 1 : 0));
   const started = performance.now();
   // One shard after the other in name order: two cuts taking the gates in different orders could
@@ -51,10 +54,33 @@ export async function beginAtCut(conns: readonly TxConnection[], beginStatements
   // COMMIT PREPARED, or died there). Committing them here, before any snapshot, is what makes the cut
   // cover the second phase too: their outcome is 'commit' for good, so committing is what recovery would do.
   const finished = await finishDecided(ordered);
-  await Promise.all(ordered.map((conn) => conn.exec([...beginStatements, 'SELECT 1'].join('; '))));
-  // Every snapshot is fixed (REPEATABLE READ takes it at the first statement): the gates can go.
+  const value = await inside(ordered);
   await Promise.all(ordered.map((conn) => conn.exec(`SELECT pg_advisory_unlock(${GATE_KEY})`)));
-  return { holdMs: performance.now() - started, finished };
+  return { holdMs: performance.now() - started, finished, value };
+}
+
+/**
+ * Opens, on each connection, a local transaction begun with `beginStatements`
+ * (BEGIN ISOLATION LEVEL REPEATABLE READ …, SET LOCAL …) whose snapshot is
+ * taken at one cut (see `atCut`). On success every connection is inside its
+ * transaction with the snapshot fixed: REPEATABLE READ takes it at the first
+ * statement, which runs while the gates are held.
+ */
+export async function beginAtCut(conns: readonly TxConnection[], beginStatements: readonly string[], lockTimeoutMs: number): Promise<CutResult> {
+  return atCut(conns, lockTimeoutMs, (ordered) => Promise.all(ordered.map((conn) => conn.exec([...beginStatements, 'SELECT 1'].join('; ')))));
+}
+
+/**
+ * Creates the restore point `name` on every shard at one cut
+ * (`pg_create_restore_point`, superuser): recovering every shard to it gives a
+ * fleet in which each global transaction is whole or absent. Returns each
+ * shard's restore-point LSN.
+ */
+export async function restorePointAtCut(conns: readonly TxConnection[], name: string, lockTimeoutMs: number): Promise<CutResult & { readonly value: Map<ShardName, string> }> {
+  return atCut(conns, lockTimeoutMs, async (ordered) => {
+    const lsns = await Promise.all(ordered.map(async (conn) => (await conn.rows('SELECT pg_create_restore_point($1)::text', [name]))[0]?.[0] ?? '')); 
+    return new Map(ordered.map((conn, i) => [conn.shard, lsns[i]!]));
+  });
 }
 
 /** COMMIT PREPARED of every prepared branch of ours whose anchor recorded 'commit'; returns how many. */

@@ -1,5 +1,6 @@
 import type { ShardName } from '../config/names.js';
 import { PgError } from '../errors/pg-error.js';
+import { restorePointAtCut } from './cut.js';
 import { DeadlockDetector } from './deadlock-detector.js';
 import { ensureDecisionTable, resolveDecision } from './decision.js';
 import { Failpoints } from './failpoints.js';
@@ -127,6 +128,28 @@ export class TransactionManager<C extends TxConnection> {
     const tx = new GlobalTransaction<C>(this.#ctx, newTransactionId(this.coordinatorId), opts);
     this.#active.set(tx.id, tx);
     return tx;
+  }
+
+  /**
+   * Creates the restore point `name` on every shard at one cut (src/tx/cut.ts):
+   * point-in-time recovery of every shard to it gives a fleet where each global
+   * transaction is whole or absent. Returns each shard's restore-point LSN.
+   * Needs the shards' schema (decision table) and superuser connections.
+   */
+  async restorePoint(name: string): Promise<ReadonlyMap<ShardName, string>> {
+    await this.#ensureSchema();
+    const acquired: C[] = [];
+    let broken = true;
+    try {
+      for (const shard of [...this.#opts.source.shards].sort()) acquired.push(await this.#opts.source.acquire(shard, this.#opts.acquireTimeoutMs));
+      const result = await restorePointAtCut(acquired, name, this.#opts.prepareTimeoutMs);
+      this.#ctx.observer.cutTaken?.(result.holdMs / 1000, result.finished);
+      broken = false;
+      return result.value;
+    } finally {
+      // After an error a connection may still hold a gate: closing it releases the gate.
+      for (const conn of acquired) conn.release(broken);
+    }
   }
 
   /**

@@ -104,6 +104,39 @@ describe('shardgate command line (built, as a process)', () => {
     }
   });
 
+  it('restore-point creates the point on every shard at one cut, finishing a decided commit first', async () => {
+    const other = await PgCluster.create({ databases: ['app'] });
+    try {
+      // A transaction decided 'commit' on anchor s0 whose coordinator died before COMMIT PREPARED on s1.
+      await good.query(
+        "CREATE SCHEMA IF NOT EXISTS shardgate; CREATE TABLE IF NOT EXISTS shardgate.tx_decision (gid text PRIMARY KEY, outcome text NOT NULL CHECK (outcome IN ('commit', 'abort')), participants text[] NOT NULL DEFAULT '{}', created_at timestamptz NOT NULL DEFAULT now())",
+        [],
+        'app',
+      );
+      await good.query("INSERT INTO shardgate.tx_decision (gid, outcome, participants) VALUES ('sg_gw9_s0_0rp', 'commit', '{s1}')", [], 'app');
+      const c = new pg.Client({ connectionString: other.url('app') });
+      await c.connect();
+      await c.query('CREATE TABLE t (x int)');
+      await c.query('BEGIN');
+      await c.query('INSERT INTO t VALUES (7)');
+      await c.query("PREPARE TRANSACTION 'sg_gw9_s0_0rp_s1'");
+      await c.end();
+      const file = await configFile('restore-point.yaml', `listen: 127.0.0.1:${await freePort()}\nshards:\n  s0: ${good.url('app')}\n  s1: ${other.url('app')}\n`);
+      const r = await shardgate(['restore-point', 'before-upgrade', '--config', file]);
+      expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+      expect(r.stdout.trim().split('\n').map((l) => l.split(' ')[0])).toEqual(['s0', 's1']);
+      expect(r.stdout).toMatch(/^s1 [0-9A-F]+\/[0-9A-F]+$/m);
+      // The cut committed the decided branch before the restore point: the point holds the transaction whole.
+      expect(await other.query('SELECT gid FROM pg_prepared_xacts')).toEqual([]);
+      expect(await other.query('SELECT x FROM t', [], 'app')).toEqual([{ x: 7 }]);
+      const bad = await shardgate(['restore-point', 'x'.repeat(64), '--config', file]);
+      expect(bad.code).toBe(1);
+    } finally {
+      await good.query("DELETE FROM shardgate.tx_decision WHERE gid = 'sg_gw9_s0_0rp'", [], 'app');
+      await other.destroy();
+    }
+  });
+
   it('serves clients and exits 0 on SIGTERM', async () => {
     const proxy = await startProxy({ auth: { users: [{ name: 'app', password: 'app' }] }, shards: { s0: good.url('app') } });
     try {
