@@ -62,6 +62,8 @@ export class Session implements EngineSession {
   readonly #startup: StartupSettings;
   readonly #settings: SettingsState;
   #hint: ShardName | null = null;
+  /** `SET shardgate.read_consistency`: 'snapshot' reads every shard at one cut (src/tx/README.md, "One cut"). */
+  #readConsistency: ReadConsistency = 'shard';
   #scope: TxScope | null = null;
   #implicitBlock = false;
   readonly #running = new Set<ShardCursor>();
@@ -278,6 +280,7 @@ export class Session implements EngineSession {
     if (command === 'DISCARD ALL') {
       if (this.#scope?.explicit) throw sgError('cannotRunInTransaction', { command });
       this.#hint = null;
+      this.#readConsistency = 'shard';
       yield* this.#settings.resetAll(this.#settingsTarget());
     }
     yield { kind: 'complete', tag: command };
@@ -286,7 +289,7 @@ export class Session implements EngineSession {
   // ---- SHOW / SET -------------------------------------------------------
 
   async *#show(plan: ShowPlan, stmt: ClientStatement): AsyncGenerator<ExecEvent, void, undefined> {
-    const value = shardgateSetting(this.#ctx.config, this.hint, plan.name);
+    const value = plan.name === READ_CONSISTENCY ? this.#readConsistency : shardgateSetting(this.#ctx.config, this.hint, plan.name);
     const format = stmt.resultFormats?.length === 1 ? stmt.resultFormats[0]! : (stmt.resultFormats?.[0] ?? 0);
     // A text value's binary form is its UTF-8 bytes, so either format carries the same bytes.
     yield { kind: 'fields', fields: [textField(plan.name, format)] };
@@ -306,6 +309,15 @@ export class Session implements EngineSession {
     if ((plan.local || txCharacteristics) && scope === null) {
       // As PostgreSQL: SET LOCAL outside a transaction block has no effect.
       yield warning('25P01', `${txCharacteristics ? 'SET TRANSACTION' : 'SET LOCAL'} can only be used in transaction blocks`);
+      yield { kind: 'complete', tag: plan.command };
+      return;
+    }
+    if (plan.name === READ_CONSISTENCY) {
+      // Session-wide only: a transaction's snapshots are fixed when it begins, so a change inside one would mean nothing.
+      if (scope !== null || plan.local) {
+        throw sgError('featureNotSupported', { feature: 'SET shardgate.read_consistency inside a transaction block', hint: 'Set it before BEGIN.' });
+      }
+      this.#readConsistency = parseReadConsistency(plan.value);
       yield { kind: 'complete', tag: plan.command };
       return;
     }
@@ -360,9 +372,14 @@ export class Session implements EngineSession {
   }
 
   #begin(explicit: boolean, beginSql?: string, options = ''): TxScope {
+    if (!explicit && this.#readConsistency === 'snapshot') {
+      // A multi-statement query's implicit transaction reads one cut too.
+      beginSql = 'BEGIN ISOLATION LEVEL REPEATABLE READ';
+      options = 'ISOLATION LEVEL REPEATABLE READ';
+    }
     const tx = this.#ctx.transactions.begin({
       ...(beginSql !== undefined ? { beginSql } : {}),
-      ...(beginsAtCut(options) ? { atCut: { lockTimeoutMs: this.#ctx.config.transactions.prepareTimeoutMs } } : {}),
+      ...(beginsAtCut(options) || (this.#readConsistency === 'snapshot' && snapshotIsolation(options)) ? { atCut: { lockTimeoutMs: this.#ctx.config.transactions.prepareTimeoutMs } } : {}),
       setup: (conn) => this.#settings.values.apply(conn),
     });
     this.#scope = new TxScope(tx, explicit, this.#snapshot());
@@ -404,6 +421,9 @@ export class Session implements EngineSession {
           // BEGIN inside a multi-statement query turns its implicit transaction into a block.
           scope.explicit = true;
         } else {
+          if (this.#readConsistency === 'snapshot' && !snapshotIsolation(plan.options)) {
+            throw sgError('snapshotNeedsRepeatableRead', { level: 'READ COMMITTED' });
+          }
           this.#begin(true, plan.options === '' ? undefined : `BEGIN ${plan.options}`, plan.options);
         }
         yield { kind: 'complete', tag: plan.command };
@@ -555,8 +575,11 @@ export class Session implements EngineSession {
       return;
     }
     const several = use.shards === null || new Set(use.shards).size >= 2;
-    if (use.transaction === 'always' || (use.transaction === 'auto' && use.writes && several)) {
-      yield* this.#atomically((tx) =>
+    const atCut = this.#readConsistency === 'snapshot' && several && use.transaction !== 'never';
+    if (use.transaction === 'always' || (use.transaction === 'auto' && use.writes && several) || atCut) {
+      // Under 'snapshot' a statement on several shards runs in a REPEATABLE READ transaction begun at one cut.
+      const cut = atCut ? (use.writes ? 'ISOLATION LEVEL REPEATABLE READ' : 'ISOLATION LEVEL REPEATABLE READ, READ ONLY') : null;
+      yield* this.#atomically(cut, (tx) =>
         body(async (shard, write = use.writes) => {
           const conn = await tx.participant(shard);
           if (write) tx.markWritten(shard);
@@ -604,8 +627,11 @@ export class Session implements EngineSession {
    * transaction committed. Anything else (an error, the consumer stopping
    * early) rolls back on every shard.
    */
-  async *#atomically(body: (tx: TxScope['tx']) => AsyncIterable<ExecEvent>): AsyncGenerator<ExecEvent, void, undefined> {
-    const tx = this.#ctx.transactions.begin({ setup: (conn) => this.#settings.values.apply(conn) });
+  async *#atomically(cutOptions: string | null, body: (tx: TxScope['tx']) => AsyncIterable<ExecEvent>): AsyncGenerator<ExecEvent, void, undefined> {
+    const tx = this.#ctx.transactions.begin({
+      setup: (conn) => this.#settings.values.apply(conn),
+      ...(cutOptions !== null ? { beginSql: `BEGIN ${cutOptions}`, atCut: { lockTimeoutMs: this.#ctx.config.transactions.prepareTimeoutMs } } : {}),
+    });
     let done = false;
     try {
       let tag: ExecEvent | null = null;
@@ -760,7 +786,25 @@ export class Session implements EngineSession {
  * cross-shard reads then see each global transaction whole or not at all.
  */
 export function beginsAtCut(options: string): boolean {
+  return snapshotIsolation(options) && options.split(',').some((p) => p.trim() === 'READ ONLY');
+}
+
+/** The name of ShardGate's read-consistency setting. */
+const READ_CONSISTENCY = 'shardgate.read_consistency';
+
+/** 'shard': each shard's own snapshot (PostgreSQL's behaviour per shard); 'snapshot': every shard at one cut. */
+export type ReadConsistency = 'shard' | 'snapshot';
+
+/** The value of `SET shardgate.read_consistency = …` (DEFAULT/RESET → 'shard'); 22023 otherwise. */
+export function parseReadConsistency(value: string | null): ReadConsistency {
+  const text = value === null ? 'shard' : value.replace(/^'(.*)'$/s, '$1').toLowerCase();
+  if (text === 'default' || text === 'shard') return 'shard';
+  if (text === 'snapshot') return 'snapshot';
+  throw sgError('invalidReadConsistency', { value: text });
+}
+
+/** True when transaction options ask for one snapshot per transaction (REPEATABLE READ or SERIALIZABLE). */
+function snapshotIsolation(options: string): boolean {
   const parts = options.split(',').map((p) => p.trim());
-  const snapshotLevel = parts.includes('ISOLATION LEVEL REPEATABLE READ') || parts.includes('ISOLATION LEVEL SERIALIZABLE');
-  return snapshotLevel && parts.includes('READ ONLY');
+  return parts.includes('ISOLATION LEVEL REPEATABLE READ') || parts.includes('ISOLATION LEVEL SERIALIZABLE');
 }

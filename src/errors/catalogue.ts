@@ -130,6 +130,18 @@ export const catalogue = {
     severity: 'ERROR',
     message: 'ORDER BY position {position} is not in select list',
   },
+  invalidReadConsistency: {
+    sqlstate: '22023',
+    severity: 'ERROR',
+    message: 'invalid value for parameter "shardgate.read_consistency": "{value}"',
+    hint: "Use 'shard' (each shard's own snapshot) or 'snapshot' (every shard at one cut).",
+  },
+  snapshotNeedsRepeatableRead: {
+    sqlstate: '0A000',
+    severity: 'ERROR',
+    message: 'shardgate.read_consistency is \'snapshot\' but this transaction is {level}: its statements would not read one cut',
+    hint: "Begin it with BEGIN ISOLATION LEVEL REPEATABLE READ (or SERIALIZABLE), or SET shardgate.read_consistency = 'shard'.",
+  },
   featureNotSupported: {
     sqlstate: '0A000',
     severity: 'ERROR',
@@ -171,7 +183,7 @@ export const catalogue = {
     sqlstate: '42704',
     severity: 'ERROR',
     message: 'unrecognized configuration parameter "{name}"',
-    hint: 'ShardGate\'s own settings are shardgate.shard, shardgate.shards, shardgate.default_shard and shardgate.coordinator_id.',
+    hint: 'ShardGate\'s own settings are shardgate.shard, shardgate.read_consistency, shardgate.shards, shardgate.default_shard and shardgate.coordinator_id.',
   },
   noTransactionBlock: { sqlstate: '25P01', severity: 'ERROR', message: '{command} can only be used in transaction blocks' },
   cannotRunInTransaction: { sqlstate: '25001', severity: 'ERROR', message: '{command} cannot run inside a transaction block' },

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningProxy } from '../../harness/proxy.js';
-import { Bank, connect, INITIAL_BALANCE, sleep } from './bank.js';
+import { Bank, connect, INITIAL_BALANCE, sleep, sqlstate } from './bank.js';
 
 /**
  * Reads at one cut: while clients move money between accounts on different
@@ -115,6 +115,34 @@ describe('consistent cross-shard reads', () => {
     // Not asserted: how often the race shows depends on the machine. Logged for the record.
     console.log(`plain reads: ${wrong} of ${sums.length} sums wrong while money moved`);
     expect(sums.length).toBe(150);
+  });
+
+  it("SET shardgate.read_consistency = 'snapshot': single statements read one cut; a transaction that cannot is refused", async () => {
+    const setup = await connect(proxy!);
+    try {
+      expect((await setup.query('SHOW shardgate.read_consistency')).rows).toEqual([{ 'shardgate.read_consistency': 'shard' }]);
+      expect(sqlstate(await setup.query("SET shardgate.read_consistency = 'global'").catch((e: unknown) => e))).toBe('22023');
+      await setup.query("SET shardgate.read_consistency = 'snapshot'");
+      expect((await setup.query('SHOW shardgate.read_consistency')).rows).toEqual([{ 'shardgate.read_consistency': 'snapshot' }]);
+      // READ COMMITTED takes a snapshot per statement: it cannot read one cut, and says so rather than downgrade.
+      expect(sqlstate(await setup.query('BEGIN').catch((e: unknown) => e))).toBe('0A000');
+      await setup.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      expect(await plainSum(setup)).toBe(total);
+      await setup.query('COMMIT');
+    } finally {
+      await setup.end();
+    }
+    const snapshotSum = async (client: pg.Client): Promise<number> => {
+      if (!snapshotClients.has(client)) {
+        await client.query("SET shardgate.read_consistency = 'snapshot'");
+        snapshotClients.add(client);
+      }
+      return plainSum(client);
+    };
+    const snapshotClients = new Set<pg.Client>();
+    const { sums, committed } = await sumsWhileMoving(bank, proxy!, 150, snapshotSum);
+    expect(committed).toBeGreaterThan(20);
+    expect(sums.filter((s) => s !== total)).toEqual([]);
   });
 
   it('a coordinator that dies between two COMMIT PREPAREDs: a cut taken right after sees its transfer whole', async () => {
