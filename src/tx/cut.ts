@@ -53,7 +53,7 @@ export async function atCut<T>(
   // Some may still be prepared on a participant (their coordinator is between its decision and its last
   // COMMIT PREPARED, or died there). Committing them here, before any snapshot, is what makes the cut
   // cover the second phase too: their outcome is 'commit' for good, so committing is what recovery would do.
-  const finished = await finishDecided(ordered);
+  const finished = await finishDecided(ordered, lockTimeoutMs);
   const value = await inside(ordered);
   await Promise.all(ordered.map((conn) => conn.exec(`SELECT pg_advisory_unlock(${GATE_KEY})`)));
   return { holdMs: performance.now() - started, finished, value };
@@ -84,7 +84,7 @@ export async function restorePointAtCut(conns: readonly TxConnection[], name: st
 }
 
 /** COMMIT PREPARED of every prepared branch of ours whose anchor recorded 'commit'; returns how many. */
-async function finishDecided(conns: readonly TxConnection[]): Promise<number> {
+async function finishDecided(conns: readonly TxConnection[], lockTimeoutMs: number): Promise<number> {
   const byShard = new Map<ShardName, TxConnection>(conns.map((c) => [c.shard, c]));
   const prepared = await Promise.all(
     conns.map(async (conn) => {
@@ -111,18 +111,36 @@ async function finishDecided(conns: readonly TxConnection[]): Promise<number> {
     }),
   );
   let finished = 0;
+  const decided = branches.filter((b) => committed.has(b.gid));
+  // One statement at a time per connection (COMMIT PREPARED cannot share an implicit transaction
+  // block either); the shards in parallel.
   await Promise.all(
-    branches
-      .filter((b) => committed.has(b.gid))
-      .map(async (b) => {
-        try {
-          await b.conn.exec(`COMMIT PREPARED ${quoteLiteral(b.name)}`);
-          finished++;
-        } catch (err) {
-          // Its coordinator (or recovery) committed it meanwhile: committed either way.
-          if (!(err instanceof PgError && err.code === '42704')) throw err;
-        }
-      }),
+    conns.map(async (conn) => {
+      for (const b of decided) if (b.conn === conn && (await commitDecidedBranch(conn, b.name, lockTimeoutMs))) finished++;
+    }),
   );
   return finished;
+}
+
+/**
+ * COMMIT PREPARED of a branch whose decision is 'commit'; true when this call
+ * committed it, false when another session (its coordinator, recovery) did.
+ * While that other session's COMMIT PREPARED is still running the branch is
+ * "busy" (55000): the cut must not take its snapshots before that commit is
+ * done, so it waits for the branch to go, up to `timeoutMs`.
+ */
+async function commitDecidedBranch(conn: TxConnection, name: string, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await conn.exec(`COMMIT PREPARED ${quoteLiteral(name)}`);
+      return true;
+    } catch (err) {
+      // Gone: committed by whoever held it (the decision says commit, nobody rolls it back).
+      if (err instanceof PgError && err.code === '42704') return false;
+      if (!(err instanceof PgError && err.code === '55000') || Date.now() > deadline) throw err;
+    }
+    // Another session is committing it right now; a commit takes a WAL flush, about a millisecond.
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
 }
