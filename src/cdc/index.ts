@@ -11,3 +11,4 @@ export {
 } from './pgoutput-message.js';
 export * from './decode-pgoutput.js';
 export * from './replication-message.js';
+export * from './assembler.js';
