@@ -1,7 +1,7 @@
 /**
  * Change data capture: decoding of PostgreSQL's logical replication stream
  * (pgoutput messages, the streaming replication CopyData wrappers, LSNs).
- * No I/O anywhere in this folder yet; see README.md.
+ * The replication client is the one file here doing I/O; see README.md.
  */
 export * from './lsn.js';
 export type * from './pgoutput-message.js';
@@ -12,3 +12,4 @@ export {
 export * from './decode-pgoutput.js';
 export * from './replication-message.js';
 export * from './assembler.js';
+export * from './replication-client.js';
