@@ -13,3 +13,4 @@ export * from './decode-pgoutput.js';
 export * from './replication-message.js';
 export * from './assembler.js';
 export * from './replication-client.js';
+export * from './json-line.js';
