@@ -2,7 +2,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Assembler, type CdcEvent } from '../../../src/cdc/assembler.js';
 import { PgoutputDecoder } from '../../../src/cdc/decode-pgoutput.js';
-import { formatLsn } from '../../../src/cdc/lsn.js';
+import { formatLsn, type Lsn } from '../../../src/cdc/lsn.js';
 import { ReplicationClient } from '../../../src/cdc/replication-client.js';
 import type { ShardName } from '../../../src/config/names.js';
 import { PgCluster } from '../../harness/cluster.js';
@@ -57,6 +57,70 @@ describe('replication client against PostgreSQL', () => {
       expect(flushed).toBe(formatLsn(confirm));
     } finally {
       await repl.close();
+    }
+  });
+
+  it('assembles a two-phase transaction over two shards into one event, and never a rolled-back one', async () => {
+    const two = await PgCluster.create({ databases: ['a', 'b'] });
+    const shards = ['s0', 's1'] as const;
+    const sql = new Map<string, pg.Client>();
+    const repls = new Map<string, ReplicationClient>();
+    try {
+      for (const [i, s] of shards.entries()) {
+        const c = new pg.Client({ connectionString: two.url(i === 0 ? 'a' : 'b') });
+        await c.connect();
+        sql.set(s, c);
+        await c.query('CREATE TABLE accounts (id int PRIMARY KEY, balance int)');
+        await c.query('CREATE SCHEMA shardgate');
+        await c.query("CREATE TABLE shardgate.tx_decision (gid text PRIMARY KEY, outcome text NOT NULL, participants text[] NOT NULL DEFAULT '{}', created_at timestamptz NOT NULL DEFAULT now())");
+      }
+      const starts = new Map<string, Lsn>();
+      for (const [i, s] of shards.entries()) {
+        const r = await ReplicationClient.connect(s as ShardName, two.url(i === 0 ? 'a' : 'b'));
+        repls.set(s, r);
+        // Slots are per cluster, and both shards live in one: one slot name per shard.
+        const target = { ...TARGET, slot: `shardgate_cdc_${s}` };
+        starts.set(s, await r.ensure(target));
+        await r.start(target);
+      }
+      const s0 = sql.get('s0')!;
+      const s1 = sql.get('s1')!;
+      // Rolled back: prepared on s1, never decided on s0.
+      await s1.query(`BEGIN; INSERT INTO accounts VALUES (99, 1); PREPARE TRANSACTION 'sg_gw1_s0_dead_s1'`);
+      await s1.query("ROLLBACK PREPARED 'sg_gw1_s0_dead_s1'");
+      // Committed: the protocol of DESIGN.md, anchor s0.
+      await s1.query(`BEGIN; INSERT INTO accounts VALUES (2, -5); PREPARE TRANSACTION '${GID}_s1'`);
+      await s0.query(`BEGIN; INSERT INTO accounts VALUES (1, 5); INSERT INTO shardgate.tx_decision (gid, outcome, participants) VALUES ('${GID}', 'commit', '{s1}'); COMMIT`);
+      await s1.query(`COMMIT PREPARED '${GID}_s1'`);
+      await s0.query('INSERT INTO accounts VALUES (3, 0)');
+
+      const assembler = new Assembler([...shards], starts);
+      const events: CdcEvent[] = [];
+      // Read s1 to its COMMIT PREPARED first, then s0: the global event can only appear during s0's reading.
+      const readUntil = async (s: string, done: () => boolean): Promise<void> => {
+        const decoder = new PgoutputDecoder();
+        while (!done()) {
+          const m = await repls.get(s)!.next();
+          if (m === null) throw new Error('stream ended');
+          if (m.kind === 'XLogData') {
+            const msg = decoder.decode(m.data);
+            events.push(...assembler.push(s, msg));
+            if (msg.kind === 'CommitPrepared') return;
+          }
+        }
+      };
+      await readUntil('s1', () => false);
+      expect(events).toEqual([]);
+      expect(assembler.held).toBe(1);
+      await readUntil('s0', () => events.length === 2);
+      expect(events.map((e) => [e.id, e.shards, e.changes.map((c) => c.new?.id)])).toEqual([
+        [GID, ['s0', 's1'], ['1', '2']],
+        [events[1]!.id, ['s0'], ['3']],
+      ]);
+    } finally {
+      for (const r of repls.values()) await r.close();
+      for (const c of sql.values()) await c.end();
+      await two.destroy();
     }
   });
 });
