@@ -37,6 +37,8 @@ export interface ConnectOptions {
   /** Longest the TCP connect plus the startup exchange may take. */
   readonly connectTimeoutMs?: number;
   readonly statementCacheSize?: number;
+  /** More startup parameters (for example `replication: 'database'` for a walsender session). */
+  readonly startupParameters?: Readonly<Record<string, string>>;
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -49,13 +51,27 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
  * the shard; the shard's own SQLSTATE is kept in the detail.
  */
 export async function connectPostgres(shard: ShardName, target: PostgresTarget, opts: ConnectOptions = {}): Promise<BackendConnection> {
+  const { transport, parameters } = await openPostgresSession(shard, target, opts);
+  return new BackendConnection({ shard, transport, parameters, statementCacheSize: opts.statementCacheSize });
+}
+
+/**
+ * The startup exchange of connectPostgres without the connection core: the
+ * transport after ReadyForQuery and the server's parameters. For sessions that
+ * speak more than the statement protocol (a walsender's CopyBoth stream).
+ */
+export async function openPostgresSession(
+  shard: ShardName,
+  target: PostgresTarget,
+  opts: ConnectOptions = {},
+): Promise<{ readonly transport: TcpTransport; readonly parameters: Map<string, string> }> {
   const timeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const transport = TcpTransport.connect(shard, target);
   const timer = setTimeout(() => transport.destroy(), timeoutMs);
   try {
     await transport.connected();
-    const parameters = await startup(transport, target);
-    return new BackendConnection({ shard, transport, parameters, statementCacheSize: opts.statementCacheSize });
+    const parameters = await startup(transport, target, opts.startupParameters ?? {});
+    return { transport, parameters };
   } catch (err) {
     transport.destroy();
     if (err instanceof PgError && err.code === '08006') throw err;
@@ -67,13 +83,13 @@ export async function connectPostgres(shard: ShardName, target: PostgresTarget, 
   }
 }
 
-async function startup(t: TcpTransport, target: PostgresTarget): Promise<Map<string, string>> {
+async function startup(t: TcpTransport, target: PostgresTarget, extra: Readonly<Record<string, string>>): Promise<Map<string, string>> {
   t.sendRaw(
     encodeStartup({
       type: 'StartupMessage',
       major: 3,
       minor: 0,
-      parameters: { user: target.user, database: target.database, application_name: 'shardgate', client_encoding: 'UTF8' },
+      parameters: { user: target.user, database: target.database, application_name: 'shardgate', client_encoding: 'UTF8', ...extra },
     }),
   );
   const parameters = new Map<string, string>();

@@ -5,7 +5,7 @@
  */
 export { createConnector, type BackendConnector, type ConnectorOptions } from './connector.js';
 export { BackendConnection, DEFAULT_BATCH_SIZE, DEFAULT_STATEMENT_CACHE_SIZE, type BackendConnectionOptions } from './backend-connection.js';
-export { connectPostgres, parsePostgresUrl, type PostgresTarget, type ConnectOptions } from './connect-postgres.js';
+export { connectPostgres, openPostgresSession, parsePostgresUrl, type PostgresTarget, type ConnectOptions } from './connect-postgres.js';
 export { openEmbedded, PgliteTransport, EMBEDDED_MAX_PREPARED_TRANSACTIONS } from './pglite-transport.js';
 export { TcpTransport } from './tcp-transport.js';
 export { ShardPool, type PoolMember, type PoolStats, type ShardPoolOptions } from './shard-pool.js';

@@ -1,7 +1,7 @@
 /**
  * Change data capture: decoding of PostgreSQL's logical replication stream
  * (pgoutput messages, the streaming replication CopyData wrappers, LSNs).
- * No I/O anywhere in this folder yet; see README.md.
+ * The replication client is the one file here doing I/O; see README.md.
  */
 export * from './lsn.js';
 export type * from './pgoutput-message.js';
@@ -11,3 +11,6 @@ export {
 } from './pgoutput-message.js';
 export * from './decode-pgoutput.js';
 export * from './replication-message.js';
+export * from './assembler.js';
+export * from './replication-client.js';
+export * from './json-line.js';

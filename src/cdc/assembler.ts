@@ -1,0 +1,374 @@
+import { parsePreparedGid } from '../tx/gid.js';
+import { formatLsn, type Lsn } from './lsn.js';
+import type { PgoutputMessage, RelationColumn, TupleData } from './pgoutput-message.js';
+
+/** One row change of an emitted transaction; values are PostgreSQL's text form, null for NULL. */
+export interface CdcChange {
+  /** `schema.table`. */
+  readonly table: string;
+  readonly op: 'insert' | 'update' | 'delete' | 'truncate';
+  /** Replica identity (key or whole old row) for update and delete; null when the server sent none. */
+  readonly old: Readonly<Record<string, string | null>> | null;
+  /** The new row for insert and update; unchanged TOASTed columns are absent. */
+  readonly new: Readonly<Record<string, string | null>> | null;
+}
+
+/** One committed transaction as the application committed it, all shards together. */
+export interface CdcEvent {
+  /**
+   * Stable across restarts: the gid for a two-phase transaction,
+   * `<shard>:<commit LSN>` for one that committed on one shard.
+   */
+  readonly id: string;
+  readonly kind: 'local' | 'global';
+  /** The commit time the shard reported (the anchor's for a global transaction), in microseconds since 2000-01-01. */
+  readonly commitTime: bigint;
+  /** Shards whose parts the event holds, in the order the changes are listed (anchor first). */
+  readonly shards: readonly string[];
+  readonly changes: readonly CdcChange[];
+}
+
+/** The decision table of DESIGN.md; its rows are read for assembly and never emitted. */
+const OWN_SCHEMA = 'shardgate';
+const DECISION_TABLE = 'tx_decision';
+
+interface Relation {
+  readonly table: string;
+  readonly own: boolean;
+  readonly columns: readonly RelationColumn[];
+}
+
+/** A change with the (sub)transaction that made it and the rows it touches. */
+interface HeldChange {
+  readonly xid: number | null;
+  readonly change: CdcChange | null;
+  /** `table\u0000key` of every row written; `table\u0000*` when the row cannot be identified. */
+  readonly rows: readonly string[];
+  /** The gid and participants of a commit decision row inserted here. */
+  readonly decision: { readonly gid: string; readonly participants: readonly string[] } | null;
+}
+
+/** A part committed on one shard and not yet handed out, in that shard's commit order. */
+interface Entry {
+  readonly shard: string;
+  readonly kind: 'local' | 'anchor' | 'branch';
+  readonly gid: string | null;
+  readonly changes: readonly CdcChange[];
+  readonly rows: ReadonlySet<string>;
+  /** Lowest position the slot may be confirmed at while this part is not acknowledged downstream. */
+  readonly bound: Lsn;
+  readonly end: Lsn;
+  readonly commitTime: bigint;
+  readonly commitLsn: Lsn;
+}
+
+interface Global {
+  anchor: Entry | null;
+  participants: readonly string[] | null;
+  readonly branches: Map<string, Entry>;
+}
+
+interface ShardState {
+  readonly relations: Map<number, Relation>;
+  open: { readonly prepared: string | null; readonly changes: HeldChange[] } | null;
+  readonly streams: Map<number, HeldChange[]>;
+  streamXid: number | null;
+  /** Prepared, not yet COMMIT PREPARED or ROLLBACK PREPARED: prepared gid → changes and prepare LSN. */
+  readonly prepared: Map<string, { readonly changes: readonly HeldChange[]; readonly prepareLsn: Lsn }>;
+  readonly queue: Entry[];
+  /** Emitted, not yet acknowledged: event id → bound. */
+  readonly inFlight: Map<string, Lsn>;
+  /** End of the last transaction fully read. */
+  lastEnd: Lsn;
+}
+
+function columnsOf(rel: Relation, tuple: TupleData | null): Record<string, string | null> | null {
+  if (tuple === null) return null;
+  const out: Record<string, string | null> = {};
+  tuple.forEach((c, i) => {
+    const name = rel.columns[i]?.name ?? `column${i + 1}`;
+    if (c.kind === 'null') out[name] = null;
+    else if (c.kind === 'text') out[name] = c.value;
+    else if (c.kind === 'binary') out[name] = c.value.toString('base64');
+  });
+  return out;
+}
+
+function rowKey(rel: Relation, values: Record<string, string | null> | null): string {
+  const keys = rel.columns.filter((c) => c.isKey);
+  if (values === null || keys.length === 0 || keys.some((k) => !(k.name in values))) return `${rel.table}\u0000*`;
+  return `${rel.table}\u0000${JSON.stringify(keys.map((k) => values[k.name]))}`;
+}
+
+/** Reads `{a,b}` (shard names: letters and digits, so never quoted). */
+function parseTextArray(text: string | null | undefined): string[] {
+  if (text === null || text === undefined) return [];
+  const inner = text.replace(/^\{|\}$/g, '');
+  return inner === '' ? [] : inner.split(',').map((s) => s.replace(/^"|"$/g, ''));
+}
+
+function conflicts(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  for (const r of a) {
+    if (b.has(r)) return true;
+    const table = r.slice(0, r.indexOf('\u0000'));
+    if (b.has(`${table}\u0000*`) || r.endsWith('\u0000*') && [...b].some((x) => x.startsWith(`${table}\u0000`))) return true;
+  }
+  return false;
+}
+
+/**
+ * Turns the decoded pgoutput streams of every shard into transactions as the
+ * application committed them (see README.md "Assembly" for the rules and the
+ * ordering guarantee). Pure: the caller feeds messages with `push`, hands
+ * the returned events to a sink, and reports each acknowledged event with
+ * `acknowledge`; `confirmable(shard)` is then the position safe to report as
+ * flushed in that shard's standby status update.
+ */
+export class Assembler {
+  readonly #shards = new Map<string, ShardState>();
+  readonly #globals = new Map<string, Global>();
+  /** Event id → the shards whose in-flight bound it holds. */
+  readonly #eventShards = new Map<string, readonly string[]>();
+
+  /** `shards`: every shard's name; `startAt`: where each stream starts (its slot's confirmed position). */
+  constructor(shards: readonly string[], startAt: ReadonlyMap<string, Lsn> = new Map()) {
+    for (const s of shards) {
+      this.#shards.set(s, {
+        relations: new Map(),
+        open: null,
+        streams: new Map(),
+        streamXid: null,
+        prepared: new Map(),
+        queue: [],
+        inFlight: new Map(),
+        lastEnd: startAt.get(s) ?? (0n as Lsn),
+      });
+    }
+  }
+
+  /** Global transactions with a part read and not yet emitted. */
+  get held(): number {
+    return this.#globals.size;
+  }
+
+  /** Feeds the next message of `shard`'s stream; returns the events that became complete, in emission order. */
+  push(shard: string, m: PgoutputMessage): CdcEvent[] {
+    const st = this.#state(shard);
+    switch (m.kind) {
+      case 'Relation':
+        st.relations.set(m.relationOid, {
+          table: `${m.namespace === '' ? 'pg_catalog' : m.namespace}.${m.name}`,
+          own: m.namespace === OWN_SCHEMA,
+          columns: m.columns,
+        });
+        return [];
+      case 'Begin':
+        st.open = { prepared: null, changes: [] };
+        return [];
+      case 'BeginPrepare':
+        st.open = { prepared: m.gid, changes: [] };
+        return [];
+      case 'Insert':
+      case 'Update':
+      case 'Delete':
+      case 'Truncate':
+        this.#changesFor(st, m.xid).push(...this.#held(st, m));
+        return [];
+      case 'StreamStart':
+        st.streamXid = m.xid;
+        if (!st.streams.has(m.xid)) st.streams.set(m.xid, []);
+        return [];
+      case 'StreamStop':
+        st.streamXid = null;
+        return [];
+      case 'StreamAbort': {
+        if (m.subXid === m.xid) st.streams.delete(m.xid);
+        else {
+          const kept = (st.streams.get(m.xid) ?? []).filter((c) => c.xid !== m.subXid);
+          st.streams.set(m.xid, kept);
+        }
+        return [];
+      }
+      case 'Commit': {
+        const changes = st.open?.changes ?? [];
+        st.open = null;
+        return this.#committed(st, shard, changes, m.commitLsn, m.endLsn, m.commitTime, null);
+      }
+      case 'StreamCommit': {
+        const changes = st.streams.get(m.xid) ?? [];
+        st.streams.delete(m.xid);
+        return this.#committed(st, shard, changes, m.commitLsn, m.endLsn, m.commitTime, null);
+      }
+      case 'Prepare':
+        st.prepared.set(m.gid, { changes: st.open?.changes ?? [], prepareLsn: m.prepareLsn });
+        st.open = null;
+        if (m.endLsn > st.lastEnd) st.lastEnd = m.endLsn;
+        return [];
+      case 'StreamPrepare':
+        st.prepared.set(m.gid, { changes: st.streams.get(m.xid) ?? [], prepareLsn: m.prepareLsn });
+        st.streams.delete(m.xid);
+        if (m.endLsn > st.lastEnd) st.lastEnd = m.endLsn;
+        return [];
+      case 'CommitPrepared': {
+        const p = st.prepared.get(m.gid);
+        st.prepared.delete(m.gid);
+        return this.#committed(st, shard, p?.changes ?? [], m.commitLsn, m.endLsn, m.commitTime, { gid: m.gid, bound: p?.prepareLsn ?? m.commitLsn });
+      }
+      case 'RollbackPrepared':
+        st.prepared.delete(m.gid);
+        st.lastEnd = m.rollbackEndLsn > st.lastEnd ? m.rollbackEndLsn : st.lastEnd;
+        return [];
+      default:
+        return [];
+    }
+  }
+
+  /** Records that the sink acknowledged `event` (and, the caller guarantees, every event before it). */
+  acknowledge(event: CdcEvent): void {
+    for (const s of this.#eventShards.get(event.id) ?? []) this.#state(s).inFlight.delete(event.id);
+    this.#eventShards.delete(event.id);
+  }
+
+  /**
+   * The position `shard`'s slot may be confirmed at: below every part not yet
+   * acknowledged downstream (a prepared branch counts from its PREPARE, whose
+   * changes a restart would otherwise not send again), else the end of the
+   * last transaction read.
+   */
+  confirmable(shard: string): Lsn {
+    const st = this.#state(shard);
+    let low = st.lastEnd;
+    const lower = (l: Lsn): void => {
+      if (l < low) low = l;
+    };
+    for (const e of st.queue) lower(e.bound);
+    for (const p of st.prepared.values()) lower(p.prepareLsn);
+    for (const b of st.inFlight.values()) lower(b);
+    return low;
+  }
+
+  /** Advances an idle shard (a keepalive with nothing open): everything before `walEnd` has been read. */
+  idle(shard: string, walEnd: Lsn): void {
+    const st = this.#state(shard);
+    if (st.open === null && st.streams.size === 0 && walEnd > st.lastEnd) st.lastEnd = walEnd;
+  }
+
+  #state(shard: string): ShardState {
+    const st = this.#shards.get(shard);
+    if (st === undefined) throw new Error(`unknown shard ${shard}`);
+    return st;
+  }
+
+  #changesFor(st: ShardState, xid: number | null): HeldChange[] {
+    if (st.streamXid !== null) return st.streams.get(st.streamXid)!;
+    if (st.open === null) st.open = { prepared: null, changes: [] };
+    void xid;
+    return st.open.changes;
+  }
+
+  #held(st: ShardState, m: PgoutputMessage & { kind: 'Insert' | 'Update' | 'Delete' | 'Truncate' }): HeldChange[] {
+    if (m.kind === 'Truncate') {
+      return m.relationOids.map((oid) => {
+        const rel = st.relations.get(oid);
+        const table = rel?.table ?? `oid ${oid}`;
+        const change: CdcChange | null = rel?.own === true ? null : { table, op: 'truncate', old: null, new: null };
+        return { xid: m.xid, change, rows: [`${table}\u0000*`], decision: null };
+      });
+    }
+    const rel = st.relations.get(m.relationOid);
+    if (rel === undefined) throw new Error(`change for relation ${m.relationOid} before its Relation message`);
+    const neu = m.kind === 'Delete' ? null : columnsOf(rel, m.newTuple);
+    const old = m.kind === 'Insert' ? null : columnsOf(rel, m.key ?? m.old);
+    const rows = [...new Set([neu, old].filter((v) => v !== null).map((v) => rowKey(rel, v)))];
+    let decision: HeldChange['decision'] = null;
+    if (rel.own && rel.table === `${OWN_SCHEMA}.${DECISION_TABLE}` && m.kind === 'Insert' && neu?.outcome === 'commit' && typeof neu.gid === 'string') {
+      decision = { gid: neu.gid, participants: parseTextArray(neu.participants) };
+    }
+    const op = m.kind === 'Insert' ? 'insert' : m.kind === 'Update' ? 'update' : 'delete';
+    return [{ xid: m.xid, change: rel.own ? null : { table: rel.table, op, old, new: neu }, rows: rel.own ? [] : rows, decision }];
+  }
+
+  #committed(
+    st: ShardState,
+    shard: string,
+    held: readonly HeldChange[],
+    commitLsn: Lsn,
+    end: Lsn,
+    commitTime: bigint,
+    prepared: { gid: string; bound: Lsn } | null,
+  ): CdcEvent[] {
+    if (end > st.lastEnd) st.lastEnd = end;
+    const changes = held.flatMap((h) => (h.change === null ? [] : [h.change]));
+    const rows = new Set(held.flatMap((h) => h.rows));
+    const decision = held.find((h) => h.decision !== null)?.decision ?? null;
+    const ours = prepared === null ? null : parsePreparedGid(prepared.gid);
+    const base = { shard, changes, rows, end, commitTime, commitLsn };
+    if (ours !== null && ours.shard === shard) {
+      st.queue.push({ ...base, kind: 'branch', gid: ours.gid, bound: prepared!.bound });
+      this.#global(ours.gid).branches.set(shard, st.queue.at(-1)!);
+    } else if (decision !== null) {
+      st.queue.push({ ...base, kind: 'anchor', gid: decision.gid, bound: commitLsn });
+      const g = this.#global(decision.gid);
+      g.anchor = st.queue.at(-1)!;
+      g.participants = decision.participants;
+    } else {
+      st.queue.push({ ...base, kind: 'local', gid: null, bound: prepared?.bound ?? commitLsn });
+    }
+    return this.#drain();
+  }
+
+  #global(gid: string): Global {
+    let g = this.#globals.get(gid);
+    if (g === undefined) {
+      g = { anchor: null, participants: null, branches: new Map() };
+      this.#globals.set(gid, g);
+    }
+    return g;
+  }
+
+  /** True when every part before `e` on its shard writes rows `e` does not. */
+  #mayGo(e: Entry): boolean {
+    const q = this.#state(e.shard).queue;
+    for (const before of q) {
+      if (before === e) return true;
+      if (conflicts(e.rows, before.rows) || conflicts(before.rows, e.rows)) return false;
+    }
+    return false;
+  }
+
+  #drain(): CdcEvent[] {
+    const out: CdcEvent[] = [];
+    for (let progress = true; progress; ) {
+      progress = false;
+      for (const [shard, st] of this.#shards) {
+        const head = st.queue[0];
+        if (head === undefined) continue;
+        if (head.kind === 'local') {
+          st.queue.shift();
+          if (head.changes.length > 0) out.push(this.#emit(`${shard}:${formatLsn(head.commitLsn)}`, 'local', [head]));
+          progress = true;
+          continue;
+        }
+        const g = this.#globals.get(head.gid!)!;
+        if (g.anchor === null || g.participants === null || !g.participants.every((p) => g.branches.has(p))) continue;
+        const parts = [g.anchor, ...g.participants.map((p) => g.branches.get(p)!)];
+        if (!parts.every((p) => this.#mayGo(p))) continue;
+        for (const p of parts) {
+          const q = this.#state(p.shard).queue;
+          q.splice(q.indexOf(p), 1);
+        }
+        this.#globals.delete(head.gid!);
+        if (parts.some((p) => p.changes.length > 0)) out.push(this.#emit(head.gid!, 'global', parts));
+        progress = true;
+      }
+    }
+    return out;
+  }
+
+  #emit(id: string, kind: CdcEvent['kind'], parts: readonly Entry[]): CdcEvent {
+    const shards = parts.map((p) => p.shard);
+    for (const p of parts) this.#state(p.shard).inFlight.set(id, p.bound);
+    this.#eventShards.set(id, shards);
+    return { id, kind, commitTime: parts[0]!.commitTime, shards, changes: parts.flatMap((p) => p.changes) };
+  }
+}
