@@ -1,6 +1,6 @@
 import type { ShardGateConfig } from '../config/types.js';
-import { createLogger } from '../observe/logger.js';
 import type { CliIo } from './cli-io.js';
+import { withOfflineManager } from './offline-manager.js';
 import { formatAddress } from './serve.js';
 import { acceptingConnections } from './status.js';
 
@@ -37,20 +37,7 @@ export async function recover(config: ShardGateConfig, io: CliIo): Promise<numbe
     );
     return 1;
   }
-  const log = createLogger({ base: { component: 'recover' }, env: io.env });
-  const { createConnector } = await import('../backend/connector.js');
-  const { TransactionManager } = await import('../tx/index.js');
-  const connector = await createConnector(config);
-  try {
-    const manager = new TransactionManager({
-      coordinatorId: config.coordinatorId,
-      source: connector,
-      prepareTimeoutMs: config.transactions.prepareTimeoutMs,
-      acquireTimeoutMs: config.pool.acquireTimeoutMs,
-      recoveryIntervalMs: 0,
-      deadlockCheckMs: 0,
-      log: (level, msg, fields) => log[level](fields, msg),
-    });
+  return withOfflineManager(config, io, 'recover', async (manager) => {
     // With only embedded shards, this process holds every shard: nothing can be mid-commit, so no grace period.
     const decisions: readonly RecoveryDecision[] = await manager.recover(allEmbedded ? { graceMs: 0 } : {});
     for (const d of decisions) io.out(decisionLine(d));
@@ -63,7 +50,5 @@ export async function recover(config: ShardGateConfig, io: CliIo): Promise<numbe
       );
     }
     return left.length === 0 ? 0 : 1;
-  } finally {
-    await connector.close().catch(() => undefined);
-  }
+  });
 }

@@ -1,6 +1,6 @@
 import type { ShardGateConfig } from '../config/types.js';
-import { createLogger } from '../observe/logger.js';
 import type { CliIo } from './cli-io.js';
+import { withOfflineManager } from './offline-manager.js';
 
 /** PostgreSQL's limit for a restore point's name (MAXFNAMELEN − 1 bytes). */
 const MAX_NAME_BYTES = 63;
@@ -22,28 +22,13 @@ export async function restorePoint(config: ShardGateConfig, name: string, io: Cl
     io.err('shardgate: restore points need PostgreSQL servers with WAL archiving; embedded shards have none');
     return 1;
   }
-  const log = createLogger({ base: { component: 'restore-point' }, env: io.env });
-  const { createConnector } = await import('../backend/connector.js');
-  const { TransactionManager } = await import('../tx/index.js');
-  const connector = await createConnector(config);
   try {
-    const manager = new TransactionManager({
-      coordinatorId: config.coordinatorId,
-      source: connector,
-      prepareTimeoutMs: config.transactions.prepareTimeoutMs,
-      acquireTimeoutMs: config.pool.acquireTimeoutMs,
-      recoveryIntervalMs: 0,
-      deadlockCheckMs: 0,
-      log: (level, msg, fields) => log[level](fields, msg),
-    });
-    const lsns = await manager.restorePoint(name);
+    const lsns = await withOfflineManager(config, io, 'restore-point', (manager) => manager.restorePoint(name));
     for (const [shard, lsn] of lsns) io.out(`${shard} ${lsn}`);
     return 0;
   } catch (err) {
     const shard = (err as { shard?: unknown }).shard;
     io.err(`shardgate: restore point ${JSON.stringify(name)} not created${typeof shard === 'string' ? ` (shard ${shard})` : ''}: ${(err as Error).message}`);
     return 1;
-  } finally {
-    await connector.close().catch(() => undefined);
   }
 }
