@@ -3,7 +3,16 @@ import type { ShardName } from '../config/names.js';
 import { shardTlsSettings } from '../config/shard-url.js';
 import { sgError } from '../errors/catalogue.js';
 import { PgError } from '../errors/pg-error.js';
-import { decodeBackend, encodeStartup, md5Password, ScramClient, SCRAM_SHA_256, type FrontendMessage } from '../protocol/index.js';
+import {
+  decodeBackend,
+  encodeStartup,
+  md5Password,
+  ScramClient,
+  SCRAM_SHA_256,
+  SCRAM_SHA_256_PLUS,
+  tlsServerEndPoint,
+  type FrontendMessage,
+} from '../protocol/index.js';
 import { BackendConnection } from './backend-connection.js';
 import { TcpTransport, type ShardTls } from './tcp-transport.js';
 
@@ -55,6 +64,7 @@ function shardTls(params: URLSearchParams, host: string): ShardTls | null {
     cert: read(settings.cert),
     key: read(settings.key),
     servername: host,
+    channelBinding: settings.channelBinding,
   };
 }
 
@@ -132,6 +142,10 @@ async function startup(t: TcpTransport, target: PostgresTarget, extra: Readonly<
     const msg = decodeBackend(await t.read());
     switch (msg.type) {
       case 'AuthenticationOk':
+        if (target.tls?.channelBinding === 'require' && scram?.mechanism !== SCRAM_SHA_256_PLUS) {
+          throw new Error('channel_binding=require, but the shard authenticated without channel binding');
+        }
+        break;
       case 'NoticeResponse':
       case 'NegotiateProtocolVersion':
         break;
@@ -142,9 +156,9 @@ async function startup(t: TcpTransport, target: PostgresTarget, extra: Readonly<
         reply({ type: 'PasswordMessage', password: md5Password(target.user, password(), msg.salt) });
         break;
       case 'AuthenticationSASL':
-        if (!msg.mechanisms.includes(SCRAM_SHA_256)) throw new Error(`no supported SASL mechanism among ${msg.mechanisms.join(', ')}`);
-        scram = new ScramClient(password());
-        reply({ type: 'SASLInitialResponse', mechanism: SCRAM_SHA_256, data: scram.clientFirst() });
+        scram = new ScramClient(password(), { channelBinding: channelBinding(t, target, msg.mechanisms) });
+        if (!msg.mechanisms.includes(scram.mechanism)) throw new Error(`no supported SASL mechanism among ${msg.mechanisms.join(', ')}`);
+        reply({ type: 'SASLInitialResponse', mechanism: scram.mechanism, data: scram.clientFirst() });
         break;
       case 'AuthenticationSASLContinue':
         if (scram === null) throw new Error('SASL exchange out of order');
@@ -168,4 +182,16 @@ async function startup(t: TcpTransport, target: PostgresTarget, extra: Readonly<
         throw new Error(`unexpected ${msg.type} during startup`);
     }
   }
+}
+
+/**
+ * The binding data for SCRAM-SHA-256-PLUS when the shard offers it over TLS
+ * and the URL does not say channel_binding=disable; null for plain SCRAM.
+ * channel_binding=require without an offer is an error here, before any proof is sent.
+ */
+function channelBinding(t: TcpTransport, target: PostgresTarget, mechanisms: readonly string[]): Buffer | null {
+  const wanted = target.tls?.channelBinding ?? 'disable';
+  const data = wanted !== 'disable' && t.serverCertificate !== null && mechanisms.includes(SCRAM_SHA_256_PLUS) ? tlsServerEndPoint(t.serverCertificate) : null;
+  if (data === null && wanted === 'require') throw new Error(`channel_binding=require, but the shard offers no channel binding (mechanisms: ${mechanisms.join(', ')})`);
+  return data;
 }

@@ -1,5 +1,5 @@
 import { connect, isIP, type Socket } from 'node:net';
-import { connect as tlsConnect, checkServerIdentity } from 'node:tls';
+import { connect as tlsConnect, checkServerIdentity, type TLSSocket } from 'node:tls';
 import type { ShardName } from '../config/names.js';
 import { sgError } from '../errors/catalogue.js';
 import { PgError } from '../errors/pg-error.js';
@@ -36,6 +36,8 @@ export interface ShardTls {
   readonly cert: Buffer | undefined;
   readonly key: Buffer | undefined;
   readonly servername: string;
+  /** libpq's channel_binding for SCRAM over this connection. */
+  readonly channelBinding: 'disable' | 'prefer' | 'require';
 }
 
 /** SSLRequest: length 8, code 1234.5679. */
@@ -86,7 +88,7 @@ export class TcpTransport implements Transport {
   static async open(shard: ShardName, endpoint: TcpEndpoint, tls: ShardTls | null, signal: AbortSignal): Promise<TcpTransport> {
     if (tls !== null) {
       const secure = await negotiateTls(endpoint, tls, signal);
-      if (secure !== null) return new TcpTransport(shard, endpoint, secure, true);
+      if (secure !== null) return new TcpTransport(shard, endpoint, secure, secure.getPeerX509Certificate()?.raw ?? null);
     }
     const transport = TcpTransport.connect(shard, endpoint);
     const onAbort = (): void => transport.destroy();
@@ -100,12 +102,16 @@ export class TcpTransport implements Transport {
     }
   }
 
-  private constructor(shard: ShardName, endpoint: TcpEndpoint, socket: Socket, readsEvents = false) {
+  /** DER of the certificate the shard presented over TLS; null in plaintext. */
+  readonly serverCertificate: Buffer | null;
+
+  private constructor(shard: ShardName, endpoint: TcpEndpoint, socket: Socket, serverCertificate: Buffer | null = null) {
     this.#shard = shard;
     this.#endpoint = endpoint;
     this.#socket = socket;
+    this.serverCertificate = serverCertificate;
     // A TLS socket delivers decrypted bytes as 'data'; a plain one reads through `onread`.
-    if (readsEvents) socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    if (serverCertificate !== null) socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
     socket.on('error', (err) => this.#die(err.message));
@@ -275,11 +281,11 @@ export class TcpTransport implements Transport {
  * after 'S' before the handshake are refused: they came in the clear and an
  * attacker could have injected them (CVE-2021-23222).
  */
-function negotiateTls(endpoint: TcpEndpoint, tls: ShardTls, signal: AbortSignal): Promise<Socket | null> {
+function negotiateTls(endpoint: TcpEndpoint, tls: ShardTls, signal: AbortSignal): Promise<TLSSocket | null> {
   const where = `${endpoint.host}:${endpoint.port}`;
   return new Promise((resolve, reject) => {
     const plain = connect({ host: endpoint.host, port: endpoint.port });
-    let secure: Socket | null = null;
+    let secure: TLSSocket | null = null;
     const fail = (message: string): void => {
       signal.removeEventListener('abort', onAbort);
       secure?.destroy();

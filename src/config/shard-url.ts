@@ -17,6 +17,12 @@ export interface ShardTlsSettings {
   /** Client certificate and key files, for shards that authenticate clients by certificate. */
   readonly cert: string | null;
   readonly key: string | null;
+  /**
+   * libpq's channel_binding: `prefer` (default) binds SCRAM to the TLS session
+   * when the shard offers SCRAM-SHA-256-PLUS, `require` refuses to log in
+   * otherwise, `disable` never binds.
+   */
+  readonly channelBinding: 'disable' | 'prefer' | 'require';
 }
 
 /** The query parameters that name files. */
@@ -40,7 +46,12 @@ export function shardTlsSettings(params: URLSearchParams): ShardTlsSettings {
   }
   if ((cert === null) !== (key === null)) throw new Error('sslcert and sslkey go together: give both or neither');
   if (mode === 'disable' && (rootCert !== null || cert !== null)) throw new Error('sslrootcert, sslcert and sslkey need an sslmode other than disable');
-  return { mode, rootCert, cert, key };
+  const channelBinding = params.get('channel_binding') ?? 'prefer';
+  if (channelBinding !== 'disable' && channelBinding !== 'prefer' && channelBinding !== 'require') {
+    throw new Error(`channel_binding=${channelBinding} is not one of disable, prefer, require`);
+  }
+  if (channelBinding === 'require' && mode === 'disable') throw new Error('channel_binding=require needs TLS: use sslmode=require or verify-full');
+  return { mode, rootCert, cert, key, channelBinding };
 }
 
 /**

@@ -78,7 +78,8 @@ export class TlsCluster extends PgCluster {
 /**
  * A cluster that accepts TCP clients only over TLS (ssl on with the test
  * server certificate; pg_hba `hostnossl … reject`), as managed PostgreSQL
- * services are configured.
+ * services are configured. Role `scram_tls`, when a test creates it, must
+ * authenticate with SCRAM-SHA-256.
  */
 export async function startTlsOnlyCluster(certs: TestCertificates, databases: readonly string[] = []): Promise<TlsCluster> {
   const cluster = await TlsCluster.create({
@@ -86,7 +87,9 @@ export async function startTlsOnlyCluster(certs: TestCertificates, databases: re
     settings: { ssl: 'on', ssl_cert_file: `'${certs.serverCert}'`, ssl_key_file: `'${certs.serverKey}'` },
   });
   const hba = join(cluster.dataDir, 'pg_hba.conf');
-  await writeFile(hba, ['local all all trust', 'hostnossl all all 127.0.0.1/32 reject', 'hostssl all all 127.0.0.1/32 trust', ''].join('\n'));
+  // Role scram_tls logs in with a password (SCRAM, channel binding possible); everyone else is trusted over TLS.
+  const lines = ['local all all trust', 'hostnossl all all 127.0.0.1/32 reject', 'hostssl all scram_tls 127.0.0.1/32 scram-sha-256', 'hostssl all all 127.0.0.1/32 trust', ''];
+  await writeFile(hba, lines.join('\n'));
   const [cmd, argv] = asPostgresUser(join(pgBinDir(), 'pg_ctl'), ['-D', cluster.dataDir, 'reload']);
   const reload = await runCommand(cmd, argv);
   if (reload.code !== 0) throw new Error(`pg_ctl reload failed: ${reload.stderr}`);

@@ -103,9 +103,27 @@ describe('TLS to shards', () => {
     expect(err.message).toMatch(/does not support TLS, and its sslmode requires it/);
   });
 
+  it('binds SCRAM to the TLS session (SCRAM-SHA-256-PLUS) when the shard offers it', async () => {
+    await tlsOnly.query("SET password_encryption = 'scram-sha-256'; CREATE ROLE scram_tls LOGIN PASSWORD 'pl us'");
+    const target = (query: string): string => `postgres://scram_tls:pl%20us@localhost:${tlsOnly.port}/app?${query}`;
+    // The shard checks the binding data against its own certificate: a wrong hash would fail the login.
+    const bound = await connectPostgres(s0, parsePostgresUrl(target(`sslmode=verify-full&sslrootcert=${certs.caCert}&channel_binding=require`)));
+    try {
+      expect(await encrypted(bound)).toBe(true);
+    } finally {
+      await bound.close();
+    }
+    const wrong = await failure(`postgres://scram_tls:wrong@localhost:${tlsOnly.port}/app?sslmode=require&channel_binding=require`);
+    expect(wrong.fields.detail).toBe('SQLSTATE 28P01');
+    // A trusted login never runs SCRAM, so there is nothing bound: refused under require.
+    const trusted = await failure(url('localhost', tlsOnly, 'sslmode=require&channel_binding=require'));
+    expect(trusted.message).toMatch(/authenticated without channel binding/);
+  });
+
   it('refuses unusable sslmode settings when the URL is read', () => {
     expect(() => parsePostgresUrl(url('localhost', tlsOnly, 'sslmode=allow'))).toThrow(/sslmode=allow is not supported/);
     expect(() => parsePostgresUrl(url('localhost', tlsOnly, 'sslmode=verify-full'))).toThrow(/needs sslrootcert/);
     expect(() => parsePostgresUrl(url('localhost', tlsOnly, 'sslmode=bogus'))).toThrow(/is not one of/);
+    expect(() => parsePostgresUrl(url('localhost', tlsOnly, 'sslmode=disable&channel_binding=require'))).toThrow(/needs TLS/);
   });
 });

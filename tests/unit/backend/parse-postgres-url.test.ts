@@ -21,7 +21,7 @@ describe('parsePostgresUrl', () => {
       password: null,
       database: 'postgres',
       // sslmode=prefer: TLS when offered, unverified, plaintext otherwise.
-      tls: { required: false, verifyChain: false, verifyHost: false, ca: undefined, cert: undefined, key: undefined, servername: '127.0.0.1' },
+      tls: { required: false, verifyChain: false, verifyHost: false, ca: undefined, cert: undefined, key: undefined, servername: '127.0.0.1', channelBinding: 'prefer' },
     });
     expect(parsePostgresUrl('postgres://bob@[::1]/')).toMatchObject({ host: '::1', user: 'bob', database: 'bob' });
   });
