@@ -1,4 +1,5 @@
-import { connect, type Socket } from 'node:net';
+import { connect, isIP, type Socket } from 'node:net';
+import { connect as tlsConnect, checkServerIdentity, type TLSSocket } from 'node:tls';
 import type { ShardName } from '../config/names.js';
 import { sgError } from '../errors/catalogue.js';
 import { PgError } from '../errors/pg-error.js';
@@ -22,6 +23,25 @@ export interface TcpEndpoint {
   readonly host: string;
   readonly port: number;
 }
+
+/** TLS to a shard, from its URL's sslmode (src/config/shard-url.ts). */
+export interface ShardTls {
+  /** false (sslmode=prefer): a server that answers 'N' is used in plaintext. */
+  readonly required: boolean;
+  /** The certificate must chain to `ca` (or the system CAs when `ca` is undefined). */
+  readonly verifyChain: boolean;
+  /** The certificate must also name `servername` (verify-full). */
+  readonly verifyHost: boolean;
+  readonly ca: Buffer | undefined;
+  readonly cert: Buffer | undefined;
+  readonly key: Buffer | undefined;
+  readonly servername: string;
+  /** libpq's channel_binding for SCRAM over this connection. */
+  readonly channelBinding: 'disable' | 'prefer' | 'require';
+}
+
+/** SSLRequest: length 8, code 1234.5679. */
+const SSL_REQUEST = encodeStartup({ type: 'SSLRequest' });
 
 /**
  * A socket to a PostgreSQL server after the startup exchange. Reading pauses
@@ -58,10 +78,40 @@ export class TcpTransport implements Transport {
     return holder.transport;
   }
 
-  private constructor(shard: ShardName, endpoint: TcpEndpoint, socket: Socket) {
+  /**
+   * Connects and, unless `tls` is null, negotiates TLS first the way libpq
+   * does: SSLRequest, then 'S' → handshake (verifying as `tls` says), 'N' →
+   * an error when TLS is required, else a new plaintext connection (the
+   * plaintext path reads through the shared buffer, which a socket that has
+   * carried the request does not). Resolves connected; `signal` aborts.
+   */
+  static async open(shard: ShardName, endpoint: TcpEndpoint, tls: ShardTls | null, signal: AbortSignal): Promise<TcpTransport> {
+    if (tls !== null) {
+      const secure = await negotiateTls(endpoint, tls, signal);
+      if (secure !== null) return new TcpTransport(shard, endpoint, secure, secure.getPeerX509Certificate()?.raw ?? null);
+    }
+    const transport = TcpTransport.connect(shard, endpoint);
+    const onAbort = (): void => transport.destroy();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      if (signal.aborted) transport.destroy();
+      await transport.connected();
+      return transport;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** DER of the certificate the shard presented over TLS; null in plaintext. */
+  readonly serverCertificate: Buffer | null;
+
+  private constructor(shard: ShardName, endpoint: TcpEndpoint, socket: Socket, serverCertificate: Buffer | null = null) {
     this.#shard = shard;
     this.#endpoint = endpoint;
     this.#socket = socket;
+    this.serverCertificate = serverCertificate;
+    // A TLS socket delivers decrypted bytes as 'data'; a plain one reads through `onread`.
+    if (serverCertificate !== null) socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
     socket.on('error', (err) => this.#die(err.message));
@@ -223,4 +273,64 @@ export class TcpTransport implements Transport {
     }
     if (!this.#closedByUs) for (const l of this.#deathListeners) l();
   }
+}
+
+/**
+ * The TLS half of `TcpTransport.open`: the connected TLS socket, or null when
+ * the server refused TLS and `tls.required` is false. Bytes the server sends
+ * after 'S' before the handshake are refused: they came in the clear and an
+ * attacker could have injected them (CVE-2021-23222).
+ */
+function negotiateTls(endpoint: TcpEndpoint, tls: ShardTls, signal: AbortSignal): Promise<TLSSocket | null> {
+  const where = `${endpoint.host}:${endpoint.port}`;
+  return new Promise((resolve, reject) => {
+    const plain = connect({ host: endpoint.host, port: endpoint.port });
+    let secure: TLSSocket | null = null;
+    const fail = (message: string): void => {
+      signal.removeEventListener('abort', onAbort);
+      secure?.destroy();
+      plain.destroy();
+      reject(new Error(message));
+    };
+    const onAbort = (): void => fail(`connecting to ${where} timed out`);
+    signal.addEventListener('abort', onAbort, { once: true });
+    if (signal.aborted) return onAbort();
+    const onPlainError = (err: Error): void => fail(`could not connect to ${where}: ${err.message}`);
+    plain.on('error', onPlainError);
+    plain.once('connect', () => plain.write(SSL_REQUEST));
+    plain.once('data', (answer: Buffer) => {
+      plain.pause();
+      const code = String.fromCharCode(answer[0]!);
+      if (code === 'N') {
+        signal.removeEventListener('abort', onAbort);
+        plain.destroy();
+        if (tls.required) reject(new Error(`the shard at ${where} does not support TLS, and its sslmode requires it`));
+        else resolve(null);
+        return;
+      }
+      if (code !== 'S') return fail(`the shard at ${where} answered the TLS request with "${code}"`);
+      if (answer.length > 1) return fail(`received unencrypted data from ${where} after its TLS answer`);
+      secure = tlsConnect({
+        socket: plain,
+        host: tls.servername,
+        // SNI carries host names only (RFC 6066); an IP address is checked against the certificate's IP entries.
+        ...(isIP(tls.servername) === 0 ? { servername: tls.servername } : {}),
+        ca: tls.ca,
+        cert: tls.cert,
+        key: tls.key,
+        minVersion: 'TLSv1.2',
+        rejectUnauthorized: tls.verifyChain,
+        checkServerIdentity: tls.verifyHost ? checkServerIdentity : () => undefined,
+      });
+      secure.once('error', (err) => fail(`TLS with the shard at ${where} failed: ${err.message}`));
+      secure.once('secureConnect', () => {
+        signal.removeEventListener('abort', onAbort);
+        secure!.removeAllListeners('error');
+        // The transport listens on the TLS socket from now on; the one under it only needs a sink.
+        plain.off('error', onPlainError);
+        plain.on('error', () => undefined);
+        resolve(secure);
+      });
+    });
+  });
 }

@@ -11,6 +11,8 @@ export interface PgbenchTarget {
   readonly user: string;
   readonly password?: string;
   readonly database: string;
+  /** libpq sslmode; plaintext ('disable') unless a side measures TLS. */
+  readonly sslmode?: 'disable' | 'require';
 }
 
 /** One pgbench run's outcome. */
@@ -50,7 +52,7 @@ export async function runPgbench(target: PgbenchTarget, opts: PgbenchOptions): P
     const cpuPid = opts.cpuPid ?? null;
     const cpuBefore = cpuPid === null ? null : processCpuMs(cpuPid);
     const res = await runCommand('pgbench', pgbenchArgs(target, args), {
-      env: { PGPASSWORD: target.password ?? '', PGCONNECT_TIMEOUT: '10', PGAPPNAME: 'pgbench' },
+      env: { PGPASSWORD: target.password ?? '', PGCONNECT_TIMEOUT: '10', PGAPPNAME: 'pgbench', PGSSLMODE: target.sslmode ?? 'disable' },
       timeoutMs: opts.timeoutMs ?? 300_000,
     });
     const cpuAfter = cpuPid === null ? null : processCpuMs(cpuPid);

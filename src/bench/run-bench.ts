@@ -18,6 +18,7 @@ import { machineInfo, type BenchReport } from './report.js';
 import type { ResultTable } from './result-table.js';
 import { runSelectOnly, shortReason, type BenchLog, type PgbenchSide } from './select-only.js';
 import { evaluateTargets } from './targets.js';
+import { makeBenchCertificate } from './tls-certificate.js';
 import { runTpcb } from './tpcb.js';
 
 const DATABASE = 'app';
@@ -71,7 +72,8 @@ export async function runBench(opts: BenchOptions, log: BenchLog): Promise<Bench
       bouncer: PgBouncerProcess | null;
       bouncerProblem: string | null;
       bouncerPrepared: boolean;
-    } = { direct: null, one: [], four: [], sg1: null, sg4: null, sg1Problem: null, sg4Problem: null, bouncer: null, bouncerProblem: null, bouncerPrepared: false };
+      tlsProblem: string | null;
+    } = { direct: null, one: [], four: [], sg1: null, sg4: null, sg1Problem: null, sg4Problem: null, bouncer: null, bouncerProblem: null, bouncerPrepared: false, tlsProblem: null };
 
     if (needServers) {
       await section('start servers', async () => {
@@ -82,12 +84,18 @@ export async function runBench(opts: BenchOptions, log: BenchLog): Promise<Bench
         st.four = all.slice(all.length - 4);
         pgVersion = await st.direct.version();
         log(`PostgreSQL ${pgVersion}: ${all.length} clusters on ports ${all.map((c) => c.port).join(', ')}`);
-        const start = async (shards: BenchCluster[], rules: Record<string, unknown>): Promise<ShardGateProcess> => {
-          const p = await startShardGate(proxyConfig(shards.map((c) => c.url(DATABASE)), rules, { maxPerShard: opts.poolSize }));
+        const start = async (shards: BenchCluster[], rules: Record<string, unknown>, extra: Record<string, unknown> = {}): Promise<ShardGateProcess> => {
+          const p = await startShardGate({ ...proxyConfig(shards.map((c) => c.url(DATABASE)), rules, { maxPerShard: opts.poolSize }), ...extra });
           stops.push(() => p.stop());
           return p;
         };
-        if (st.one.length > 0) st.sg1 = await start(st.one, PGBENCH_TABLE_RULES).catch((err: unknown) => ((st.sg1Problem = shortReason(err)), null));
+        if (st.one.length > 0) {
+          // ShardGate-1 also offers TLS: the same process measured once with encrypted clients, once without.
+          const tls = await makeBenchCertificate().catch((err: unknown) => ((st.tlsProblem = shortReason(err)), null));
+          if (tls !== null) stops.push(() => tls.remove());
+          const extra = tls === null ? {} : { tls: { cert: tls.cert, key: tls.key } };
+          st.sg1 = await start(st.one, PGBENCH_TABLE_RULES, extra).catch((err: unknown) => ((st.sg1Problem = shortReason(err)), null));
+        }
         st.sg4 = await start(st.four, SHARDED_RULES).catch((err: unknown) => ((st.sg4Problem = shortReason(err)), null));
         if (st.sg1Problem !== null) problems.push(`ShardGate over 1 shard did not start: ${st.sg1Problem}`);
         if (st.sg4Problem !== null) problems.push(`ShardGate over 4 shards did not start: ${st.sg4Problem}`);
@@ -137,6 +145,12 @@ export async function runBench(opts: BenchOptions, log: BenchLog): Promise<Bench
               st.bouncerProblem !== null ? `PgBouncer ${st.bouncerProblem}` : mode === 'prepared' && !st.bouncerPrepared ? 'PgBouncer < 1.21 cannot run -M prepared in transaction pooling' : null,
           },
           { name: 'shardgate-1', target: st.sg1 === null ? null : proxyTarget(st.sg1), unavailable: () => st.sg1Problem, proxyPid: () => st.sg1?.pid ?? null },
+          {
+            name: 'shardgate-1-tls',
+            target: st.sg1 === null ? null : { ...proxyTarget(st.sg1), sslmode: 'require' },
+            unavailable: () => st.sg1Problem ?? (st.tlsProblem === null ? null : `no certificate: ${st.tlsProblem}`),
+            proxyPid: () => st.sg1?.pid ?? null,
+          },
           { name: 'shardgate-4', target: st.sg4 === null ? null : proxyTarget(st.sg4), unavailable: () => st.sg4Problem, proxyPid: () => st.sg4?.pid ?? null },
         ];
         const selectOnly = await runSelectOnly(sides, opts, cores, log);

@@ -51,6 +51,13 @@ export function evaluateTargets(tables: readonly ResultTable[]): Target[] {
       1,
     ),
     ratioAtLeast(
+      'select-only-tls',
+      'select-only (-S simple, 16 clients) through ShardGate over 1 shard with clients on TLS ≥ 0.85 × the same without TLS',
+      findValue(tables, 'select-only', 'simple-c16', 'shardgate-1-tls'),
+      findValue(tables, 'select-only', 'simple-c16', 'shardgate-1'),
+      0.85,
+    ),
+    ratioAtLeast(
       'select-only-4-shards',
       'select-only (-S simple, 16 clients) through ShardGate over 4 shards ≥ PgBouncer',
       findValue(tables, 'select-only', 'simple-c16', 'shardgate-4'),

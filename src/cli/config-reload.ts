@@ -20,7 +20,7 @@ export interface ReloadResult {
  * broadcast-ness would send their existing rows' keys to other shards),
  * `pool.maxPerShard`, `slowStatementMs`. Refused: any change to the shard
  * list (names, order, URLs, folders) — it moves rows or points at other
- * data — and to keys that need a restart (listen, admin, database, auth,
+ * data — and to keys that need a restart (listen, admin, database, auth, tls,
  * coordinatorId, transactions, pool timeouts). New statements use the new
  * rules; statements already running finish under the old ones.
  */
@@ -71,6 +71,7 @@ function firstRestartOnlyChange(a: ShardGateConfig, b: ShardGateConfig): string 
     ['transactions', a.transactions, b.transactions],
     ['pool.acquireTimeoutMs', a.pool.acquireTimeoutMs, b.pool.acquireTimeoutMs],
     ['pool.maxClients', a.pool.maxClients, b.pool.maxClients],
+    ['tls', a.tls ?? null, b.tls ?? null],
   ];
   for (const [key, x, y] of keys) if (!same(x, y)) return key;
   return null;

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
-import pg from 'pg';
+import { connectPostgres, parsePostgresUrl, type BackendConnection } from '../backend/index.js';
 import type { ShardGateConfig, ShardSpec } from '../config/types.js';
 import { parsePreparedGid } from '../tx/gid.js';
 import type { CliIo } from './cli-io.js';
@@ -54,10 +54,10 @@ function preparedBranches(rows: readonly { gid: string; age: number }[]): Prepar
 }
 
 async function checkPostgres(spec: Extract<ShardSpec, { kind: 'postgres' }>): Promise<ShardStatus> {
-  const client = new pg.Client({ connectionString: spec.url, connectionTimeoutMillis: 5000, application_name: 'shardgate status' });
-  client.on('error', () => undefined);
+  // The engine's own connection code: the shard URL's sslmode and credentials mean what they mean to `serve`.
+  let conn: BackendConnection;
   try {
-    await client.connect();
+    conn = await connectPostgres(spec.name, parsePostgresUrl(spec.url), { connectTimeoutMs: 5000 });
   } catch (err) {
     return {
       shard: spec.name,
@@ -69,12 +69,10 @@ async function checkPostgres(spec: Extract<ShardSpec, { kind: 'postgres' }>): Pr
     };
   }
   try {
-    const settings = await client.query<{ v: string; mpt: string }>(
-      "SELECT current_setting('server_version') AS v, current_setting('max_prepared_transactions') AS mpt",
-    );
-    const prepared = await client.query<{ gid: string; age: number }>(PREPARED_SQL);
-    const mpt = Number(settings.rows[0]?.mpt ?? 0);
-    const list = preparedBranches(prepared.rows);
+    const settings = await conn.rows("SELECT current_setting('server_version'), current_setting('max_prepared_transactions')");
+    const prepared = await conn.rows(PREPARED_SQL);
+    const mpt = Number(settings[0]?.[1] ?? 0);
+    const list = preparedBranches(prepared.map(([gid, age]) => ({ gid: gid!, age: Number(age) })));
     const problems: string[] = [];
     if (!(mpt > 0)) {
       problems.push(
@@ -82,7 +80,7 @@ async function checkPostgres(spec: Extract<ShardSpec, { kind: 'postgres' }>): Pr
           'set max_prepared_transactions = 100 (at least pool.maxPerShard) in postgresql.conf and restart the server',
       );
     }
-    return { shard: spec.name, reachable: true, serverVersion: settings.rows[0]?.v ?? null, maxPreparedTransactions: mpt, prepared: list, problems };
+    return { shard: spec.name, reachable: true, serverVersion: settings[0]?.[0] ?? null, maxPreparedTransactions: mpt, prepared: list, problems };
   } catch (err) {
     return {
       shard: spec.name,
@@ -93,7 +91,7 @@ async function checkPostgres(spec: Extract<ShardSpec, { kind: 'postgres' }>): Pr
       problems: [`query on ${spec.name} failed: ${(err as Error).message}`],
     };
   } finally {
-    await client.end().catch(() => undefined);
+    await conn.close().catch(() => undefined);
   }
 }
 

@@ -1,8 +1,10 @@
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ConfigError, formatPath, type ConfigIssue } from './config-error.js';
 import { configErrorMap, toConfigIssues } from './issues.js';
 import { shardName, tableName, type ShardName, type TableName } from './names.js';
 import { configSchema, type ParsedConfig, type TableRuleConfig } from './schema.js';
+import { absoluteShardUrl, shardTlsSettings, type ShardTlsSettings } from './shard-url.js';
 import type { ShardGateConfig, ShardSpec, TableRule } from './types.js';
 
 /** Where relative paths in a configuration are resolved from. */
@@ -51,6 +53,7 @@ function checkShards(cfg: ParsedConfig, baseDir: string, issues: ConfigIssue[]):
       try {
         const url = new URL(spec);
         if (url.hostname === '') issues.push({ path, message: 'expected a postgres:// URL with a host' });
+        checkShardTls(url, baseDir, path, issues);
       } catch {
         issues.push({ path, message: 'expected a valid postgres:// URL' });
       }
@@ -66,6 +69,24 @@ function checkShards(cfg: ParsedConfig, baseDir: string, issues: ConfigIssue[]):
   }
   if (cfg.defaultShard !== undefined && names.length > 0 && !names.includes(cfg.defaultShard)) {
     issues.push({ path: 'defaultShard', message: `unknown shard "${cfg.defaultShard}" (shards: ${names.join(', ')})` });
+  }
+}
+
+function checkShardTls(url: URL, baseDir: string, path: string, issues: ConfigIssue[]): void {
+  let settings: ShardTlsSettings;
+  try {
+    settings = shardTlsSettings(url.searchParams);
+  } catch (err) {
+    issues.push({ path, message: (err as Error).message });
+    return;
+  }
+  const files: [string, string | null][] = [
+    ['sslrootcert', settings.rootCert === 'system' ? null : settings.rootCert],
+    ['sslcert', settings.cert],
+    ['sslkey', settings.key],
+  ];
+  for (const [name, file] of files) {
+    if (file !== null && !existsSync(resolve(baseDir, file))) issues.push({ path, message: `${name} file ${resolve(baseDir, file)} does not exist` });
   }
 }
 
@@ -136,7 +157,7 @@ function toTableRule(rule: TableRuleConfig): TableRule {
 
 function toShardSpec(name: string, spec: ParsedConfig['shards'][string], baseDir: string): ShardSpec {
   return typeof spec === 'string'
-    ? { kind: 'postgres', name: shardName(name), url: spec }
+    ? { kind: 'postgres', name: shardName(name), url: absoluteShardUrl(spec, baseDir) }
     : { kind: 'embedded', name: shardName(name), dir: resolve(baseDir, spec.embedded) };
 }
 
@@ -184,6 +205,7 @@ export function parseConfig(raw: unknown, opts: ParseOptions = {}): ShardGateCon
     pool: { ...cfg.pool },
     transactions: { ...cfg.transactions },
     slowStatementMs: cfg.slowStatementMs ?? null,
+    tls: cfg.tls === undefined ? null : { cert: resolve(baseDir, cfg.tls.cert), key: resolve(baseDir, cfg.tls.key), required: cfg.tls.required },
     tables,
   };
 }

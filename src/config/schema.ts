@@ -69,6 +69,14 @@ export const configSchema = z
       })
       .default({ prepareTimeoutMs: 5000, recoveryIntervalMs: 5000 }),
     tables: z.record(z.string(), tableRuleSchema).default({}),
+    /** TLS for clients: PEM certificate chain and private key files; `required` refuses plaintext clients. */
+    tls: z
+      .strictObject({
+        cert: z.string().min(1, 'expected a PEM certificate file path'),
+        key: z.string().min(1, 'expected a PEM private key file path'),
+        required: z.boolean().default(false),
+      })
+      .optional(),
     /** Log statements that take at least this many milliseconds (0 logs every statement); absent: off. */
     slowStatementMs: z.number().int().min(0).optional(),
   });

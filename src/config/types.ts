@@ -33,6 +33,8 @@ export interface ShardGateConfig {
   readonly pool: { readonly maxPerShard: number; readonly acquireTimeoutMs: number; readonly maxClients: number };
   readonly transactions: { readonly prepareTimeoutMs: number; readonly recoveryIntervalMs: number };
   readonly tables: ReadonlyMap<TableName, TableRule>;
+  /** TLS offered to clients (paths absolute); null or absent: plaintext only. */
+  readonly tls?: { readonly cert: string; readonly key: string; readonly required: boolean } | null;
   /** Statements taking at least this many milliseconds are logged (duration, shards, gid, SQL truncated); null or absent: off. */
   readonly slowStatementMs?: number | null;
 }

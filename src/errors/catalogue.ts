@@ -68,6 +68,12 @@ export const catalogue = {
     severity: 'FATAL',
     message: 'password authentication failed for user "{user}"',
   },
+  tlsRequired: {
+    sqlstate: '28000',
+    severity: 'FATAL',
+    message: 'this server accepts only encrypted connections: connect with TLS',
+    hint: 'use sslmode=require, or sslmode=verify-full with the server certificate\'s CA as sslrootcert',
+  },
   invalidAuthorization: {
     sqlstate: '28000',
     severity: 'FATAL',

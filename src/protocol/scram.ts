@@ -4,10 +4,12 @@ import { saslprep } from './saslprep.js';
 
 /*
  * SCRAM-SHA-256 (RFC 5802, RFC 7677) as PostgreSQL speaks it:
- *   client-first  = gs2-header client-first-bare        gs2-header: "n,," or "y,," ("p=…" = channel binding: refused)
+ *   client-first  = gs2-header client-first-bare        gs2-header: "n,,", "y,," or (PLUS) "p=tls-server-end-point,,"
  *   client-first-bare = "n=" user ",r=" client-nonce     PostgreSQL ignores the user here; the startup user counts
  *   server-first  = "r=" client-nonce server-nonce ",s=" base64(salt) ",i=" iterations
- *   client-final  = "c=" base64(gs2-header) ",r=" nonce ",p=" base64(ClientProof)
+ *   client-final  = "c=" base64(gs2-header [cbind-data]) ",r=" nonce ",p=" base64(ClientProof)
+ *   cbind-data (tls-server-end-point, RFC 5929) = hash of the server certificate's DER, with the
+ *   certificate signature's hash (SHA-256 when that is MD5 or SHA-1)
  *   server-final  = "v=" base64(ServerSignature)
  *   SaltedPassword  = PBKDF2-HMAC-SHA-256(SASLprep(password), salt, iterations, 32)
  *   ClientKey = HMAC(SaltedPassword, "Client Key")   StoredKey = SHA-256(ClientKey)
@@ -19,6 +21,10 @@ import { saslprep } from './saslprep.js';
 
 /** Mechanism name in AuthenticationSASL and SASLInitialResponse. */
 export const SCRAM_SHA_256 = 'SCRAM-SHA-256';
+/** The same with channel binding to the TLS connection (offered only over TLS). */
+export const SCRAM_SHA_256_PLUS = 'SCRAM-SHA-256-PLUS';
+/** The only channel binding type PostgreSQL implements. */
+const CHANNEL_BINDING_TYPE = 'tls-server-end-point';
 /** PostgreSQL's default iteration count (scram_iterations). */
 export const DEFAULT_SCRAM_ITERATIONS = 4096;
 /** Raw nonce bytes before base64, as PostgreSQL and libpq use (SCRAM_RAW_NONCE_LEN). */
@@ -110,23 +116,86 @@ export function parseScramVerifier(text: string): ScramVerifier | null {
   return { salt, iterations, storedKey, serverKey };
 }
 
-/** Options for tests that replay fixed exchanges. */
-export interface ScramServerOptions {
-  /** Server nonce part; random 18 bytes in base64 when omitted. */
-  readonly serverNonce?: string;
+/** Hash of a certificate's signature algorithm, by the DER content of its OID. */
+const SIGNATURE_HASHES = new Map<string, string>([
+  ['2a864886f70d010104', 'sha256'], // md5WithRSAEncryption: MD5 → SHA-256 (RFC 5929 §4.1)
+  ['2a864886f70d010105', 'sha256'], // sha1WithRSAEncryption: SHA-1 → SHA-256
+  ['2a864886f70d01010e', 'sha224'],
+  ['2a864886f70d01010b', 'sha256'],
+  ['2a864886f70d01010c', 'sha384'],
+  ['2a864886f70d01010d', 'sha512'],
+  ['2a8648ce3d040301', 'sha224'], // ecdsa-with-SHA224
+  ['2a8648ce3d040302', 'sha256'],
+  ['2a8648ce3d040303', 'sha384'],
+  ['2a8648ce3d040304', 'sha512'],
+  ['2a8648ce3d0401', 'sha256'], // ecdsa-with-SHA1 → SHA-256
+]);
+
+/** One DER element at `at`: its tag, where its content starts and where it ends. */
+function derElement(der: Buffer, at: number): { tag: number; start: number; end: number } {
+  if (at + 2 > der.length) throw new RangeError('truncated DER');
+  const tag = der[at]!;
+  let length = der[at + 1]!;
+  let start = at + 2;
+  if (length & 0x80) {
+    const bytes = length & 0x7f;
+    if (bytes === 0 || bytes > 4 || start + bytes > der.length) throw new RangeError('unsupported DER length');
+    length = 0;
+    for (let i = 0; i < bytes; i++) length = length * 256 + der[start + i]!;
+    start += bytes;
+  }
+  if (start + length > der.length) throw new RangeError('truncated DER');
+  return { tag, start, end: start + length };
 }
 
 /**
- * The server side of one SCRAM-SHA-256 exchange. Malformed client messages
- * (including channel binding 'p=' and an authorization identity, which
- * ShardGate does not support) throw 08P01; a wrong password yields
- * `{ ok: false }`, for the caller to answer with 28P01. One instance per login.
+ * The tls-server-end-point channel binding data of a certificate (RFC 5929):
+ * its DER hashed with the hash of its signature algorithm. Null when that
+ * algorithm has no single hash (RSASSA-PSS, Ed25519), where PostgreSQL does not
+ * offer channel binding either.
+ */
+export function tlsServerEndPoint(certificateDer: Buffer): Buffer | null {
+  try {
+    // Certificate ::= SEQUENCE { tbsCertificate SEQUENCE, signatureAlgorithm SEQUENCE { OID, … }, signature }
+    const certificate = derElement(certificateDer, 0);
+    const tbs = derElement(certificateDer, certificate.start);
+    const algorithm = derElement(certificateDer, tbs.end);
+    const oid = derElement(certificateDer, algorithm.start);
+    if (certificate.tag !== 0x30 || tbs.tag !== 0x30 || algorithm.tag !== 0x30 || oid.tag !== 0x06) return null;
+    const hash = SIGNATURE_HASHES.get(certificateDer.subarray(oid.start, oid.end).toString('hex'));
+    return hash === undefined ? null : createHash(hash).update(certificateDer).digest();
+  } catch (err) {
+    if (err instanceof RangeError) return null;
+    throw err;
+  }
+}
+
+export interface ScramServerOptions {
+  /** Server nonce part; random 18 bytes in base64 when omitted (tests replay fixed exchanges with it). */
+  readonly serverNonce?: string;
+  /**
+   * tls-server-end-point data of the certificate this connection presented;
+   * given only over TLS. Then SCRAM-SHA-256-PLUS is offered, and a client
+   * saying it supports binding but believes the server does not ('y') is a
+   * downgrade attack and refused.
+   */
+  readonly channelBinding?: Buffer | null;
+}
+
+/**
+ * The server side of one SCRAM-SHA-256(-PLUS) exchange. Malformed client
+ * messages (including an authorization identity, which ShardGate does not
+ * support, and channel binding it cannot give) throw 08P01; a wrong password
+ * yields `{ ok: false }`, for the caller to answer with 28P01. One instance
+ * per login.
  */
 export class ScramServer {
   readonly #verifier: ScramVerifier;
   readonly #serverNonce: string;
+  readonly #channelBinding: Buffer | null;
   #state: 'start' | 'sentFirst' | 'done' = 'start';
-  #gs2Header = '';
+  /** What the client's c= must carry: the gs2 header, plus the binding data under PLUS. */
+  #cbindInput = Buffer.alloc(0);
   #nonce = '';
   #clientFirstBare = '';
   #serverFirst = '';
@@ -135,21 +204,45 @@ export class ScramServer {
     this.#verifier = verifier;
     this.#serverNonce = opts.serverNonce ?? randomBytes(RAW_NONCE_LENGTH).toString('base64');
     checkNonce(this.#serverNonce);
+    this.#channelBinding = opts.channelBinding ?? null;
   }
 
-  /** Takes client-first-message (SASLInitialResponse data); returns server-first-message (AuthenticationSASLContinue data). */
-  handleClientFirst(data: Buffer): Buffer {
+  /** The mechanisms to offer in AuthenticationSASL, preferred first. */
+  get mechanisms(): readonly string[] {
+    return this.#channelBinding === null ? [SCRAM_SHA_256] : [SCRAM_SHA_256_PLUS, SCRAM_SHA_256];
+  }
+
+  /**
+   * Takes client-first-message (SASLInitialResponse data) and the mechanism
+   * the client chose; returns server-first-message (AuthenticationSASLContinue data).
+   */
+  handleClientFirst(data: Buffer, mechanism: string = SCRAM_SHA_256): Buffer {
     if (this.#state !== 'start') throw malformed('unexpected client-first-message');
     this.#state = 'done'; // until it succeeds, nothing further is accepted
+    if (!this.mechanisms.includes(mechanism)) throw sgError('protocolViolation', { reason: `SASL mechanism ${mechanism} was not offered` });
+    const plus = mechanism === SCRAM_SHA_256_PLUS;
     const msg = data.toString('utf8');
-    let rest: string;
-    // gs2-cbind-flag: 'n' client does not support channel binding, 'y' it does but thinks we do not.
-    if (msg.startsWith('n,') || msg.startsWith('y,')) rest = msg.slice(2);
-    else if (msg.startsWith('p=')) throw sgError('protocolViolation', { reason: 'SCRAM channel binding is not supported' });
-    else throw malformed('invalid channel binding flag');
+    const flagEnd = msg.indexOf(',');
+    if (flagEnd === -1) throw malformed('invalid channel binding flag');
+    const flag = msg.slice(0, flagEnd);
+    // gs2-cbind-flag: 'n' client does not support channel binding, 'y' it does but thinks we do
+    // not, 'p=type' it binds. The flag must agree with the mechanism chosen.
+    if (flag === `p=${CHANNEL_BINDING_TYPE}`) {
+      if (!plus) throw malformed('channel binding requested without SCRAM-SHA-256-PLUS');
+    } else if (flag.startsWith('p=')) {
+      throw sgError('protocolViolation', { reason: `SCRAM channel binding type ${flag.slice(2)} is not supported; use tls-server-end-point` });
+    } else if (flag === 'n' || flag === 'y') {
+      if (plus) throw malformed('SCRAM-SHA-256-PLUS chosen without channel binding');
+      // We offered PLUS: a client that supports binding yet thinks we do not saw a tampered offer.
+      if (flag === 'y' && this.#channelBinding !== null) throw malformed('the client supports channel binding, but the server offer it saw did not (downgrade refused)');
+    } else {
+      throw malformed('invalid channel binding flag');
+    }
+    const rest = msg.slice(flagEnd + 1);
     if (rest.startsWith('a=')) throw sgError('protocolViolation', { reason: 'SCRAM authorization identity is not supported' });
     if (!rest.startsWith(',')) throw malformed('expected "," after the channel binding flag');
-    this.#gs2Header = msg.slice(0, 3);
+    const gs2Header = Buffer.from(msg.slice(0, flagEnd + 2), 'utf8');
+    this.#cbindInput = plus ? Buffer.concat([gs2Header, this.#channelBinding!]) : gs2Header;
     const bare = rest.slice(1);
     if (bare.startsWith('m=')) throw malformed('mandatory extensions are not supported');
     const user = attribute(bare, 'n');
@@ -176,8 +269,8 @@ export class ScramServer {
     if (proofAt === -1) throw malformed('missing proof');
     const withoutProof = msg.slice(0, proofAt);
     const binding = attribute(withoutProof, 'c');
-    // Without channel binding, cbind-input is the gs2 header itself ("biws" for "n,,").
-    if (!fromBase64(binding.value, 'channel binding').equals(Buffer.from(this.#gs2Header))) throw malformed('channel binding data does not match');
+    // cbind-input: the gs2 header ("biws" for "n,,"), followed under PLUS by the certificate hash.
+    if (!fromBase64(binding.value, 'channel binding').equals(this.#cbindInput)) throw malformed('channel binding data does not match');
     const nonce = attribute(binding.rest, 'r');
     if (nonce.value !== this.#nonce) throw malformed('nonce does not match');
     const proof = fromBase64(msg.slice(proofAt + 3), 'proof');
@@ -201,6 +294,11 @@ export interface ScramClientOptions {
   readonly clientNonce?: string;
   /** User name sent in client-first-message; PostgreSQL ignores it, so libpq sends "" (the default). */
   readonly user?: string;
+  /**
+   * tls-server-end-point data of the server's certificate, when the server
+   * offered SCRAM-SHA-256-PLUS over TLS: the exchange is then bound to it.
+   */
+  readonly channelBinding?: Buffer | null;
 }
 
 /** Salted passwords by (password, salt, iterations): pooled connections to one shard reuse one PBKDF2 run. */
@@ -219,14 +317,18 @@ function cachedSaltedPassword(password: string, salt: Buffer, iterations: number
 }
 
 /**
- * The client side of SCRAM-SHA-256, for logging in to a shard. Without
- * channel binding (gs2 header "n,,"). Malformed server messages throw 08P01;
- * a server that cannot prove it knows the password throws 28000.
+ * The client side of SCRAM-SHA-256, for logging in to a shard: with channel
+ * binding (SCRAM-SHA-256-PLUS, gs2 header "p=tls-server-end-point,,") when
+ * given the server certificate's binding data, else without ("n,,").
+ * Malformed server messages throw 08P01; a server that cannot prove it knows
+ * the password throws 28000.
  */
 export class ScramClient {
   readonly #password: string;
   readonly #clientNonce: string;
   readonly #clientFirstBare: string;
+  readonly #gs2Header: string;
+  readonly #cbindInput: Buffer;
   #state: 'start' | 'sentFirst' | 'sentFinal' | 'done' = 'start';
   #expectedSignature: Buffer | null = null;
 
@@ -237,13 +339,21 @@ export class ScramClient {
     // saslname escaping (RFC 5802): ',' and '=' are written as =2C and =3D.
     const user = (opts.user ?? '').replace(/=/g, '=3D').replace(/,/g, '=2C');
     this.#clientFirstBare = `n=${user},r=${this.#clientNonce}`;
+    const binding = opts.channelBinding ?? null;
+    this.#gs2Header = binding === null ? 'n,,' : `p=${CHANNEL_BINDING_TYPE},,`;
+    this.#cbindInput = binding === null ? Buffer.from(this.#gs2Header) : Buffer.concat([Buffer.from(this.#gs2Header), binding]);
+  }
+
+  /** The mechanism to name in SASLInitialResponse. */
+  get mechanism(): string {
+    return this.#gs2Header === 'n,,' ? SCRAM_SHA_256 : SCRAM_SHA_256_PLUS;
   }
 
   /** client-first-message: the data of SASLInitialResponse. */
   clientFirst(): Buffer {
     if (this.#state !== 'start') throw new Error('ScramClient.clientFirst called twice');
     this.#state = 'sentFirst';
-    return Buffer.from(`n,,${this.#clientFirstBare}`, 'utf8');
+    return Buffer.from(`${this.#gs2Header}${this.#clientFirstBare}`, 'utf8');
   }
 
   /** client-final-message (SASLResponse data) from server-first-message (AuthenticationSASLContinue data). */
@@ -261,7 +371,7 @@ export class ScramClient {
     const saltBytes = fromBase64(salt.value, 'salt');
     const salted = cachedSaltedPassword(this.#password, saltBytes, Number(iter.value));
 
-    const withoutProof = `c=biws,r=${nonce.value}`; // "biws" = base64("n,,")
+    const withoutProof = `c=${this.#cbindInput.toString('base64')},r=${nonce.value}`; // "biws" = base64("n,,")
     const authMessage = `${this.#clientFirstBare},${text},${withoutProof}`;
     const clientKey = hmac(salted, 'Client Key');
     const clientSignature = hmac(sha256(clientKey), authMessage);

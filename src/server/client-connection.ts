@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { ShardGateConfig } from '../config/types.js';
 import type { EngineSession } from '../engine/session-api.js';
 import { PgError, sgError } from '../errors/index.js';
@@ -12,6 +13,7 @@ import { ClientGoneError, MessageSource } from './message-source.js';
 import type { ServerLog } from './server-log.js';
 import { runSimpleQuery } from './simple-query.js';
 import { runStartup } from './startup.js';
+import type { ClientTls } from './tls-negotiation.js';
 import type { RunIO } from './statement-run.js';
 import { WireOutput } from './wire-output.js';
 
@@ -31,6 +33,8 @@ export interface ConnectionHooks {
   readonly log: ServerLog;
   /** A client that has not authenticated within this time is disconnected. */
   readonly startupTimeoutMs: number;
+  /** TLS offered to clients; null when not configured. */
+  readonly tls: ClientTls | null;
   /** Counts the connection as a client; false when `pool.maxClients` is reached. */
   admit(conn: ClientConnection): boolean;
   /** Registers an authenticated session for CancelRequest and returns its key. */
@@ -57,6 +61,8 @@ const EXTENDED = new Set<FrontendMessage['type']>(['Parse', 'Bind', 'Describe', 
 export class ClientConnection {
   readonly #socket: Socket;
   readonly #hooks: ConnectionHooks;
+  /** The TLS session the client opened before its StartupMessage; null in plaintext. */
+  readonly #tls: TLSSocket | null;
   readonly #out: WireOutput;
   readonly #source: MessageSource;
   readonly #descriptions = new DescriptionCache();
@@ -71,9 +77,10 @@ export class ClientConnection {
   /** Called once the message being handled is done (shutdown waits for them). */
   #idleWaiters: (() => void)[] = [];
 
-  constructor(socket: Socket, hooks: ConnectionHooks) {
+  constructor(socket: Socket, hooks: ConnectionHooks, tls: TLSSocket | null = null) {
     this.#socket = socket;
     this.#hooks = hooks;
+    this.#tls = tls;
     socket.setNoDelay(true);
     socket.on('error', (err) => hooks.log.debug({ err: err.message }, 'client socket error'));
     socket.once('close', () => this.#onSocketClose());
@@ -167,6 +174,8 @@ export class ClientConnection {
         config: hooks.config,
         verifiers: hooks.verifiers,
         log: hooks.log,
+        tls: hooks.tls,
+        encrypted: this.#tls !== null,
         cancelRequest: (processId, secretKey) => hooks.cancelRequest(processId, secretKey),
         admit: () => hooks.admit(this),
       });

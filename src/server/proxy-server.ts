@@ -8,6 +8,8 @@ import { ClientConnection } from './client-connection.js';
 import type { ConnectionHooks, SessionFactory } from './client-connection.js';
 import { silentLog } from './server-log.js';
 import type { ServerLog } from './server-log.js';
+import { loadClientTls, negotiateEncryption } from './tls-negotiation.js';
+import type { ClientTls, NegotiatedSocket } from './tls-negotiation.js';
 
 /** Options of {@link ProxyServer}. */
 export interface ProxyServerOptions {
@@ -34,6 +36,9 @@ export class ProxyServer {
   readonly #verifiers: AuthVerifiers;
   readonly #startupTimeoutMs: number;
   readonly #server: Server;
+  readonly #tls: ClientTls | null;
+  /** Sockets still in the encryption exchange, before they have a connection. */
+  readonly #negotiating = new Set<Socket>();
   /** Every open socket's connection, admitted or not. */
   readonly #connections = new Set<ClientConnection>();
   /** Connections counted against maxClients. */
@@ -42,13 +47,18 @@ export class ProxyServer {
   readonly #keys = new Map<ClientConnection, number>();
   #closed = false;
 
-  /** Computes every configured user's SCRAM verifier here, once; passwords are not kept. */
+  /**
+   * Computes every configured user's SCRAM verifier here, once; passwords are
+   * not kept. Reads `config.tls`'s certificate and key (ConfigError when they
+   * are unreadable or do not match).
+   */
   constructor(engine: SessionFactory, config: ShardGateConfig, opts: ProxyServerOptions = {}) {
     this.#engine = engine;
     this.#config = config;
     this.#log = opts.log ?? silentLog;
     this.#startupTimeoutMs = opts.startupTimeoutMs ?? 60_000;
     this.#verifiers = new AuthVerifiers(config);
+    this.#tls = loadClientTls(config);
     this.#server = createServer((socket) => this.#accept(socket));
     this.#server.on('error', (err) => this.#log.error({ err: err.message }, 'listener error'));
   }
@@ -80,6 +90,7 @@ export class ProxyServer {
   async close(): Promise<void> {
     this.#closed = true;
     const stopped = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    for (const socket of this.#negotiating) socket.destroy();
     await Promise.all([...this.#connections].map((conn) => conn.shutdown()));
     await stopped;
   }
@@ -89,7 +100,28 @@ export class ProxyServer {
       socket.destroy();
       return;
     }
-    const conn = new ClientConnection(socket, this.#hooks());
+    // The startup timeout covers the encryption exchange too; the connection restarts it.
+    this.#negotiating.add(socket);
+    socket.on('error', (err) => this.#log.debug({ err: err.message }, 'client socket error'));
+    const timer = setTimeout(() => socket.destroy(), this.#startupTimeoutMs);
+    timer.unref();
+    negotiateEncryption(socket, this.#tls, this.#log)
+      .then((negotiated) => {
+        if (negotiated !== null && !this.#closed) this.#serve(negotiated);
+        else socket.destroy();
+      })
+      .catch((err: unknown) => {
+        this.#log.warn({ err: String(err) }, 'encryption negotiation failed');
+        socket.destroy();
+      })
+      .finally(() => {
+        clearTimeout(timer);
+        this.#negotiating.delete(socket);
+      });
+  }
+
+  #serve(negotiated: NegotiatedSocket): void {
+    const conn = new ClientConnection(negotiated.socket, this.#hooks(), negotiated.tls);
     this.#connections.add(conn);
     void conn.run().finally(() => this.#connections.delete(conn));
   }
@@ -101,6 +133,7 @@ export class ProxyServer {
       verifiers: this.#verifiers,
       log: this.#log,
       startupTimeoutMs: this.#startupTimeoutMs,
+      tls: this.#tls,
       admit: (conn) => {
         if (this.#clients.size >= this.#config.pool.maxClients) return false;
         this.#clients.add(conn);

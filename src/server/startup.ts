@@ -9,10 +9,9 @@ import { isLoopbackAddress } from './auth-verifiers.js';
 import type { AuthVerifiers } from './auth-verifiers.js';
 import type { MessageSource } from './message-source.js';
 import type { ServerLog } from './server-log.js';
+import type { ClientTls } from './tls-negotiation.js';
 import type { WireOutput } from './wire-output.js';
 
-/** The only SASL mechanism offered: SCRAM-SHA-256 without channel binding (no TLS). */
-const SCRAM_MECHANISM = 'SCRAM-SHA-256';
 /** Answer to SSLRequest and GSSENCRequest: one byte 'N', "not supported, go on in plain text". */
 const REFUSE_ENCRYPTION = Buffer.from('N');
 
@@ -24,6 +23,10 @@ export interface StartupContext {
   readonly config: ShardGateConfig;
   readonly verifiers: AuthVerifiers;
   readonly log: ServerLog;
+  /** TLS as configured for clients; null when not configured. */
+  readonly tls: ClientTls | null;
+  /** The client opened TLS before this exchange (the ProxyServer negotiates it). */
+  readonly encrypted: boolean;
   /** A CancelRequest arrived on this connection: the server checks the key and cancels. */
   cancelRequest(processId: number, secretKey: number): void;
   /** Counts this connection as a client; false when `pool.maxClients` are connected already. */
@@ -37,10 +40,14 @@ export type StartupOutcome =
   | { readonly kind: 'gone' };
 
 /**
- * Runs the startup exchange up to and including AuthenticationOk: encryption
- * requests are refused with 'N', the protocol version, database and user are
- * checked, and the client authenticates with SCRAM-SHA-256 (or trust on a
- * loopback listener). Every failure is thrown as a FATAL PgError.
+ * Runs the startup exchange up to and including AuthenticationOk: the
+ * protocol version, database and user are checked, a plaintext client is
+ * refused when `tls.required`, and the client authenticates with
+ * SCRAM-SHA-256 — with channel binding (-PLUS) when it came over TLS and
+ * offers it — or trust on a loopback listener. Encryption requests were
+ * answered before (tls-negotiation.ts); one arriving here on a plaintext
+ * connection is refused with 'N', on an encrypted one it is a protocol
+ * violation. Every failure is thrown as a FATAL PgError.
  */
 export async function runStartup(ctx: StartupContext): Promise<StartupOutcome> {
   for (;;) {
@@ -50,6 +57,7 @@ export async function runStartup(ctx: StartupContext): Promise<StartupOutcome> {
     switch (packet.type) {
       case 'SSLRequest':
       case 'GSSENCRequest':
+        if (ctx.encrypted) throw sgError('protocolViolation', { reason: 'encryption requested on a connection that is encrypted already' });
         ctx.out.sendRaw(REFUSE_ENCRYPTION);
         continue;
       case 'CancelRequest':
@@ -68,6 +76,7 @@ async function startSession(
   startupParameters: Readonly<Record<string, string>>,
 ): Promise<StartupOutcome> {
   if (major !== 3) throw sgError('unsupportedProtocolVersion', { major, minor });
+  if (ctx.tls?.required === true && !ctx.encrypted) throw sgError('tlsRequired');
   const protocolOptions = Object.keys(startupParameters).filter((name) => name.startsWith('_pq_.'));
   if (minor > 0 || protocolOptions.length > 0) {
     // We speak 3.0 and no protocol extension; the client may go on with that.
@@ -111,16 +120,17 @@ async function authenticate(ctx: StartupContext, user: string): Promise<boolean>
       ctx.log.warn({ localAddress: ctx.socket.localAddress }, 'trust authentication ignored on a non-loopback address');
     }
   }
-  ctx.out.send({ type: 'AuthenticationSASL', mechanisms: [SCRAM_MECHANISM] });
+  // Channel binding ties the proof to this TLS session's certificate: a relay in the middle cannot reuse it.
+  const scram = new ScramServer(verifier, { channelBinding: ctx.encrypted ? (ctx.tls?.channelBinding ?? null) : null });
+  ctx.out.send({ type: 'AuthenticationSASL', mechanisms: [...scram.mechanisms] });
   const initial = await readPasswordMessage(ctx, 'saslInitial');
   if (initial === null) return false;
-  if (initial.type !== 'SASLInitialResponse' || initial.mechanism !== SCRAM_MECHANISM || initial.data === null) {
+  if (initial.type !== 'SASLInitialResponse' || !scram.mechanisms.includes(initial.mechanism) || initial.data === null) {
     throw sgError('protocolViolation', { reason: 'client selected an invalid SASL authentication mechanism' });
   }
-  const scram = new ScramServer(verifier);
   let serverFirst: Buffer;
   try {
-    serverFirst = scram.handleClientFirst(initial.data);
+    serverFirst = scram.handleClientFirst(initial.data, initial.mechanism);
   } catch (err) {
     throw scramFailure(err);
   }

@@ -215,6 +215,34 @@ describe('parseConfig: every error names its key path', () => {
     expect(pathsOf({ shards, tables: { 'public.orders': { key: 'id' } } })).toEqual(['tables["public.orders"]']);
   });
 
+  it('refuses shard URLs whose TLS settings cannot work, naming the shard', () => {
+    expect(issueAt({ shards: { s0: `${shards.s0}?sslmode=allow` } }, 'shards.s0')).toMatch(/sslmode=allow is not supported/);
+    expect(issueAt({ shards: { s0: `${shards.s0}?sslmode=verify-full` } }, 'shards.s0')).toMatch(/needs sslrootcert/);
+    expect(issueAt({ shards: { s0: `${shards.s0}?sslmode=verify-ca&sslrootcert=/no/such/ca.crt` } }, 'shards.s0')).toMatch(/sslrootcert file \/no\/such\/ca\.crt does not exist/);
+    expect(issueAt({ shards: { s0: `${shards.s0}?channel_binding=maybe` } }, 'shards.s0')).toMatch(/channel_binding=maybe/);
+    expect(parseConfig({ shards: { s0: `${shards.s0}?sslmode=verify-full&sslrootcert=system` } }).shards[0]).toMatchObject({ kind: 'postgres' });
+  });
+
+  it('resolves certificate paths in shard URLs and tls against the configuration folder', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shardgate-config-tls-'));
+    try {
+      writeFileSync(join(dir, 'ca.crt'), 'x');
+      const cfg = parseConfig(
+        { shards: { s0: `${shards.s0}?sslmode=verify-ca&sslrootcert=ca.crt` }, tls: { cert: 'server.crt', key: 'server.key' } },
+        { baseDir: dir },
+      );
+      expect(new URL((cfg.shards[0] as { url: string }).url).searchParams.get('sslrootcert')).toBe(join(dir, 'ca.crt'));
+      expect(cfg.tls).toEqual({ cert: join(dir, 'server.crt'), key: join(dir, 'server.key'), required: false });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses an incomplete tls section', () => {
+    expect(pathsOf({ shards, tls: { cert: 'a.crt' } })).toEqual(['tls.key']);
+    expect(pathsOf({ shards, tls: { cert: 'a.crt', key: 'a.key', required: 'yes' } })).toEqual(['tls.required']);
+  });
+
   it('reports every problem at once', () => {
     expect(pathsOf({ shards, defaultShard: 'x', listen: '0.0.0.0:1', auth: { trust: true } }).sort()).toEqual(['auth.trust', 'defaultShard']);
   });

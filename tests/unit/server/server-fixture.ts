@@ -67,6 +67,7 @@ export function serveSocket(socket: Socket, engine: FakeEngine, config: ShardGat
     verifiers: new AuthVerifiers(config),
     log: silentLog,
     startupTimeoutMs: 10_000,
+    tls: null,
     admit: () => true,
     register: () => ({ processId: 1, secretKey: 2 }),
     release: () => undefined,
