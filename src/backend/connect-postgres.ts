@@ -8,7 +8,6 @@ import {
   encodeStartup,
   md5Password,
   ScramClient,
-  SCRAM_SHA_256,
   SCRAM_SHA_256_PLUS,
   tlsServerEndPoint,
   type FrontendMessage,
