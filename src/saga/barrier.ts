@@ -7,7 +7,7 @@
  * commit or roll back together. The argument is in README.md.
  */
 import type { Queryable } from '../library/shard-gate.js';
-import { quoteIdent } from '../tx/gid.js';
+import { createIdempotently, qualified } from './saga-schema.js';
 
 /** The three TCC operations. */
 export type TccOp = 'try' | 'confirm' | 'cancel';
@@ -24,43 +24,28 @@ export type BarrierOutcome<T> =
   /** `fn` was skipped: the op already ran, the cancel found no try (empty cancel), or the try came after its cancel. */
   | { readonly kind: 'skipped'; readonly why: 'duplicate' | 'empty-cancel' | 'after-cancel' };
 
-/** The schema used when none is given. */
-export const defaultSagaSchema = 'shardgate_saga';
-
 /** The quoted, schema-qualified name of the fence table. */
 export function barrierTable(opts: BarrierOptions = {}): string {
-  return `${quoteIdent(opts.schema ?? defaultSagaSchema)}.barrier`;
+  return qualified(opts.schema, 'barrier');
 }
 
 /**
- * Creates the schema, the fence table and its `created_at` index if missing.
- * Idempotent, and safe when several processes run it at once: the statements
- * run in one transaction under an advisory lock, because concurrent
- * `CREATE … IF NOT EXISTS` of the same table can still collide in the catalogue.
- * Must be called on a connection that is not inside a transaction.
+ * Creates the schema, the fence table and its `created_at` index if missing;
+ * idempotent and safe when several processes run it at once. Must be called
+ * on a connection that is not inside a transaction.
  */
 export async function ensureBarrierTable(client: Queryable, opts: BarrierOptions = {}): Promise<void> {
-  const schema = opts.schema ?? defaultSagaSchema;
   const table = barrierTable(opts);
-  await client.query('BEGIN');
-  try {
-    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`shardgate_saga schema ${schema}`]);
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
-    await client.query(
-      `CREATE TABLE IF NOT EXISTS ${table} (
-         gid text NOT NULL,
-         branch_id text NOT NULL,
-         op text NOT NULL CHECK (op IN ('try', 'confirm', 'cancel')),
-         written_by text NOT NULL CHECK (written_by IN ('try', 'confirm', 'cancel')),
-         created_at timestamptz NOT NULL DEFAULT now(),
-         PRIMARY KEY (gid, branch_id, op))`,
-    );
-    await client.query(`CREATE INDEX IF NOT EXISTS barrier_created_at ON ${table} (created_at)`);
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK');
-    throw err;
-  }
+  await createIdempotently(client, opts.schema, [
+    `CREATE TABLE IF NOT EXISTS ${table} (
+       gid text NOT NULL,
+       branch_id text NOT NULL,
+       op text NOT NULL CHECK (op IN ('try', 'confirm', 'cancel')),
+       written_by text NOT NULL CHECK (written_by IN ('try', 'confirm', 'cancel')),
+       created_at timestamptz NOT NULL DEFAULT now(),
+       PRIMARY KEY (gid, branch_id, op))`,
+    `CREATE INDEX IF NOT EXISTS barrier_created_at ON ${table} (created_at)`,
+  ]);
 }
 
 /** Inserts one fence; true when this call wrote it (false: a fence was already there). */

@@ -58,7 +58,7 @@ describe('TCC barrier on PostgreSQL', () => {
       expect.stringContaining('(created_at)'),
       expect.stringContaining('(gid, branch_id, op)'),
     ]);
-    expect(barrierTable({ schema })).toBe('"Saga ""fences"" x".barrier');
+    expect(barrierTable({ schema })).toBe('"Saga ""fences"" x"."barrier"');
   });
 
   it('applies a repeated try, confirm and cancel once each', async () => {
