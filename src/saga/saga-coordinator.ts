@@ -282,7 +282,8 @@ export class SagaCoordinator {
   /**
    * Claims one saga with a due step (skipping sagas another coordinator holds),
    * runs the due steps of its current stage, records their outcomes and
-   * commits. Returns false when nothing was due.
+   * commits, then continues with the same saga while it has due steps.
+   * Returns false when nothing was due.
    *
    * The saga row stays locked for the whole attempt. If this process dies
    * before the commit, PostgreSQL rolls the transaction back when the
@@ -293,27 +294,34 @@ export class SagaCoordinator {
     const client = await this.#opts.pool.connect();
     let broken = false;
     try {
-      await client.query('BEGIN');
-      const claim = await client.query<ClaimedSaga>(
-        `SELECT g.gid, g.definition, g.payload, g.status, g.traceparent, g.tracestate,
-                (extract(epoch FROM g.started_at) * 1000)::float8 AS started_ms
-           FROM ${this.#saga} g
-          WHERE g.status IN ('running', 'compensating') AND g.definition = ANY($1::text[])
-            AND EXISTS (SELECT 1 FROM ${this.#step} s
-                         WHERE s.gid = g.gid AND s.status IN ('pending', 'compensating') AND s.next_attempt_at <= now())
-          ORDER BY g.started_at
-          LIMIT 1
-          FOR UPDATE OF g SKIP LOCKED`,
-        [Object.keys(this.#opts.definitions)],
-      );
-      const saga = claim.rows[0];
-      if (saga === undefined) {
+      let gid: string | null = null;
+      // Each move is its own transaction; after one, the same saga is claimed
+      // again (if still due and not taken meanwhile) so its next stage follows
+      // without waiting for a poll.
+      for (;;) {
+        await client.query('BEGIN');
+        const claim: pg.QueryResult<ClaimedSaga> = await client.query<ClaimedSaga>(
+          `SELECT g.gid, g.definition, g.payload, g.status, g.traceparent, g.tracestate,
+                  (extract(epoch FROM g.started_at) * 1000)::float8 AS started_ms
+             FROM ${this.#saga} g
+            WHERE g.status IN ('running', 'compensating') AND g.definition = ANY($1::text[]) AND ($2::text IS NULL OR g.gid = $2)
+              AND EXISTS (SELECT 1 FROM ${this.#step} s
+                           WHERE s.gid = g.gid AND s.status IN ('pending', 'compensating') AND s.next_attempt_at <= now())
+            ORDER BY g.started_at
+            LIMIT 1
+            FOR UPDATE OF g SKIP LOCKED`,
+          [Object.keys(this.#opts.definitions), gid],
+        );
+        const saga: ClaimedSaga | undefined = claim.rows[0];
+        if (saga === undefined) {
+          await client.query('COMMIT');
+          return gid !== null;
+        }
+        await this.#advance(client, saga);
         await client.query('COMMIT');
-        return false;
+        if (this.#closed) return true;
+        gid = saga.gid;
       }
-      await this.#advance(client, saga);
-      await client.query('COMMIT');
-      return true;
     } catch (err) {
       broken = true;
       await client.query('ROLLBACK').catch(() => undefined);
