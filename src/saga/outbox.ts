@@ -1,0 +1,136 @@
+/**
+ * The transactional outbox: a message is a row written in the caller's own
+ * local transaction, so it exists exactly when the business change committed.
+ * A relay claims unsent rows with `FOR UPDATE SKIP LOCKED`, hands them to a
+ * sink, and marks them sent only after the sink resolved, which the sinks here
+ * do only after the broker acknowledged. Delivery is at-least-once; `inbox`
+ * dedupes on the consumer side. The argument is in README.md.
+ */
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import type { Queryable } from '../library/shard-gate.js';
+import { createIdempotently, qualified } from './saga-schema.js';
+
+/** One message as the relay hands it to a sink. */
+export interface OutboxMessage {
+  /** Unique and stable across redeliveries: the consumer's dedupe key (and the broker's, where it has one). */
+  readonly id: string;
+  readonly topic: string;
+  readonly payload: unknown;
+}
+
+/**
+ * Where the relay publishes. `publish` resolves only once the broker has
+ * acknowledged every message given (a reject or throw leaves them unsent). A
+ * Kafka sink is one more implementation of this interface.
+ */
+export interface OutboxSink {
+  publish(messages: readonly OutboxMessage[]): Promise<void>;
+}
+
+/** Creates the outbox and inbox tables if missing; idempotent and safe from several processes at once. */
+export async function ensureOutboxTables(client: Queryable, schema?: string): Promise<void> {
+  const outbox = qualified(schema, 'outbox');
+  await createIdempotently(client, schema, [
+    `CREATE TABLE IF NOT EXISTS ${outbox} (
+       seq bigserial PRIMARY KEY,
+       id text NOT NULL UNIQUE,
+       topic text NOT NULL,
+       payload jsonb NOT NULL,
+       created_at timestamptz NOT NULL DEFAULT now(),
+       sent_at timestamptz,
+       attempts int NOT NULL DEFAULT 0,
+       last_error text)`,
+    `CREATE INDEX IF NOT EXISTS outbox_unsent ON ${outbox} (seq) WHERE sent_at IS NULL`,
+    `CREATE TABLE IF NOT EXISTS ${qualified(schema, 'inbox')} (
+       consumer text NOT NULL,
+       message_id text NOT NULL,
+       received_at timestamptz NOT NULL DEFAULT now(),
+       PRIMARY KEY (consumer, message_id))`,
+  ]);
+}
+
+/** Writes a message through `tx` (the caller's open transaction) and returns its id. */
+export async function writeOutbox(tx: Queryable, topic: string, payload: unknown, opts: { id?: string; schema?: string } = {}): Promise<string> {
+  const id = opts.id ?? randomUUID();
+  await tx.query(`INSERT INTO ${qualified(opts.schema, 'outbox')} (id, topic, payload) VALUES ($1, $2, $3)`, [id, topic, JSON.stringify(payload ?? null)]);
+  return id;
+}
+
+/** Options of a relay. */
+export interface RelayOptions {
+  readonly pool: pg.Pool;
+  readonly sink: OutboxSink;
+  readonly schema?: string;
+  /** Messages per batch; 100 by default. */
+  readonly batch?: number;
+}
+
+/** Publishes committed outbox rows; several relays may share one outbox. */
+export class OutboxRelay {
+  readonly #opts: RelayOptions;
+  readonly #table: string;
+
+  constructor(opts: RelayOptions) {
+    this.#opts = opts;
+    this.#table = qualified(opts.schema, 'outbox');
+  }
+
+  /**
+   * Claims up to one batch of unsent messages, publishes them, and marks them
+   * sent; returns how many were sent. If the sink fails, the rows stay unsent
+   * with the error and an attempt counted, and the error is thrown.
+   *
+   * If this process dies after the broker acked but before the commit, the
+   * rows are still unsent and are published again: at-least-once, with the
+   * same ids, which `inbox` (and JetStream's duplicate window) absorb.
+   */
+  async runOnce(): Promise<number> {
+    const client = await this.#opts.pool.connect();
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      const rows = (
+        await client.query<OutboxMessage & { seq: string }>(
+          `SELECT seq, id, topic, payload FROM ${this.#table} WHERE sent_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
+          [this.#opts.batch ?? 100],
+        )
+      ).rows;
+      if (rows.length === 0) {
+        await client.query('COMMIT');
+        return 0;
+      }
+      const seqs = rows.map((r) => r.seq);
+      try {
+        await this.#opts.sink.publish(rows.map(({ id, topic, payload }) => ({ id, topic, payload })));
+      } catch (err) {
+        await client.query(`UPDATE ${this.#table} SET attempts = attempts + 1, last_error = $2 WHERE seq = ANY($1::bigint[])`, [seqs, err instanceof Error ? err.message : String(err)]);
+        await client.query('COMMIT');
+        throw err;
+      }
+      await client.query(`UPDATE ${this.#table} SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE seq = ANY($1::bigint[])`, [seqs]);
+      await client.query('COMMIT');
+      return rows.length;
+    } catch (err) {
+      broken = true;
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+}
+
+/**
+ * Runs `fn` for a message at most once per consumer: inside `tx`, the
+ * consumer's open transaction, an inbox row is inserted first and `fn` runs
+ * only if this call wrote it. The row and `fn`'s changes commit together, so
+ * a redelivered message whose first handling rolled back is handled again.
+ * Returns whether `fn` ran.
+ */
+export async function inbox(tx: Queryable, consumer: string, messageId: string, fn: () => Promise<void>, opts: { schema?: string } = {}): Promise<boolean> {
+  const res = await tx.query(`INSERT INTO ${qualified(opts.schema, 'inbox')} (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [consumer, messageId]);
+  if (res.rowCount !== 1) return false;
+  await fn();
+  return true;
+}

@@ -1,0 +1,443 @@
+/**
+ * The saga coordinator: a durable log in PostgreSQL (one row per saga, one per
+ * saga and step) and pollers that claim due sagas with
+ * `FOR UPDATE SKIP LOCKED`, run the due steps of the current stage, and record
+ * the outcome in the same transaction. Any number of coordinators may share a
+ * database; the argument for why no step runs twice at once and why a dead
+ * coordinator's work is resumed is in README.md.
+ */
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import type { Queryable } from '../library/shard-gate.js';
+import { outgoingHeaders, runWithPropagation } from '../observe/propagation/index.js';
+import { decide, defaultRetryPolicy, type RetryDecision, type StepResult } from './retry-policy.js';
+import { callHttp, checkDefinition, runInStep, stagesOf, type SagaDefinition, type StepCall, type StepContext, type StepPhase } from './saga-definition.js';
+import { createIdempotently, qualified } from './saga-schema.js';
+
+/** A saga's state: running forward, compensating, or one of the three terminal states. */
+export type SagaStatus = 'running' | 'compensating' | 'committed' | 'compensated' | 'exhausted';
+
+/** A step's state in the log. */
+export type StepStatus = 'pending' | 'done' | 'failed' | 'compensating' | 'compensated' | 'skipped' | 'exhausted';
+
+/** One step's log row. */
+export interface StepLog {
+  readonly step: number;
+  readonly name: string;
+  readonly stage: number;
+  readonly status: StepStatus;
+  /** Failed attempts of the current phase (ONGOING answers not counted). */
+  readonly attempts: number;
+  /** Every attempt of either phase. */
+  readonly calls: number;
+  readonly intervalMs: number;
+  readonly nextAttemptAt: Date;
+  /** The coordinator that recorded the last attempt. */
+  readonly owner: string | null;
+  readonly lastError: string | null;
+}
+
+/** A saga's log: its row and its steps' rows. */
+export interface SagaLog {
+  readonly gid: string;
+  readonly definition: string;
+  readonly status: SagaStatus;
+  /** For `exhausted`: `RETRY_EXHAUSTED: step <name>: <last error>`; for `compensated`: the FAILURE reason. */
+  readonly lastError: string | null;
+  readonly steps: readonly StepLog[];
+}
+
+/** Options of a coordinator. */
+export interface CoordinatorOptions {
+  /** Connections to the saga database; each claimed saga holds one for the duration of its attempts. */
+  readonly pool: pg.Pool;
+  /** Recorded as the owner of the attempts it runs. */
+  readonly id: string;
+  readonly definitions: Readonly<Record<string, SagaDefinition>>;
+  readonly schema?: string;
+  /** Sleep between polls that found nothing due; 200 ms by default. */
+  readonly pollIntervalMs?: number;
+  /** Sagas worked on at once by this coordinator; 4 by default. */
+  readonly concurrency?: number;
+  /** Called with errors of the poll loop (the saga stays due and is retried); a process warning by default. */
+  readonly onError?: (err: unknown) => void;
+}
+
+interface ClaimedSaga {
+  gid: string;
+  definition: string;
+  payload: unknown;
+  status: SagaStatus;
+  traceparent: string | null;
+  tracestate: string | null;
+  started_ms: number;
+}
+
+interface StepRow {
+  step: number;
+  name: string;
+  stage: number;
+  status: StepStatus;
+  attempts: number;
+  calls: number;
+  interval_ms: number;
+  due: boolean;
+}
+
+const TERMINAL_CHECK = "('running', 'compensating', 'committed', 'compensated', 'exhausted')";
+const STEP_CHECK = "('pending', 'done', 'failed', 'compensating', 'compensated', 'skipped', 'exhausted')";
+
+/** Creates the saga log tables and indexes if missing; idempotent and safe from several processes at once. */
+export async function ensureSagaTables(client: Queryable, schema?: string): Promise<void> {
+  const saga = qualified(schema, 'saga');
+  const step = qualified(schema, 'saga_step');
+  await createIdempotently(client, schema, [
+    `CREATE TABLE IF NOT EXISTS ${saga} (
+       gid text PRIMARY KEY,
+       definition text NOT NULL,
+       payload jsonb NOT NULL,
+       status text NOT NULL CHECK (status IN ${TERMINAL_CHECK}),
+       traceparent text,
+       tracestate text,
+       started_at timestamptz NOT NULL DEFAULT now(),
+       finished_at timestamptz,
+       last_error text)`,
+    `CREATE TABLE IF NOT EXISTS ${step} (
+       gid text NOT NULL REFERENCES ${saga} ON DELETE CASCADE,
+       step int NOT NULL,
+       name text NOT NULL,
+       stage int NOT NULL,
+       status text NOT NULL CHECK (status IN ${STEP_CHECK}),
+       attempts int NOT NULL DEFAULT 0,
+       calls int NOT NULL DEFAULT 0,
+       interval_ms int NOT NULL DEFAULT 0,
+       next_attempt_at timestamptz NOT NULL DEFAULT now(),
+       owner text,
+       last_error text,
+       result jsonb,
+       PRIMARY KEY (gid, step))`,
+    `CREATE INDEX IF NOT EXISTS saga_step_gid_status ON ${step} (gid, status)`,
+    `CREATE INDEX IF NOT EXISTS saga_step_due ON ${step} (next_attempt_at) WHERE status IN ('pending', 'compensating')`,
+    `CREATE INDEX IF NOT EXISTS saga_open ON ${saga} (started_at) WHERE status IN ('running', 'compensating')`,
+  ]);
+}
+
+/** Turns a local call's outcome (or throw) into a StepResult. */
+async function runLocal(run: () => Promise<StepResult | void>): Promise<StepResult> {
+  try {
+    return (await run()) ?? { kind: 'success' };
+  } catch (err) {
+    return { kind: 'error', error: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+/** What one attempt's decision writes to its step row. */
+interface StepUpdate {
+  readonly status: StepStatus;
+  readonly attempts: number;
+  readonly intervalMs: number;
+  readonly nextAt: number | null;
+  readonly lastError: string | null;
+  readonly result: unknown;
+}
+
+function forwardUpdate(row: StepRow, d: RetryDecision): StepUpdate {
+  switch (d.kind) {
+    case 'done':
+      return { status: 'done', attempts: row.attempts, intervalMs: row.interval_ms, nextAt: null, lastError: null, result: d.value ?? null };
+    case 'compensate':
+      return { status: 'failed', attempts: row.attempts, intervalMs: row.interval_ms, nextAt: null, lastError: d.reason, result: null };
+    case 'retry':
+      return { status: 'pending', attempts: d.attempts, intervalMs: d.intervalMs, nextAt: d.at, lastError: d.lastError ?? null, result: null };
+    case 'exhausted':
+      return { status: 'exhausted', attempts: row.attempts + 1, intervalMs: row.interval_ms, nextAt: null, lastError: d.lastError, result: null };
+  }
+}
+
+function compensationUpdate(row: StepRow, d: RetryDecision): StepUpdate {
+  switch (d.kind) {
+    case 'done':
+      return { status: 'compensated', attempts: row.attempts, intervalMs: row.interval_ms, nextAt: null, lastError: null, result: null };
+    // A compensation may not refuse: a FAILURE answer leaves work an operator must finish.
+    case 'compensate':
+      return { status: 'exhausted', attempts: row.attempts, intervalMs: row.interval_ms, nextAt: null, lastError: `compensation refused: ${d.reason}`, result: null };
+    case 'retry':
+      return { status: 'compensating', attempts: d.attempts, intervalMs: d.intervalMs, nextAt: d.at, lastError: d.lastError ?? null, result: null };
+    case 'exhausted':
+      return { status: 'exhausted', attempts: row.attempts + 1, intervalMs: row.interval_ms, nextAt: null, lastError: d.lastError, result: null };
+  }
+}
+
+/**
+ * Runs sagas from the log. `submit` writes a saga; `start` begins polling;
+ * `runOnce` claims and advances one due saga (what each poller does in a loop).
+ */
+export class SagaCoordinator {
+  readonly #opts: CoordinatorOptions;
+  readonly #saga: string;
+  readonly #step: string;
+  #workers: Promise<void>[] = [];
+  #closed = false;
+  #wake: (() => void)[] = [];
+
+  constructor(opts: CoordinatorOptions) {
+    for (const [name, def] of Object.entries(opts.definitions)) checkDefinition(name, def);
+    this.#opts = opts;
+    this.#saga = qualified(opts.schema, 'saga');
+    this.#step = qualified(opts.schema, 'saga_step');
+  }
+
+  /** Creates the log tables if missing. */
+  async ensureTables(): Promise<void> {
+    const client = await this.#opts.pool.connect();
+    try {
+      await ensureSagaTables(client, this.#opts.schema);
+    } finally {
+      client.release();
+    }
+  }
+
+  /**
+   * Writes a new saga of `definition` through `client` (one statement: pass a
+   * transaction to start the saga atomically with the caller's own change) and
+   * returns its gid. The current trace context is kept for its steps.
+   */
+  async submit(client: Queryable, definition: string, payload: unknown, opts: { gid?: string } = {}): Promise<string> {
+    const def = this.#opts.definitions[definition];
+    if (def === undefined) throw new Error(`unknown saga "${definition}"; define it in the coordinator's definitions`);
+    const gid = opts.gid ?? `saga-${randomUUID()}`;
+    const stages = stagesOf(def);
+    const trace = outgoingHeaders();
+    await client.query(
+      `WITH g AS (INSERT INTO ${this.#saga} (gid, definition, payload, status, traceparent, tracestate)
+                  VALUES ($1, $2, $3, 'running', $4, $5) RETURNING gid)
+       INSERT INTO ${this.#step} (gid, step, name, stage, status, next_attempt_at)
+       SELECT g.gid, t.step, t.name, t.stage, 'pending', CASE WHEN t.stage = 0 THEN now() ELSE 'infinity' END FROM g, unnest($6::int[], $7::text[], $8::int[]) AS t(step, name, stage)`,
+      [gid, definition, JSON.stringify(payload ?? null), trace.traceparent ?? null, trace.tracestate ?? null, def.steps.map((_, i) => i), def.steps.map((s) => s.name), stages],
+    );
+    return gid;
+  }
+
+  /** The saga's log, or undefined when no saga has this gid. */
+  async inspect(gid: string): Promise<SagaLog | undefined> {
+    const s = await this.#opts.pool.query<{ gid: string; definition: string; status: SagaStatus; last_error: string | null }>(
+      `SELECT gid, definition, status, last_error FROM ${this.#saga} WHERE gid = $1`,
+      [gid],
+    );
+    const row = s.rows[0];
+    if (row === undefined) return undefined;
+    const steps = await this.#opts.pool.query<{ step: number; name: string; stage: number; status: StepStatus; attempts: number; calls: number; interval_ms: number; next_attempt_at: Date; owner: string | null; last_error: string | null }>(
+      `SELECT step, name, stage, status, attempts, calls, interval_ms, next_attempt_at, owner, last_error FROM ${this.#step} WHERE gid = $1 ORDER BY step`,
+      [gid],
+    );
+    return {
+      gid: row.gid,
+      definition: row.definition,
+      status: row.status,
+      lastError: row.last_error,
+      steps: steps.rows.map((r) => ({
+        step: r.step, name: r.name, stage: r.stage, status: r.status, attempts: r.attempts, calls: r.calls,
+        intervalMs: r.interval_ms, nextAttemptAt: r.next_attempt_at, owner: r.owner, lastError: r.last_error,
+      })),
+    };
+  }
+
+  /** Starts `concurrency` pollers. */
+  start(): void {
+    if (this.#workers.length > 0 || this.#closed) return;
+    const n = this.#opts.concurrency ?? 4;
+    for (let i = 0; i < n; i++) this.#workers.push(this.#loop());
+  }
+
+  /** Stops polling and waits for the attempts in flight to be recorded. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const w of this.#wake.splice(0)) w();
+    await Promise.all(this.#workers);
+    this.#workers = [];
+  }
+
+  async #loop(): Promise<void> {
+    while (!this.#closed) {
+      let claimed = false;
+      try {
+        claimed = await this.runOnce();
+      } catch (err) {
+        (this.#opts.onError ?? ((e) => process.emitWarning(`saga coordinator ${this.#opts.id}: ${e instanceof Error ? e.message : String(e)}`)))(err);
+      }
+      if (!claimed && !this.#closed) {
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(() => done(), this.#opts.pollIntervalMs ?? 200);
+          const done = (): void => {
+            clearTimeout(t);
+            this.#wake = this.#wake.filter((w) => w !== done);
+            resolve();
+          };
+          this.#wake.push(done);
+        });
+      }
+    }
+  }
+
+  /**
+   * Claims one saga with a due step (skipping sagas another coordinator holds),
+   * runs the due steps of its current stage, records their outcomes and
+   * commits, then continues with the same saga while it has due steps.
+   * Returns false when nothing was due.
+   *
+   * The saga row stays locked for the whole attempt. If this process dies
+   * before the commit, PostgreSQL rolls the transaction back when the
+   * connection drops: no outcome is recorded, the step is still due, and the
+   * next coordinator runs it again with the same idempotency key.
+   */
+  async runOnce(): Promise<boolean> {
+    const client = await this.#opts.pool.connect();
+    let broken = false;
+    try {
+      let gid: string | null = null;
+      // Each move is its own transaction; after one, the same saga is claimed
+      // again (if still due and not taken meanwhile) so its next stage follows
+      // without waiting for a poll.
+      for (;;) {
+        await client.query('BEGIN');
+        const claim: pg.QueryResult<ClaimedSaga> = await client.query<ClaimedSaga>(
+          `SELECT g.gid, g.definition, g.payload, g.status, g.traceparent, g.tracestate,
+                  (extract(epoch FROM g.started_at) * 1000)::float8 AS started_ms
+             FROM ${this.#saga} g
+            WHERE g.status IN ('running', 'compensating') AND g.definition = ANY($1::text[]) AND ($2::text IS NULL OR g.gid = $2)
+              AND EXISTS (SELECT 1 FROM ${this.#step} s
+                           WHERE s.gid = g.gid AND s.status IN ('pending', 'compensating') AND s.next_attempt_at <= now())
+            ORDER BY g.started_at
+            LIMIT 1
+            FOR UPDATE OF g SKIP LOCKED`,
+          [Object.keys(this.#opts.definitions), gid],
+        );
+        const saga: ClaimedSaga | undefined = claim.rows[0];
+        if (saga === undefined) {
+          await client.query('COMMIT');
+          return gid !== null;
+        }
+        await this.#advance(client, saga);
+        await client.query('COMMIT');
+        if (this.#closed) return true;
+        gid = saga.gid;
+      }
+    } catch (err) {
+      broken = true;
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  async #advance(client: pg.PoolClient, saga: ClaimedSaga): Promise<void> {
+    const def = this.#opts.definitions[saga.definition]!;
+    const policy = def.retry ?? defaultRetryPolicy;
+    const rows = (
+      await client.query<StepRow>(
+        `SELECT step, name, stage, status, attempts, calls, interval_ms, next_attempt_at <= now() AS due
+           FROM ${this.#step} WHERE gid = $1 ORDER BY step`,
+        [saga.gid],
+      )
+    ).rows;
+    const forward = saga.status === 'running';
+    // Forward: the lowest stage not yet done. Compensation: the highest stage still to undo.
+    const open = rows.filter((r) => (forward ? r.status !== 'done' : r.status === 'compensating'));
+    if (open.length === 0) return;
+    const stage = forward ? Math.min(...open.map((r) => r.stage)) : Math.max(...open.map((r) => r.stage));
+    const due = open.filter((r) => r.stage === stage && r.due && r.status === (forward ? 'pending' : 'compensating'));
+    const phase: StepPhase = forward ? 'action' : 'compensation';
+
+    // Local calls share the claim transaction, so they take turns, each under a savepoint.
+    let localTurn: Promise<unknown> = Promise.resolve();
+    const results = await Promise.all(
+      due.map((row) => {
+        const spec = def.steps[row.step]!;
+        const call: StepCall | undefined = forward ? spec.action : spec.compensation;
+        const ctx: StepContext = { gid: saga.gid, step: row.name, phase, attempt: row.calls + 1, payload: saga.payload, idempotencyKey: `${saga.gid}:${row.name}:${phase}` };
+        const trace = { gid: saga.gid, ...(saga.traceparent !== null ? { traceparent: saga.traceparent } : {}), ...(saga.tracestate !== null ? { tracestate: saga.tracestate } : {}) };
+        const attempt = (): Promise<StepResult> => {
+          if (call === undefined) return Promise.resolve({ kind: 'success' });
+          if (call.kind === 'http') return callHttp(call, ctx);
+          const mine = localTurn.then(() => this.#inSavepoint(client, () => call.run(client, ctx)));
+          localTurn = mine.catch(() => undefined);
+          return mine;
+        };
+        return runWithPropagation(trace, () => runInStep(ctx, attempt));
+      }),
+    );
+
+    const now = (await client.query<{ now: number }>('SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now')).rows[0]!.now;
+    let failed: string | undefined;
+    let exhausted: string | undefined;
+    for (const [i, row] of due.entries()) {
+      const d = decide(policy, results[i]!, { attempts: row.attempts, lastIntervalMs: row.interval_ms, sagaStartedAt: saga.started_ms, now });
+      const u = forward ? forwardUpdate(row, d) : compensationUpdate(row, d);
+      if (u.status === 'exhausted') exhausted ??= `RETRY_EXHAUSTED: step ${row.name} (${phase}): ${u.lastError ?? ''}`;
+      if (u.status === 'failed') failed ??= `step ${row.name} failed: ${u.lastError ?? ''}`;
+      await client.query(
+        `UPDATE ${this.#step}
+            SET status = $3, attempts = $4, interval_ms = $5,
+                next_attempt_at = COALESCE(to_timestamp($6::float8 / 1000), next_attempt_at),
+                last_error = $7, result = COALESCE($8::jsonb, result), calls = calls + 1, owner = $9
+          WHERE gid = $1 AND step = $2`,
+        [saga.gid, row.step, u.status, u.attempts, u.intervalMs, u.nextAt, u.lastError, u.result === null ? null : JSON.stringify(u.result), this.#opts.id],
+      );
+    }
+
+    if (exhausted !== undefined) {
+      // Terminal: a step whose outcome is unknown after every retry is left for an operator, visibly.
+      await this.#finish(client, saga.gid, 'exhausted', exhausted);
+    } else if (failed !== undefined) {
+      // Everything that ran, or may have run (an error answer leaves the outcome unknown), is undone;
+      // steps never attempted are skipped.
+      await client.query(
+        `UPDATE ${this.#step}
+            SET status = CASE WHEN status = 'done' OR calls > 0 THEN 'compensating' ELSE 'skipped' END,
+                attempts = 0, interval_ms = 0, next_attempt_at = 'infinity'
+          WHERE gid = $1 AND status IN ('done', 'pending')`,
+        [saga.gid],
+      );
+      await client.query(`UPDATE ${this.#saga} SET status = 'compensating', last_error = $2 WHERE gid = $1`, [saga.gid, failed]);
+    }
+    if (exhausted === undefined) await this.#releaseNextStage(client, saga.gid, forward && failed === undefined);
+    const left = await client.query<{ n: string }>(
+      `SELECT count(*) AS n FROM ${this.#step} WHERE gid = $1 AND status IN ('pending', 'compensating', 'exhausted')`,
+      [saga.gid],
+    );
+    if (exhausted === undefined && Number(left.rows[0]!.n) === 0) {
+      const status = await client.query<{ status: SagaStatus }>(`SELECT status FROM ${this.#saga} WHERE gid = $1`, [saga.gid]);
+      await this.#finish(client, saga.gid, status.rows[0]!.status === 'running' ? 'committed' : 'compensated', null);
+    }
+  }
+
+  /**
+   * Makes the next stage due once the current one is through. Steps of later
+   * stages wait with `next_attempt_at = infinity`, so a saga is only claimed
+   * when it has work: forward, the lowest stage still pending; compensating,
+   * the highest stage still to undo. While the current stage has rows left,
+   * those rows are not at infinity and nothing changes.
+   */
+  async #releaseNextStage(client: pg.PoolClient, gid: string, forward: boolean): Promise<void> {
+    const status: StepStatus = forward ? 'pending' : 'compensating';
+    await client.query(
+      `UPDATE ${this.#step} SET next_attempt_at = now()
+        WHERE gid = $1 AND status = $2 AND next_attempt_at = 'infinity'
+          AND stage = (SELECT ${forward ? 'min' : 'max'}(stage) FROM ${this.#step} WHERE gid = $1 AND status = $2)`,
+      [gid, status],
+    );
+  }
+
+  async #finish(client: pg.PoolClient, gid: string, status: SagaStatus, lastError: string | null): Promise<void> {
+    await client.query(`UPDATE ${this.#saga} SET status = $2, last_error = COALESCE($3, last_error), finished_at = now() WHERE gid = $1`, [gid, status, lastError]);
+  }
+
+  async #inSavepoint(client: pg.PoolClient, run: () => Promise<StepResult | void>): Promise<StepResult> {
+    await client.query('SAVEPOINT saga_step');
+    const result = await runLocal(run);
+    // A step that did not succeed leaves nothing behind, so its retry starts clean.
+    await client.query(result.kind === 'success' ? 'RELEASE SAVEPOINT saga_step' : 'ROLLBACK TO SAVEPOINT saga_step');
+    return result;
+  }
+}

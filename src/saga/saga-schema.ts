@@ -1,0 +1,33 @@
+/**
+ * The schema all saga state lives in, and its idempotent creation.
+ */
+import type { Queryable } from '../library/shard-gate.js';
+import { quoteIdent } from '../tx/gid.js';
+
+/** The schema used when none is given. */
+export const defaultSagaSchema = 'shardgate_saga';
+
+/** `schema.table`, both quoted (the schema is configuration, never trusted as SQL). */
+export function qualified(schema: string | undefined, table: string): string {
+  return `${quoteIdent(schema ?? defaultSagaSchema)}.${quoteIdent(table)}`;
+}
+
+/**
+ * Creates `schema` and runs `statements` (each `CREATE … IF NOT EXISTS`) in one
+ * transaction under an advisory lock: concurrent `CREATE … IF NOT EXISTS` of the
+ * same object can still collide in the catalogue, so processes that start
+ * together take turns. Must be called on a connection outside a transaction.
+ */
+export async function createIdempotently(client: Queryable, schema: string | undefined, statements: readonly string[]): Promise<void> {
+  const name = schema ?? defaultSagaSchema;
+  await client.query('BEGIN');
+  try {
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`shardgate_saga schema ${name}`]);
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(name)}`);
+    for (const sql of statements) await client.query(sql);
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK');
+    throw err;
+  }
+}
