@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Queryable } from '../library/shard-gate.js';
-import { createIdempotently, qualified } from './saga-schema.js';
+import { createIdempotently, inTransactionClient, qualified } from './saga-schema.js';
 
 /** One message as the relay hands it to a sink. */
 export interface OutboxMessage {
@@ -86,9 +86,7 @@ export class OutboxRelay {
    * same ids, which `inbox` (and JetStream's duplicate window) absorb.
    */
   async runOnce(): Promise<number> {
-    const client = await this.#opts.pool.connect();
-    let broken = false;
-    try {
+    return inTransactionClient(this.#opts.pool, async (client) => {
       await client.query('BEGIN');
       const rows = (
         await client.query<OutboxMessage & { seq: string }>(
@@ -111,13 +109,7 @@ export class OutboxRelay {
       await client.query(`UPDATE ${this.#table} SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE seq = ANY($1::bigint[])`, [seqs]);
       await client.query('COMMIT');
       return rows.length;
-    } catch (err) {
-      broken = true;
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release(broken);
-    }
+    });
   }
 }
 

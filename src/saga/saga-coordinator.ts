@@ -12,7 +12,7 @@ import type { Queryable } from '../library/shard-gate.js';
 import { outgoingHeaders, runWithPropagation } from '../observe/propagation/index.js';
 import { decide, defaultRetryPolicy, type RetryDecision, type StepResult } from './retry-policy.js';
 import { callHttp, checkDefinition, runInStep, stagesOf, type SagaDefinition, type StepCall, type StepContext, type StepPhase } from './saga-definition.js';
-import { createIdempotently, qualified } from './saga-schema.js';
+import { createIdempotently, inTransactionClient, qualified } from './saga-schema.js';
 
 /** A saga's state: running forward, compensating, or one of the three terminal states. */
 export type SagaStatus = 'running' | 'compensating' | 'committed' | 'compensated' | 'exhausted';
@@ -291,9 +291,7 @@ export class SagaCoordinator {
    * next coordinator runs it again with the same idempotency key.
    */
   async runOnce(): Promise<boolean> {
-    const client = await this.#opts.pool.connect();
-    let broken = false;
-    try {
+    return inTransactionClient(this.#opts.pool, async (client) => {
       let gid: string | null = null;
       // Each move is its own transaction; after one, the same saga is claimed
       // again (if still due and not taken meanwhile) so its next stage follows
@@ -322,13 +320,7 @@ export class SagaCoordinator {
         if (this.#closed) return true;
         gid = saga.gid;
       }
-    } catch (err) {
-      broken = true;
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release(broken);
-    }
+    });
   }
 
   async #advance(client: pg.PoolClient, saga: ClaimedSaga): Promise<void> {

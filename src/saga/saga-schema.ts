@@ -1,6 +1,7 @@
 /**
  * The schema all saga state lives in, and its idempotent creation.
  */
+import type pg from 'pg';
 import type { Queryable } from '../library/shard-gate.js';
 import { quoteIdent } from '../tx/gid.js';
 
@@ -29,5 +30,24 @@ export async function createIdempotently(client: Queryable, schema: string | und
   } catch (err) {
     await client.query('ROLLBACK');
     throw err;
+  }
+}
+
+/**
+ * Runs `fn` on a client of `pool` that `fn` opens transactions on. If `fn`
+ * throws, the open transaction is rolled back and the client is discarded
+ * rather than returned (its state is unknown), and the error is rethrown.
+ */
+export async function inTransactionClient<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    return await fn(client);
+  } catch (err) {
+    broken = true;
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release(broken);
   }
 }
