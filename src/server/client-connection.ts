@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import { TLSSocket } from 'node:tls';
 import type { ShardGateConfig } from '../config/types.js';
 import type { EngineSession } from '../engine/session-api.js';
 import { PgError, sgError } from '../errors/index.js';
@@ -61,8 +61,6 @@ const EXTENDED = new Set<FrontendMessage['type']>(['Parse', 'Bind', 'Describe', 
 export class ClientConnection {
   readonly #socket: Socket;
   readonly #hooks: ConnectionHooks;
-  /** The TLS session the client opened before its StartupMessage; null in plaintext. */
-  readonly #tls: TLSSocket | null;
   readonly #out: WireOutput;
   readonly #source: MessageSource;
   readonly #descriptions = new DescriptionCache();
@@ -77,10 +75,10 @@ export class ClientConnection {
   /** Called once the message being handled is done (shutdown waits for them). */
   #idleWaiters: (() => void)[] = [];
 
-  constructor(socket: Socket, hooks: ConnectionHooks, tls: TLSSocket | null = null) {
+  /** `socket` is a TLSSocket when the client opened TLS before its StartupMessage (ProxyServer negotiates it). */
+  constructor(socket: Socket, hooks: ConnectionHooks) {
     this.#socket = socket;
     this.#hooks = hooks;
-    this.#tls = tls;
     socket.setNoDelay(true);
     socket.on('error', (err) => hooks.log.debug({ err: err.message }, 'client socket error'));
     socket.once('close', () => this.#onSocketClose());
@@ -175,7 +173,7 @@ export class ClientConnection {
         verifiers: hooks.verifiers,
         log: hooks.log,
         tls: hooks.tls,
-        encrypted: this.#tls !== null,
+        encrypted: this.#socket instanceof TLSSocket,
         cancelRequest: (processId, secretKey) => hooks.cancelRequest(processId, secretKey),
         admit: () => hooks.admit(this),
       });

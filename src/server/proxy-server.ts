@@ -9,7 +9,7 @@ import type { ConnectionHooks, SessionFactory } from './client-connection.js';
 import { silentLog } from './server-log.js';
 import type { ServerLog } from './server-log.js';
 import { loadClientTls, negotiateEncryption } from './tls-negotiation.js';
-import type { ClientTls, NegotiatedSocket } from './tls-negotiation.js';
+import type { ClientTls } from './tls-negotiation.js';
 
 /** Options of {@link ProxyServer}. */
 export interface ProxyServerOptions {
@@ -120,8 +120,8 @@ export class ProxyServer {
       });
   }
 
-  #serve(negotiated: NegotiatedSocket): void {
-    const conn = new ClientConnection(negotiated.socket, this.#hooks(), negotiated.tls);
+  #serve(socket: Socket): void {
+    const conn = new ClientConnection(socket, this.#hooks());
     this.#connections.add(conn);
     void conn.run().finally(() => this.#connections.delete(conn));
   }

@@ -50,13 +50,6 @@ export function loadClientTls(config: ShardGateConfig): ClientTls | null {
   return { context, required: tls.required, channelBinding: tlsServerEndPoint(leaf.raw) };
 }
 
-/** A client socket after the encryption exchange that precedes its StartupMessage. */
-export interface NegotiatedSocket {
-  readonly socket: Socket;
-  /** The TLS session, when the client asked for one and it was established. */
-  readonly tls: TLSSocket | null;
-}
-
 const ACCEPT = Buffer.from('S');
 const REFUSE = Buffer.from('N');
 /** The bytes read before deciding: an SSLRequest or GSSENCRequest is exactly this long. */
@@ -68,10 +61,11 @@ const REQUEST_LENGTH = 8;
  * first packet that is neither is put back unread for the startup exchange.
  * Bytes that arrive together with an SSLRequest, before the handshake, are
  * refused (08P01): they were sent in the clear and an attacker could have
- * injected them (CVE-2021-23214). Resolves null when the client left or the
- * handshake failed.
+ * injected them (CVE-2021-23214). Resolves with the socket to serve (a
+ * TLSSocket when the client asked for TLS and got it), or null when the
+ * client left or the handshake failed.
  */
-export async function negotiateEncryption(socket: Socket, tls: ClientTls | null, log: ServerLog): Promise<NegotiatedSocket | null> {
+export async function negotiateEncryption(socket: Socket, tls: ClientTls | null, log: ServerLog): Promise<Socket | null> {
   for (;;) {
     const head = await readHead(socket);
     if (head === null) return null;
@@ -79,7 +73,7 @@ export async function negotiateEncryption(socket: Socket, tls: ClientTls | null,
     const isRequest = head.readInt32BE(0) === REQUEST_LENGTH && (code === SSL_REQUEST_CODE || code === GSSENC_REQUEST_CODE);
     if (!isRequest) {
       socket.unshift(head);
-      return { socket, tls: null };
+      return socket;
     }
     if (code === GSSENC_REQUEST_CODE || tls === null) {
       if (head.length > REQUEST_LENGTH) socket.unshift(head.subarray(REQUEST_LENGTH));
@@ -95,7 +89,7 @@ export async function negotiateEncryption(socket: Socket, tls: ClientTls | null,
   }
 }
 
-function handshake(socket: Socket, tls: ClientTls, log: ServerLog): Promise<NegotiatedSocket | null> {
+function handshake(socket: Socket, tls: ClientTls, log: ServerLog): Promise<TLSSocket | null> {
   return new Promise((resolve) => {
     const secure = new TLSSocket(socket, { isServer: true, secureContext: tls.context });
     const fail = (err: Error): void => {
@@ -110,7 +104,7 @@ function handshake(socket: Socket, tls: ClientTls, log: ServerLog): Promise<Nego
       secure.off('error', fail);
       // The connection pauses it and reads on demand, as it does a plain socket.
       secure.pause();
-      resolve({ socket: secure, tls: secure });
+      resolve(secure);
     });
   });
 }
