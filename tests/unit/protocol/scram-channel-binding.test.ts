@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PgError } from '../../../src/errors/pg-error.js';
+import { codeOf } from './pg-error-code.js';
 import { ScramClient, ScramServer, SCRAM_SHA_256, SCRAM_SHA_256_PLUS, scramVerifier, tlsServerEndPoint } from '../../../src/protocol/scram.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'shardgate-scram-cb-'));
@@ -15,15 +15,6 @@ function certificate(name: string, keyArgs: readonly string[], digest: readonly 
   const out = join(dir, `${name}.crt`);
   execFileSync('openssl', ['req', '-x509', ...keyArgs, '-nodes', '-keyout', join(dir, `${name}.key`), '-out', out, '-days', '1', '-subj', `/CN=${name}`, ...digest], { stdio: 'ignore' });
   return new X509Certificate(readFileSync(out)).raw;
-}
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof PgError ? err.code : `not a PgError: ${String(err)}`;
-  }
-  return undefined;
 }
 
 describe('tls-server-end-point (RFC 5929)', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PgError } from '../../../src/errors/pg-error.js';
+import { codeOf } from './pg-error-code.js';
 import {
   formatScramVerifier,
   md5Password,
@@ -21,16 +21,6 @@ const RFC = {
   clientFinal: 'c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=',
   serverFinal: 'v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=',
 };
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(PgError);
-    return (e as PgError).code;
-  }
-  throw new Error('expected a throw');
-}
 
 describe('SCRAM-SHA-256', () => {
   const rfcVerifier = scramVerifier('pencil', 4096, RFC.salt);
