@@ -41,26 +41,27 @@ function ratioAtLeast(
  * back with `met: null` rather than being dropped, so the gap stays visible.
  */
 export function evaluateTargets(tables: readonly ResultTable[]): Target[] {
-  const pgbouncer16 = findValue(tables, 'select-only', 'simple-c16', 'pgbouncer');
+  const selectOnly16 = (side: string): { value: number; unit: string } | null => findValue(tables, 'select-only', 'simple-c16', side);
+  const pgbouncer16 = selectOnly16('pgbouncer');
   return [
     ratioAtLeast(
       'select-only-1-shard',
       'select-only (-S simple, 16 clients) through ShardGate over 1 shard ≥ PgBouncer',
-      findValue(tables, 'select-only', 'simple-c16', 'shardgate-1'),
+      selectOnly16('shardgate-1'),
       pgbouncer16,
       1,
     ),
     ratioAtLeast(
       'select-only-tls',
       'select-only (-S simple, 16 clients) through ShardGate over 1 shard with clients on TLS ≥ 0.85 × the same without TLS',
-      findValue(tables, 'select-only', 'simple-c16', 'shardgate-1-tls'),
-      findValue(tables, 'select-only', 'simple-c16', 'shardgate-1'),
+      selectOnly16('shardgate-1-tls'),
+      selectOnly16('shardgate-1'),
       0.85,
     ),
     ratioAtLeast(
       'select-only-4-shards',
       'select-only (-S simple, 16 clients) through ShardGate over 4 shards ≥ PgBouncer',
-      findValue(tables, 'select-only', 'simple-c16', 'shardgate-4'),
+      selectOnly16('shardgate-4'),
       pgbouncer16,
       1,
     ),
