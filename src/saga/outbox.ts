@@ -8,25 +8,15 @@
  */
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
+import type { BrokerMessage, MessageSink } from '../messaging/message-sink.js';
 import type { Queryable } from '../library/shard-gate.js';
 import { createIdempotently, inTransactionClient, qualified } from './saga-schema.js';
 
 /** One message as the relay hands it to a sink. */
-export interface OutboxMessage {
-  /** Unique and stable across redeliveries: the consumer's dedupe key (and the broker's, where it has one). */
-  readonly id: string;
-  readonly topic: string;
-  readonly payload: unknown;
-}
+export type OutboxMessage = BrokerMessage;
 
-/**
- * Where the relay publishes. `publish` resolves only once the broker has
- * acknowledged every message given (a reject or throw leaves them unsent). A
- * Kafka sink is one more implementation of this interface.
- */
-export interface OutboxSink {
-  publish(messages: readonly OutboxMessage[]): Promise<void>;
-}
+/** Where the relay publishes (src/messaging: NATS JetStream, RabbitMQ; a Kafka sink is one more implementation). */
+export type OutboxSink = MessageSink;
 
 /** Creates the outbox and inbox tables if missing; idempotent and safe from several processes at once. */
 export async function ensureOutboxTables(client: Queryable, schema?: string): Promise<void> {

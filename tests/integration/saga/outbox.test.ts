@@ -4,7 +4,7 @@ import { connect, type NatsConnection } from 'nats';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OutboxRelay, ensureOutboxTables, inbox, writeOutbox } from '../../../src/saga/outbox.js';
-import { natsJetStreamSink, rabbitMqSink } from '../../../src/saga/outbox-sinks.js';
+import { natsJetStreamSink, rabbitMqSink } from '../../../src/messaging/broker-sinks.js';
 import { PgCluster } from '../../harness/cluster.js';
 
 // The brokers run on this machine (NATS JetStream on 4222, RabbitMQ on 5672).
