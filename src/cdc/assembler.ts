@@ -69,15 +69,19 @@ interface Global {
 }
 
 interface ShardState {
+  readonly name: string;
   readonly relations: Map<number, Relation>;
-  open: { readonly prepared: string | null; readonly changes: HeldChange[] } | null;
+  /** The transaction being read; `skip` when its xid is already in the starting snapshot. */
+  open: { readonly prepared: string | null; readonly changes: HeldChange[]; readonly skip: boolean } | null;
   readonly streams: Map<number, HeldChange[]>;
+  /** Streamed transactions already in the starting snapshot: read, never held. */
+  readonly skippedStreams: Set<number>;
   streamXid: number | null;
   /** Prepared, not yet COMMIT PREPARED or ROLLBACK PREPARED: prepared gid → changes and prepare LSN. */
-  readonly prepared: Map<string, { readonly changes: readonly HeldChange[]; readonly prepareLsn: Lsn }>;
+  readonly prepared: Map<string, { readonly changes: readonly HeldChange[]; readonly prepareLsn: Lsn; readonly skip: boolean }>;
   readonly queue: Entry[];
-  /** Emitted, not yet acknowledged: event id → bound. */
-  readonly inFlight: Map<string, Lsn>;
+  /** Emitted, not yet acknowledged: event id → bound and commit time. */
+  readonly inFlight: Map<string, { readonly bound: Lsn; readonly commitTime: bigint }>;
   /** End of the last transaction fully read. */
   lastEnd: Lsn;
 }
@@ -130,13 +134,23 @@ export class Assembler {
   /** Event id → the shards whose in-flight bound it holds. */
   readonly #eventShards = new Map<string, readonly string[]>();
 
-  /** `shards`: every shard's name; `startAt`: where each stream starts (its slot's confirmed position). */
-  constructor(shards: readonly string[], startAt: ReadonlyMap<string, Lsn> = new Map()) {
+  readonly #skip: (shard: string, xid: number) => boolean;
+
+  /**
+   * `shards`: every shard's name; `startAt`: where each stream starts (its
+   * slot's confirmed position); `skip`: transactions (by shard and xid) whose
+   * changes a starting copy already holds (an export's snapshot): read and
+   * never emitted.
+   */
+  constructor(shards: readonly string[], startAt: ReadonlyMap<string, Lsn> = new Map(), opts: { skip?: (shard: string, xid: number) => boolean } = {}) {
+    this.#skip = opts.skip ?? (() => false);
     for (const s of shards) {
       this.#shards.set(s, {
+        name: s,
         relations: new Map(),
         open: null,
         streams: new Map(),
+        skippedStreams: new Set(),
         streamXid: null,
         prepared: new Map(),
         queue: [],
@@ -163,26 +177,32 @@ export class Assembler {
         });
         return [];
       case 'Begin':
-        st.open = { prepared: null, changes: [] };
+        st.open = { prepared: null, changes: [], skip: this.#skip(shard, m.xid) };
         return [];
       case 'BeginPrepare':
-        st.open = { prepared: m.gid, changes: [] };
+        st.open = { prepared: m.gid, changes: [], skip: this.#skip(shard, m.xid) };
         return [];
       case 'Insert':
       case 'Update':
       case 'Delete':
-      case 'Truncate':
-        this.#changesFor(st, m.xid).push(...this.#held(st, m));
+      case 'Truncate': {
+        const skipped = st.streamXid === null ? st.open?.skip === true : st.skippedStreams.has(st.streamXid);
+        if (!skipped) this.#changesFor(st).push(...this.#held(st, m));
         return [];
+      }
       case 'StreamStart':
         st.streamXid = m.xid;
+        if (this.#skip(shard, m.xid)) st.skippedStreams.add(m.xid);
         if (!st.streams.has(m.xid)) st.streams.set(m.xid, []);
         return [];
       case 'StreamStop':
         st.streamXid = null;
         return [];
       case 'StreamAbort': {
-        if (m.subXid === m.xid) st.streams.delete(m.xid);
+        if (m.subXid === m.xid) {
+          st.streams.delete(m.xid);
+          st.skippedStreams.delete(m.xid);
+        }
         else {
           const kept = (st.streams.get(m.xid) ?? []).filter((c) => c.xid !== m.subXid);
           st.streams.set(m.xid, kept);
@@ -191,28 +211,31 @@ export class Assembler {
       }
       case 'Commit': {
         const changes = st.open?.changes ?? [];
+        const skip = st.open?.skip === true;
         st.open = null;
-        return this.#committed(st, shard, changes, m.commitLsn, m.endLsn, m.commitTime, null);
+        return this.#committed(st, shard, changes, m.commitLsn, m.endLsn, m.commitTime, null, skip);
       }
       case 'StreamCommit': {
         const changes = st.streams.get(m.xid) ?? [];
+        const skip = st.skippedStreams.delete(m.xid);
         st.streams.delete(m.xid);
-        return this.#committed(st, shard, changes, m.commitLsn, m.endLsn, m.commitTime, null);
+        return this.#committed(st, shard, changes, m.commitLsn, m.endLsn, m.commitTime, null, skip);
       }
       case 'Prepare':
-        st.prepared.set(m.gid, { changes: st.open?.changes ?? [], prepareLsn: m.prepareLsn });
+        st.prepared.set(m.gid, { changes: st.open?.changes ?? [], prepareLsn: m.prepareLsn, skip: st.open?.skip === true });
         st.open = null;
         if (m.endLsn > st.lastEnd) st.lastEnd = m.endLsn;
         return [];
       case 'StreamPrepare':
-        st.prepared.set(m.gid, { changes: st.streams.get(m.xid) ?? [], prepareLsn: m.prepareLsn });
+        st.prepared.set(m.gid, { changes: st.streams.get(m.xid) ?? [], prepareLsn: m.prepareLsn, skip: st.skippedStreams.delete(m.xid) });
         st.streams.delete(m.xid);
         if (m.endLsn > st.lastEnd) st.lastEnd = m.endLsn;
         return [];
       case 'CommitPrepared': {
         const p = st.prepared.get(m.gid);
         st.prepared.delete(m.gid);
-        return this.#committed(st, shard, p?.changes ?? [], m.commitLsn, m.endLsn, m.commitTime, { gid: m.gid, bound: p?.prepareLsn ?? m.commitLsn });
+        const skip = p?.skip === true || this.#skip(shard, m.xid);
+        return this.#committed(st, shard, p?.changes ?? [], m.commitLsn, m.endLsn, m.commitTime, { gid: m.gid, bound: p?.prepareLsn ?? m.commitLsn }, skip);
       }
       case 'RollbackPrepared':
         st.prepared.delete(m.gid);
@@ -243,8 +266,59 @@ export class Assembler {
     };
     for (const e of st.queue) lower(e.bound);
     for (const p of st.prepared.values()) lower(p.prepareLsn);
-    for (const b of st.inFlight.values()) lower(b);
+    for (const b of st.inFlight.values()) lower(b.bound);
     return low;
+  }
+
+  /** Commit time of the oldest part of `shard` read and not yet acknowledged downstream; null when none (for lag). */
+  oldestPending(shard: string): bigint | null {
+    const st = this.#state(shard);
+    let oldest: bigint | null = null;
+    for (const t of [...st.queue.map((e) => e.commitTime), ...[...st.inFlight.values()].map((f) => f.commitTime)]) {
+      if (oldest === null || t < oldest) oldest = t;
+    }
+    return oldest;
+  }
+
+  /** End of the last transaction read on `shard` (or the idle position a keepalive reported). */
+  readTo(shard: string): Lsn {
+    return this.#state(shard).lastEnd;
+  }
+
+  /**
+   * After a restart, drops the global transactions that were emitted and
+   * acknowledged before it but whose shards' slots were not all confirmed
+   * past them (a crash between one standby status update and the next): the
+   * part of a shard confirmed first is not sent again, so the others would
+   * wait for it forever. See README.md "Restart". `before`: each shard's WAL
+   * position read when the streams started; `readPast`: each shard's
+   * position read after all of `before` were. The caller calls this once,
+   * when every shard's stream has been read up to its `readPast`. Returns the
+   * number dropped and the events the drop unblocked.
+   */
+  settleRestart(before: ReadonlyMap<string, Lsn>, readPast: ReadonlyMap<string, Lsn>): { dropped: number; events: CdcEvent[] } {
+    let dropped = 0;
+    for (const [gid, g] of [...this.#globals]) {
+      const parts = [...(g.anchor === null ? [] : [g.anchor]), ...g.branches.values()];
+      const old = parts.every((p) => p.commitLsn < (before.get(p.shard) ?? (0n as Lsn)));
+      const readFar = (shard: string): boolean => this.#state(shard).lastEnd >= (readPast.get(shard) ?? (0n as Lsn));
+      if (parts.length === 0 || !old) continue;
+      // Missing anchor: it committed before its branches were committed, hence before `before` was read,
+      // hence before `readPast`; read past that and not seen means it lies before the slot's start.
+      const anchorShard = g.anchor?.shard ?? parsePreparedGid(`${gid}_${parts[0]!.shard}`)?.anchor ?? null;
+      if (g.anchor === null && (anchorShard === null || !readFar(anchorShard))) continue;
+      // Missing branch: prepared before the anchor committed; neither prepared nor committed in the stream
+      // read past `readPast` means its shard's slot was confirmed past it, which happens only after the event.
+      const missing = (g.participants ?? []).filter((p) => !g.branches.has(p));
+      if (missing.some((p) => !readFar(p) || this.#state(p).prepared.has(`${gid}_${p}`))) continue;
+      for (const p of parts) {
+        const q = this.#state(p.shard).queue;
+        q.splice(q.indexOf(p), 1);
+      }
+      this.#globals.delete(gid);
+      dropped++;
+    }
+    return { dropped, events: dropped === 0 ? [] : this.#drain() };
   }
 
   /** Advances an idle shard (a keepalive with nothing open): everything before `walEnd` has been read. */
@@ -259,10 +333,9 @@ export class Assembler {
     return st;
   }
 
-  #changesFor(st: ShardState, xid: number | null): HeldChange[] {
+  #changesFor(st: ShardState): HeldChange[] {
     if (st.streamXid !== null) return st.streams.get(st.streamXid)!;
-    if (st.open === null) st.open = { prepared: null, changes: [] };
-    void xid;
+    if (st.open === null) st.open = { prepared: null, changes: [], skip: false };
     return st.open.changes;
   }
 
@@ -296,8 +369,13 @@ export class Assembler {
     end: Lsn,
     commitTime: bigint,
     prepared: { gid: string; bound: Lsn } | null,
+    skip: boolean,
   ): CdcEvent[] {
     if (end > st.lastEnd) st.lastEnd = end;
+    if (skip) {
+      st.queue.push({ shard, changes: [], rows: new Set(), end, commitTime, commitLsn, kind: 'local', gid: null, bound: prepared?.bound ?? commitLsn });
+      return this.#drain();
+    }
     const changes = held.flatMap((h) => (h.change === null ? [] : [h.change]));
     const rows = new Set(held.flatMap((h) => h.rows));
     const decision = held.find((h) => h.decision !== null)?.decision ?? null;
@@ -367,7 +445,7 @@ export class Assembler {
 
   #emit(id: string, kind: CdcEvent['kind'], parts: readonly Entry[]): CdcEvent {
     const shards = parts.map((p) => p.shard);
-    for (const p of parts) this.#state(p.shard).inFlight.set(id, p.bound);
+    for (const p of parts) this.#state(p.shard).inFlight.set(id, { bound: p.bound, commitTime: p.commitTime });
     this.#eventShards.set(id, shards);
     return { id, kind, commitTime: parts[0]!.commitTime, shards, changes: parts.flatMap((p) => p.changes) };
   }

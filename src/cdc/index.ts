@@ -14,3 +14,8 @@ export * from './replication-message.js';
 export * from './assembler.js';
 export * from './replication-client.js';
 export * from './json-line.js';
+export * from './cdc-sink.js';
+export * from './cdc-runner.js';
+export * from './cdc-metrics.js';
+export * from './snapshot-filter.js';
+export * from './manifest-start.js';

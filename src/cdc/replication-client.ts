@@ -30,10 +30,24 @@ export class ReplicationClient {
     this.#transport = transport;
   }
 
-  /** Connects to `url` as a walsender for its database. */
-  static async connect(shard: ShardName, url: string): Promise<ReplicationClient> {
-    const { transport } = await openPostgresSession(shard, parsePostgresUrl(url), { startupParameters: { replication: 'database', application_name: 'shardgate_cdc' } });
+  /**
+   * Connects to `url` as a walsender for its database; with
+   * `{ walsender: false }` as an ordinary session (for monitoring queries,
+   * without taking one of the server's max_wal_senders).
+   */
+  static async connect(shard: ShardName, url: string, opts: { walsender?: boolean } = {}): Promise<ReplicationClient> {
+    const startupParameters: Record<string, string> = { application_name: 'shardgate_cdc' };
+    if (opts.walsender !== false) startupParameters.replication = 'database';
+    const { transport } = await openPostgresSession(shard, parsePostgresUrl(url), { startupParameters });
     return new ReplicationClient(shard, transport);
+  }
+
+  /** IDENTIFY_SYSTEM's `xlogpos`: the server's WAL flush position now. */
+  async walPosition(): Promise<Lsn> {
+    const rows = await this.command('IDENTIFY_SYSTEM');
+    const pos = rows[0]?.[2];
+    if (pos === undefined || pos === null) throw sgError('protocolViolation', { reason: 'IDENTIFY_SYSTEM returned no xlogpos' });
+    return parseLsn(pos);
   }
 
   /** Runs one command with the simple protocol and returns its rows (text). */

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { loadConfig, type LoadOptions } from '../config/load.js';
 import type { ShardGateConfig } from '../config/types.js';
+import { cdc, CDC_DEFAULTS, type CdcFlags } from './cdc.js';
 import { processIo, withConfigErrors, type CliIo } from './cli-io.js';
 import { recover } from './recover.js';
 import { restorePoint } from './restore-point.js';
@@ -28,7 +29,7 @@ function load(flags: ConfigFlags, io: CliIo): ShardGateConfig {
  * Runs the `shardgate` command line (`argv` as in process.argv: node, script,
  * arguments) and resolves with the exit status: 0 success, 1 failure,
  * 2 configuration error (reported before anything starts). Commands:
- * serve, demo, status, recover, restore-point, version.
+ * serve, demo, status, recover, restore-point, cdc, version.
  */
 export async function main(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   let code = 0;
@@ -89,6 +90,26 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
     .option(configOption, configHelp)
     .action(async (name: string, flags: ConfigFlags) => {
       code = await withConfigErrors(io, () => restorePoint(load(flags, io), name, io));
+    });
+
+  program
+    .command('cdc')
+    .description('stream every committed transaction, cross-shard ones whole, to a sink until SIGINT/SIGTERM')
+    .option(configOption, configHelp)
+    .option('--sink <name>', 'stdout (JSON lines), nats (JetStream), rabbitmq or webhook', CDC_DEFAULTS.sink)
+    .option('--subject <name>', 'NATS subject, or RabbitMQ routing key (the queue on the default exchange)', CDC_DEFAULTS.subject)
+    .option('--nats-url <url>', 'NATS server', CDC_DEFAULTS.natsUrl)
+    .option('--nats-stream <name>', 'JetStream stream to publish into, created over the subject when missing', CDC_DEFAULTS.natsStream)
+    .option('--amqp-url <url>', 'RabbitMQ server', CDC_DEFAULTS.amqpUrl)
+    .option('--exchange <name>', "RabbitMQ exchange ('' is the default exchange)", '')
+    .option('--webhook-url <url>', 'URL each batch of events is POSTed to as a JSON array')
+    .option('--webhook-header <header...>', 'extra request header for the webhook, "Name: value" (repeatable)')
+    .option('--from-manifest <file>', "start exactly where an export (shardgate export --cdc) ends: its manifest.json")
+    .option('--slot-prefix <prefix>', 'replication slot of each shard: prefix + shard name', CDC_DEFAULTS.slotPrefix)
+    .option('--publication <name>', 'publication (FOR ALL TABLES) on each shard', CDC_DEFAULTS.publication)
+    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at /metrics (for example 127.0.0.1:9465)')
+    .action(async (flags: ConfigFlags & CdcFlags) => {
+      code = await withConfigErrors(io, () => cdc(load(flags, io), flags, io));
     });
 
   program

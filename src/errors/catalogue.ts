@@ -136,6 +136,24 @@ export const catalogue = {
     severity: 'ERROR',
     message: 'ORDER BY position {position} is not in select list',
   },
+  cdcManifest: {
+    sqlstate: '22023',
+    severity: 'ERROR',
+    message: 'cannot start change data capture from {file}: {reason}',
+    hint: 'Give the manifest.json of a complete `shardgate export --cdc` taken of these same shards.',
+  },
+  cdcOption: {
+    sqlstate: '22023',
+    severity: 'ERROR',
+    message: 'shardgate cdc {option}: {reason}',
+    hint: 'See `shardgate cdc --help`.',
+  },
+  cdcNeedsServer: {
+    sqlstate: '0A000',
+    severity: 'ERROR',
+    message: 'change data capture needs PostgreSQL servers, and shard "{shard}" is embedded',
+    hint: 'Point the shard at a PostgreSQL server with wal_level = logical.',
+  },
   invalidReadConsistency: {
     sqlstate: '22023',
     severity: 'ERROR',
