@@ -234,7 +234,8 @@ export class Assembler {
       case 'CommitPrepared': {
         const p = st.prepared.get(m.gid);
         st.prepared.delete(m.gid);
-        const skip = p?.skip === true || this.#skip(shard, m.xid);
+        // The PREPARE read in this stream says; one that came before the stream started is asked by its xid.
+        const skip = p !== undefined ? p.skip : this.#skip(shard, m.xid);
         return this.#committed(st, shard, p?.changes ?? [], m.commitLsn, m.endLsn, m.commitTime, { gid: m.gid, bound: p?.prepareLsn ?? m.commitLsn }, skip);
       }
       case 'RollbackPrepared':
@@ -310,6 +311,8 @@ export class Assembler {
       // Missing branch: prepared before the anchor committed; neither prepared nor committed in the stream
       // read past `readPast` means its shard's slot was confirmed past it, which happens only after the event.
       const missing = (g.participants ?? []).filter((p) => !g.branches.has(p));
+      // Every part read: whole, only waiting behind earlier parts of its shards; never dropped.
+      if (g.anchor !== null && missing.length === 0) continue;
       if (missing.some((p) => !readFar(p) || this.#state(p).prepared.has(`${gid}_${p}`))) continue;
       for (const p of parts) {
         const q = this.#state(p.shard).queue;

@@ -117,6 +117,8 @@ export class CdcRunner {
       failed.abort();
     };
     const onAbort = (): void => failed.abort();
+    // One promise for the whole attempt: the loops race it at every wait without adding a listener each time.
+    const ended = aborted(failed.signal);
     signal.addEventListener('abort', onAbort, { once: true });
     let ticker: NodeJS.Timeout | undefined;
     let readers: Promise<void>[] = [];
@@ -178,7 +180,7 @@ export class CdcRunner {
         const client = clients.get(s.name)!;
         const decoder = new PgoutputDecoder();
         while (!failed.signal.aborted) {
-          while (pending.length + sending >= this.#max && !failed.signal.aborted) await Promise.race([space.wait(), aborted(failed.signal)]);
+          while (pending.length + sending >= this.#max && !failed.signal.aborted) await Promise.race([space.wait(), ended]);
           if (failed.signal.aborted) return;
           const m = await client.next();
           if (m === null) throw new Error(`shard ${s.name} ended the replication stream`);
@@ -197,7 +199,7 @@ export class CdcRunner {
         for (;;) {
           if (pending.length === 0) {
             if (failed.signal.aborted) return;
-            await Promise.race([work.wait(), aborted(failed.signal)]);
+            await Promise.race([work.wait(), ended]);
             continue;
           }
           const batch = pending.splice(0, this.#batch);
@@ -228,7 +230,7 @@ export class CdcRunner {
       // A reader's error after the attempt ended (its session closed under it) is not a failure.
       readers = shards.map((s) => readShard(s).catch((err: unknown) => (failed.signal.aborted ? undefined : fail(err))));
       const delivering = deliver().catch(fail);
-      await Promise.race([aborted(failed.signal), Promise.all(readers)]);
+      await Promise.race([ended, Promise.all(readers)]);
       // Stopping or failed: the readers stop; what was assembled is still handed to the sink.
       await delivering;
       // Stopping cleanly: confirm what the sink took. The walsender handles the update before the Terminate that follows it.

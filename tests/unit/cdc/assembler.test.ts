@@ -123,4 +123,76 @@ describe('Assembler', () => {
     ]);
     expect(events.map((e) => e.changes.map((c) => c.new?.id))).toEqual([['1']]);
   });
+
+  it('reads and never emits the transactions a starting copy already holds (skip by xid), global ones whole', () => {
+    const inCopy = new Set([100, 10]);
+    const a = new Assembler(['s0', 's1'], new Map(), { skip: (_shard, xid) => inCopy.has(xid) });
+    for (const s of ['s0', 's1']) feed(a, s, relations);
+    // A global transaction in the copy: anchor (xid 100) on s0, branch (xid 10) on s1.
+    expect(feed(a, 's0', local(100, upd(1, -6), decision(GID, ['s1'])))).toEqual([]);
+    expect(feed(a, 's1', [...prepare(10, `${GID}_s1`, upd(11, 6)), commitPrepared(50, `${GID}_s1`)])).toEqual([]);
+    expect(a.held).toBe(0);
+    expect([a.confirmable('s0'), a.confirmable('s1')]).toEqual([L(101), L(51)]);
+    // The next transaction is not in the copy.
+    expect(feed(a, 's0', local(200, upd(1, 4))).map((e) => e.id)).toEqual(['s0:0/C8']);
+  });
+
+  describe('settleRestart', () => {
+    const G1 = 'sg_gw1_s0_one';
+    const G2 = 'sg_gw1_s0_two';
+    const before = new Map([['s0', L(1000)], ['s1', L(1000)]]);
+    const readPast = new Map([['s0', L(1100)], ['s1', L(1100)]]);
+    const restarted = (): Assembler => {
+      const a = new Assembler(['s0', 's1']);
+      for (const s of ['s0', 's1']) feed(a, s, relations);
+      return a;
+    };
+
+    it('drops a global transaction whose other shard was confirmed past its part, and unblocks what waited behind it', () => {
+      const a = restarted();
+      // s0 replays G1's anchor and a later local writing the same row; s1 was confirmed past G1's branch.
+      expect(feed(a, 's0', [...local(100, upd(1, -6), decision(G1, ['s1'])), ...local(200, upd(1, 4))])).toEqual([]);
+      a.idle('s1', L(1200));
+      a.idle('s0', L(1200));
+      const { dropped, events } = a.settleRestart(before, readPast);
+      expect(dropped).toBe(1);
+      expect(events.map((e) => e.id)).toEqual(['s0:0/C8']);
+      expect(a.held).toBe(0);
+    });
+
+    it('drops a replayed branch whose anchor lies before the anchor shard\'s restart point', () => {
+      const a = restarted();
+      expect(feed(a, 's1', [...prepare(10, `${G1}_s1`, upd(11, 6)), commitPrepared(50, `${G1}_s1`)])).toEqual([]);
+      a.idle('s0', L(1200));
+      expect(a.settleRestart(before, readPast).dropped).toBe(1);
+    });
+
+    it('keeps a whole transaction that only waits behind earlier parts, one still prepared, and one newer than the restart', () => {
+      const a = restarted();
+      // G2 is whole but waits on s0 behind the orphan G1 (same row): it is emitted once G1 is dropped.
+      feed(a, 's0', [...local(100, upd(1, 1), decision(G1, ['s1'])), ...local(200, upd(1, 2), decision(G2, ['s1']))]);
+      feed(a, 's1', [...prepare(300, `${G2}_s1`, upd(12, 2)), commitPrepared(400, `${G2}_s1`)]);
+      // G3: anchor read, its branch prepared and not committed yet (its coordinator is between the phases).
+      const G3 = 'sg_gw1_s0_three';
+      feed(a, 's1', prepare(500, `${G3}_s1`, upd(13, 3)));
+      feed(a, 's0', local(600, upd(3, -3), decision(G3, ['s1'])));
+      // G4: committed after the restart began; its branch simply has not arrived yet.
+      const G4 = 'sg_gw1_s0_four';
+      feed(a, 's0', local(1050, upd(4, -4), decision(G4, ['s1'])));
+      a.idle('s1', L(1200));
+      const { dropped, events } = a.settleRestart(before, readPast);
+      expect(dropped).toBe(1);
+      expect(events.map((e) => e.id)).toEqual([G2]);
+      expect(a.held).toBe(2);
+      expect(feed(a, 's1', [commitPrepared(1300, `${G3}_s1`), ...prepare(1400, `${G4}_s1`, upd(14, 4)), commitPrepared(1500, `${G4}_s1`)]).map((e) => e.id)).toEqual([G3, G4]);
+    });
+
+    it('waits while a shard has not been read up to its position after the restart', () => {
+      const a = restarted();
+      feed(a, 's0', local(100, upd(1, -6), decision(G1, ['s1'])));
+      // s1 has only been read to 1050 < 1100: G1's branch may still come.
+      a.idle('s1', L(1050));
+      expect(a.settleRestart(before, readPast).dropped).toBe(0);
+    });
+  });
 });
