@@ -226,6 +226,7 @@ export class CdcRunner {
         }
       };
 
+      report();
       ticker = setInterval(report, this.#opts.statusIntervalMs ?? 1000);
       // A reader's error after the attempt ended (its session closed under it) is not a failure.
       readers = shards.map((s) => readShard(s).catch((err: unknown) => (failed.signal.aborted ? undefined : fail(err))));

@@ -1,7 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCdc, type CdcProcess } from '../../harness/cdc.js';
 import { runCommand } from '../../harness/cluster.js';
 import { startProxy, startShardedSetup, type RunningProxy, type ShardedSetup } from '../../harness/proxy.js';
 
@@ -18,7 +16,6 @@ const PGBENCH_TABLES = {
   pgbench_branches: { key: 'bid' },
   pgbench_history: { key: 'aid' },
 };
-const BIN = resolve(import.meta.dirname, '../../../bin/shardgate.js');
 
 interface Change {
   readonly table: string;
@@ -84,26 +81,6 @@ class Consumer {
   }
 }
 
-/** A `shardgate cdc` child process whose stdout lines go to the consumer. */
-function startCdc(configFile: string, consumer: Consumer): { child: ChildProcess; streaming: Promise<void>; logs: () => string } {
-  const child = spawn(process.execPath, [BIN, 'cdc', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SHARDGATE_LOG_LEVEL: 'info' } });
-  let logs = '';
-  const streaming = new Promise<void>((resolvePromise, reject) => {
-    child.stderr!.on('data', (d: Buffer) => {
-      logs += d.toString();
-      if (logs.includes('change data capture streaming')) resolvePromise();
-    });
-    child.once('exit', (code) => reject(new Error(`shardgate cdc exited (${code}) before streaming:\n${logs}`)));
-  });
-  createInterface({ input: child.stdout! }).on('line', (line) => consumer.apply(line));
-  return { child, streaming, logs: () => logs };
-}
-
-function exited(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
-  return new Promise((r) => child.once('exit', (code) => r(code)));
-}
-
 function pgbench(port: number, args: string[]): ReturnType<typeof runCommand> {
   return runCommand('pgbench', ['-h', '127.0.0.1', '-p', String(port), '-U', 'app', '-n', ...args, 'app'], {
     env: { PGPASSWORD: 'app', PGCONNECT_TIMEOUT: '10' },
@@ -116,7 +93,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 describe('shardgate cdc over three shards under pgbench', () => {
   let setup: ShardedSetup;
   let proxy: RunningProxy;
-  const children: ChildProcess[] = [];
+  const children: CdcProcess[] = [];
 
   beforeAll(async () => {
     setup = await startShardedSetup(3, PGBENCH_TABLES);
@@ -128,7 +105,7 @@ describe('shardgate cdc over three shards under pgbench', () => {
     expect(init.code, init.stderr).toBe(0);
   });
   afterAll(async () => {
-    for (const c of children) c.kill('SIGKILL');
+    for (const c of children) await c.kill9();
     await proxy?.kill9();
     await setup?.stop().catch(() => undefined);
   });
@@ -138,18 +115,17 @@ describe('shardgate cdc over three shards under pgbench', () => {
     { timeout: 300_000 },
     async () => {
       const consumer = new Consumer();
-      let cdc = startCdc(proxy.configFile, consumer);
-      children.push(cdc.child);
+      let cdc = startCdc(proxy.configFile, [], (line) => consumer.apply(line));
+      children.push(cdc);
       await cdc.streaming;
 
       consumer.phase = 'run1';
       // 1. Kill the CDC process while pgbench runs; a new one continues from the slots.
       const run1 = pgbench(proxy.port, ['-c', '8', '-j', '2', '-T', '6']);
       await sleep(2500);
-      cdc.child.kill('SIGKILL');
-      await exited(cdc.child);
-      cdc = startCdc(proxy.configFile, consumer);
-      children.push(cdc.child);
+      await cdc.kill9();
+      cdc = startCdc(proxy.configFile, [], (line) => consumer.apply(line));
+      children.push(cdc);
       await cdc.streaming;
       expect((await run1).stdout).toMatch(/number of failed transactions: 0\b/);
 
@@ -208,17 +184,15 @@ describe('shardgate cdc over three shards under pgbench', () => {
       expect(consumer.globals).toBeGreaterThan(consumer.events / 2);
 
       // A clean stop: exit 0, and the slots confirmed, so a new process sends nothing already acknowledged.
-      cdc.child.kill('SIGTERM');
-      expect(await exited(cdc.child), cdc.logs()).toBe(0);
+      expect(await cdc.stop(), cdc.logs()).toBe(0);
       const { events, duplicates } = consumer;
-      const again = startCdc(proxy.configFile, consumer);
-      children.push(again.child);
+      const again = startCdc(proxy.configFile, [], (line) => consumer.apply(line));
+      children.push(again);
       await again.streaming;
       const more = await pgbench(proxy.port, ['-c', '2', '-t', '20']);
       expect(more.code).toBe(0);
       for (let i = 0; consumer.events < events + 40 && i < 300; i++) await sleep(100);
-      again.child.kill('SIGTERM');
-      expect(await exited(again.child)).toBe(0);
+      expect(await again.stop(), again.logs()).toBe(0);
       expect(consumer.events).toBe(events + 40);
       expect(consumer.duplicates).toBe(duplicates);
       expect(consumer.problems.slice(0, 5)).toEqual([]);
