@@ -20,6 +20,7 @@ import { runSelectOnly, shortReason, type BenchLog, type PgbenchSide } from './s
 import { evaluateTargets } from './targets.js';
 import { makeBenchCertificate } from './tls-certificate.js';
 import { runTpcb } from './tpcb.js';
+import { runCdcBench } from './cdc.js';
 
 const DATABASE = 'app';
 
@@ -202,6 +203,13 @@ export async function runBench(opts: BenchOptions, log: BenchLog): Promise<Bench
         log(`loaded ${opts.streamRows} rows into ${STREAM_TABLE}`);
         const config = proxyConfig(st.four.map((c) => c.url(DATABASE)), SHARDED_RULES, { maxPerShard: opts.poolSize });
         tables.push(await runMemory(() => startShardGate({ ...config, pool: { maxPerShard: opts.poolSize, maxClients: opts.idleClients + 100 } }), opts, log));
+      });
+    }
+
+    if (has('cdc')) {
+      // Its own three clusters (logical decoding on) and proxy, after the others have stopped using the cores.
+      await section('cdc', async () => {
+        tables.push(await runCdcBench(opts, cores, log));
       });
     }
   } finally {

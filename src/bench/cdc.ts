@@ -1,0 +1,207 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { stringify } from 'yaml';
+import type { BenchOptions } from './bench-options.js';
+import { sampleRss } from './memory.js';
+import { startBenchClusters, type BenchCluster } from './pg-cluster.js';
+import { initPgbench, pgbenchThreads, runPgbench, type PgbenchTarget } from './pgbench.js';
+import { processCpuMs } from './process-cpu.js';
+import type { Cell, ResultRow, ResultTable } from './result-table.js';
+import { shortReason, type BenchLog } from './select-only.js';
+import { PGBENCH_TABLE_RULES, PROXY_DATABASE, PROXY_USER, proxyConfig, REPO_ROOT, startShardGate } from './shardgate-process.js';
+import { percentile } from './stats.js';
+
+const SIDES = ['tpcb', 'tpcb+cdc', 'tpcb+cdc-slow-sink'] as const;
+type Side = (typeof SIDES)[number];
+
+/** The slow sink takes this long per event: slower than TPC-B's rate, so the stream must push back. */
+const SLOW_SINK_MS_PER_EVENT = 5;
+
+/** One side's figures in one round. */
+interface Round {
+  tps: number;
+  eventsPerS?: number;
+  lagP50Ms?: number;
+  lagP99Ms?: number;
+  cpuUsPerEvent?: number;
+  rssMb?: number;
+}
+
+/** A `shardgate cdc` child counting events and their end-to-end lag (receive time − commit time). */
+function startCdc(configFile: string, args: readonly string[]): { child: ChildProcess; streaming: Promise<void>; lagsMs: number[]; times: number[] } {
+  const child = spawn(process.execPath, [join(REPO_ROOT, 'bin/shardgate.js'), 'cdc', '--config', configFile, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, SHARDGATE_LOG_LEVEL: 'info' },
+  });
+  const lagsMs: number[] = [];
+  const times: number[] = [];
+  let logs = '';
+  const streaming = new Promise<void>((resolve, reject) => {
+    child.stderr!.on('data', (d: Buffer) => {
+      logs = (logs + d.toString()).slice(-16_384);
+      if (logs.includes('change data capture streaming')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`shardgate cdc exited (${code}):\n${logs}`)));
+  });
+  streaming.catch(() => undefined);
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    const now = Date.now();
+    const at = /"commitTime":"([^"]+)"/.exec(line)?.[1];
+    if (at !== undefined) lagsMs.push(now - Date.parse(at));
+    times.push(now);
+  });
+  return { child, streaming, lagsMs, times };
+}
+
+/** A webhook that takes SLOW_SINK_MS_PER_EVENT per event before answering 204. */
+async function slowWebhook(): Promise<{ url: string; close(): void; lagsMs: number[]; times: number[] }> {
+  const lagsMs: number[] = [];
+  const times: number[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      const events = JSON.parse(body) as { commitTime: string }[];
+      setTimeout(() => {
+        const now = Date.now();
+        for (const e of events) {
+          lagsMs.push(now - Date.parse(e.commitTime));
+          times.push(now);
+        }
+        res.writeHead(204).end();
+      }, events.length * SLOW_SINK_MS_PER_EVENT);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, close: () => server.close(), lagsMs, times };
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((r) => child.once('exit', () => r()));
+}
+
+/**
+ * Change data capture under TPC-B-like load over three shards: pgbench through
+ * the proxy alone, then with `shardgate cdc` streaming to stdout (read and
+ * timed here), then with a sink slower than the load. Rows: pgbench's rate
+ * (the baseline is the run without CDC), events/s delivered, end-to-end lag
+ * (commit on the shard to the line read here), CDC CPU per event, and the
+ * CDC process's peak memory, which must stay bounded with the slow sink.
+ */
+export async function runCdcBench(opts: BenchOptions, cores: number, log: BenchLog): Promise<ResultTable> {
+  const clusters: BenchCluster[] = await startBenchClusters(3, {
+    databases: [PROXY_DATABASE],
+    settings: { wal_level: 'logical', max_wal_senders: 10, max_replication_slots: 20 },
+  });
+  const dir = await mkdtemp(join(tmpdir(), 'shardgate-bench-cdc-'));
+  const config = proxyConfig(clusters.map((c) => c.url(PROXY_DATABASE)), PGBENCH_TABLE_RULES, { maxPerShard: opts.poolSize });
+  const configFile = join(dir, 'shardgate.yaml');
+  await writeFile(configFile, stringify(config));
+  const proxy = await startShardGate(config).catch(async (err: unknown) => {
+    await Promise.all(clusters.map((c) => c.destroy()));
+    throw err;
+  });
+  const webhook = await slowWebhook();
+  const rounds = new Map<Side, Round[]>(SIDES.map((s) => [s, []]));
+  const problems = new Map<Side, string>();
+  try {
+    const target: PgbenchTarget = { port: proxy.port, user: PROXY_USER.name, password: PROXY_USER.password, database: PROXY_DATABASE };
+    await initPgbench(target, opts.scale);
+    const clients = Math.min(opts.tpcbClients, 8);
+    const args = ['-n', '-c', String(clients), '-j', String(pgbenchThreads(clients, cores)), '-T', String(opts.tpcbDurationS)];
+    let slotNo = 0;
+    for (let round = 0; round < opts.tpcbRounds; round++) {
+      for (const side of SIDES) {
+        if (problems.has(side)) continue;
+        try {
+          if (side === 'tpcb') {
+            rounds.get(side)!.push({ tps: (await runPgbench(target, { args })).summary.tps });
+            continue;
+          }
+          // Fresh slots per run: an earlier run's backlog must not count.
+          const slotPrefix = `bench${slotNo++}_`;
+          const sinkArgs = side === 'tpcb+cdc' ? [] : ['--sink', 'webhook', '--webhook-url', webhook.url];
+          const cdc = startCdc(configFile, ['--slot-prefix', slotPrefix, ...sinkArgs]);
+          await cdc.streaming;
+          const rss = sampleRss(cdc.child.pid!);
+          const cpu0 = processCpuMs(cdc.child.pid!);
+          const run = await runPgbench(target, { args });
+          const transactions = run.summary.transactions;
+          if (side === 'tpcb+cdc') {
+            // Let the stream catch up: every transaction is one event.
+            for (let i = 0; cdc.times.length < transactions && i < 600; i++) await new Promise((r) => setTimeout(r, 100));
+          }
+          const cpu1 = processCpuMs(cdc.child.pid!);
+          const peakKb = await rss.stop();
+          const seen = side === 'tpcb+cdc' ? cdc : webhook;
+          const events = seen.times.length;
+          const spanS = events > 1 ? (seen.times.at(-1)! - seen.times[0]!) / 1000 : 0;
+          rounds.get(side)!.push({
+            tps: run.summary.tps,
+            ...(spanS > 0 ? { eventsPerS: events / spanS } : {}),
+            ...(seen.lagsMs.length > 0 ? { lagP50Ms: percentile(seen.lagsMs, 50), lagP99Ms: percentile(seen.lagsMs, 99) } : {}),
+            ...(cpu0 !== null && cpu1 !== null && events > 0 ? { cpuUsPerEvent: ((cpu1 - cpu0) * 1000) / events } : {}),
+            rssMb: peakKb / 1024,
+          });
+          log(`cdc ${side} round ${round + 1}: ${run.summary.tps.toFixed(0)} tps, ${events} of ${transactions} events, peak RSS ${(peakKb / 1024).toFixed(0)} MB`);
+          cdc.child.kill('SIGKILL');
+          await exited(cdc.child);
+          webhook.lagsMs.length = 0;
+          webhook.times.length = 0;
+          await Promise.all(
+            clusters.map((c, i) => c.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [`${slotPrefix}s${i}`], PROXY_DATABASE)),
+          );
+        } catch (err) {
+          problems.set(side, shortReason(err));
+          log(`cdc ${side} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+        }
+      }
+    }
+  } finally {
+    webhook.close();
+    await proxy.stop().catch(() => undefined);
+    await Promise.all(clusters.map((c) => c.destroy()));
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  const cell = (side: Side, pick: (r: Round) => number | undefined): Cell => {
+    const problem = problems.get(side);
+    if (problem !== undefined) return { kind: 'missing', reason: problem };
+    const samples = rounds.get(side)!.flatMap((r) => {
+      const v = pick(r);
+      return v === undefined ? [] : [v];
+    });
+    return samples.length === 0 ? { kind: 'missing', reason: 'not measured' } : { kind: 'samples', samples };
+  };
+  const row = (id: string, label: string, unit: string, pick: (r: Round) => number | undefined, sides: readonly Side[] = SIDES): ResultRow => ({
+    id,
+    label,
+    unit,
+    cells: Object.fromEntries(sides.map((s) => [s, cell(s, pick)])),
+  });
+  const streaming: Side[] = ['tpcb+cdc', 'tpcb+cdc-slow-sink'];
+  return {
+    id: 'cdc',
+    title: 'Change data capture under TPC-B-like load (3 shards, through the proxy)',
+    columns: [...SIDES],
+    baseline: 'tpcb',
+    rows: [
+      row('tps', `TPC-B-like, ${Math.min(opts.tpcbClients, 8)} clients`, 'tps', (r) => r.tps),
+      row('events', 'events delivered', 'events/s', (r) => r.eventsPerS, streaming),
+      row('lag-p50', 'end-to-end lag, median', 'ms', (r) => r.lagP50Ms, streaming),
+      row('lag-p99', 'end-to-end lag, p99', 'ms', (r) => r.lagP99Ms, streaming),
+      row('cpu', 'CDC process CPU per event', 'µs', (r) => r.cpuUsPerEvent, streaming),
+      row('rss', 'CDC process peak RSS', 'MB', (r) => r.rssMb, streaming),
+    ],
+    notes: [
+      'Lag is from the commit time a shard reports to the moment this process read the event line (stdout sink), or the webhook batch was sent (slow sink).',
+      `The slow sink is a webhook answering after ${SLOW_SINK_MS_PER_EVENT} ms per event, slower than the load: its lag grows, and its memory must not (the stream stops being read at 5000 unacknowledged events).`,
+    ],
+  };
+}
