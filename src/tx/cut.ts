@@ -2,6 +2,7 @@ import type { ShardName } from '../config/names.js';
 import { sgError } from '../errors/catalogue.js';
 import { PgError } from '../errors/pg-error.js';
 import { parsePreparedGid, quoteLiteral, textArray } from './gid.js';
+import type { Failpoints } from './failpoints.js';
 import type { TxConnection } from './types.js';
 
 /**
@@ -40,6 +41,7 @@ export async function atCut<T>(
   conns: readonly TxConnection[],
   lockTimeoutMs: number,
   inside: (ordered: readonly TxConnection[]) => Promise<T>,
+  failpoints?: Failpoints,
 ): Promise<CutResult & { readonly value: T }> {
   const ordered = [...conns].sort((a, b) => (a.shard < b.shard ? -1 : a.shard > b.shard ? 1 : 0));
   const started = performance.now();
@@ -49,6 +51,7 @@ export async function atCut<T>(
   for (const conn of ordered) {
     await conn.exec(`SET lock_timeout = ${quoteLiteral(`${lockTimeoutMs}ms`)}; SELECT pg_advisory_lock(${GATE_KEY}); RESET lock_timeout`);
   }
+  await failpoints?.hit('holding-cut-gate');
   // Every gate is held: no decision can commit now, so the set of decided global transactions is fixed.
   // Some may still be prepared on a participant (their coordinator is between its decision and its last
   // COMMIT PREPARED, or died there). Committing them here, before any snapshot, is what makes the cut
@@ -66,8 +69,8 @@ export async function atCut<T>(
  * transaction with the snapshot fixed: REPEATABLE READ takes it at the first
  * statement, which runs while the gates are held.
  */
-export async function beginAtCut(conns: readonly TxConnection[], beginStatements: readonly string[], lockTimeoutMs: number): Promise<CutResult> {
-  return atCut(conns, lockTimeoutMs, (ordered) => Promise.all(ordered.map((conn) => conn.exec([...beginStatements, 'SELECT 1'].join('; ')))));
+export async function beginAtCut(conns: readonly TxConnection[], beginStatements: readonly string[], lockTimeoutMs: number, failpoints?: Failpoints): Promise<CutResult> {
+  return atCut(conns, lockTimeoutMs, (ordered) => Promise.all(ordered.map((conn) => conn.exec([...beginStatements, 'SELECT 1'].join('; ')))), failpoints);
 }
 
 /**

@@ -8,6 +8,7 @@ export const FAILPOINT_NAMES = [
   'after-decision',
   'between-commit-prepared',
   'before-recovery-resolve',
+  'holding-cut-gate',
 ] as const;
 export type FailpointName = (typeof FAILPOINT_NAMES)[number];
 

@@ -170,7 +170,7 @@ export class GlobalTransaction<C extends TxConnection> {
       for (const shard of [...this.#ctx.source.shards].sort()) acquired.push(await this.#ctx.source.acquire(shard, this.#ctx.acquireTimeoutMs));
       for (const conn of acquired) await this.#setup?.(conn);
       const statements = [this.#beginSql, `SET LOCAL application_name = ${quoteLiteral(this.id)}`, ...this.#savepoints.map((name) => `SAVEPOINT ${quoteIdent(name)}`)];
-      const result = await beginAtCut(acquired, statements, lockTimeoutMs);
+      const result = await beginAtCut(acquired, statements, lockTimeoutMs, this.#ctx.failpoints);
       this.#ctx.observer.cutTaken?.(result.holdMs / 1000, result.finished);
     } catch (err) {
       // A connection may still hold a gate or an open transaction: closing it ends both.
