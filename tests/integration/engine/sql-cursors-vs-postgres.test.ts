@@ -205,4 +205,26 @@ describe('SQL prepared statements and cursors through the engine match one Postg
       await session.close();
     }
   });
+
+  it('keeps the connections of a cursor WITH HOLD past COMMIT and returns them at CLOSE', async () => {
+    const inUse = (): number => [...engine.connector.stats().values()].reduce((n, s) => n + s.inUse, 0);
+    const session = engine.session({ user: 'app', database: 'app' });
+    try {
+      expect(inUse()).toBe(0);
+      await sql(session, 'BEGIN');
+      await sql(session, 'DECLARE k CURSOR WITH HOLD FOR SELECT id FROM users ORDER BY id');
+      await sql(session, 'COMMIT');
+      // One connection per shard stays with the cursor.
+      expect(inUse()).toBe(shards.length);
+      expect((await sql(session, 'FETCH 2 FROM k')).rows).toEqual([['1'], ['2']]);
+      await sql(session, 'CLOSE k');
+      expect(inUse()).toBe(0);
+      await sql(session, 'BEGIN');
+      await sql(session, 'DECLARE r CURSOR WITH HOLD FOR SELECT id FROM users WHERE id = 1');
+      await sql(session, 'ROLLBACK');
+      expect(inUse()).toBe(0);
+    } finally {
+      await session.close();
+    }
+  });
 });
