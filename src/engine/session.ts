@@ -1,6 +1,6 @@
 import type { ShardName, TableName } from '../config/names.js';
 import { sgError, type PgError } from '../errors/index.js';
-import type { CopyFromPlan, CopyToPlan, GatherPlan, InsertSelectPlan, Plan, SetPlan, ShardsPlan, ShowPlan, TransactionPlan } from '../planner/plan.js';
+import type { CopyFromPlan, CopyToPlan, DeallocatePlan, ExecutePlan, GatherPlan, InsertSelectPlan, Plan, PreparePlan, SetPlan, ShardsPlan, ShowPlan, TransactionPlan } from '../planner/plan.js';
 import type { RouteContext } from '../planner/planner.js';
 import type { FieldDescription, TxStatus } from '../protocol/fields.js';
 import { asPgError, breaksConnection } from './combine-errors.js';
@@ -16,6 +16,8 @@ import type { ClientStatement, EngineSession, ExecEvent } from './session-api.js
 import { parseStartup, REPORTED_SETTINGS, settingIdent, type StartupSettings } from './session-settings.js';
 import { parseHint, SettingsState, shardgateSetting, type SettingsTarget } from './settings-state.js';
 import type { ShardCursor, StatementDescription } from './shard-cursor.js';
+import { SqlCursors } from './sql-cursors.js';
+import { executeParams, resolveTypes, typeNames, type SqlPreparedStatement } from './sql-prepared.js';
 import { readTableColumns } from './table-columns.js';
 import { TxScope, type SessionSnapshot } from './tx-scope.js';
 
@@ -70,12 +72,23 @@ export class Session implements EngineSession {
   readonly #columnCounts = new Map<string, number>();
   #cursors = 0;
   #closed = false;
+  /** SQL PREPARE statements by name (protocol-level ones are the server's). */
+  readonly #prepared = new Map<string, SqlPreparedStatement>();
+  readonly #sqlCursors: SqlCursors;
 
   constructor(ctx: EngineContext, info: SessionInfo) {
     this.#ctx = ctx;
     this.#user = info.user;
     this.#startup = parseStartup(info.parameters);
     this.#settings = new SettingsState(this.#startup.settings);
+    this.#sqlCursors = new SqlCursors({
+      participant: (scope, shard) => this.#statementParticipant(scope, shard, false),
+      acquire: (shard) => this.#acquireForStatement(shard),
+      refresh: (conn) => this.#settings.values.apply(conn),
+      noteHold: (scope, shards) => this.#noteNotPreparable(scope, { command: 'DECLARE CURSOR', writes: false, shards, transaction: 'auto', notPreparable: 'a cursor WITH HOLD' }),
+      embedded: (shard) => this.#ctx.config.shards.find((s) => s.name === shard)?.kind === 'embedded',
+      running: this.#running,
+    });
   }
 
   get txStatus(): TxStatus {
@@ -219,6 +232,27 @@ export class Session implements EngineSession {
         case 'gather':
           yield* this.#gather(plan, stmt);
           return;
+        case 'prepare':
+          yield* this.#prepare(plan);
+          return;
+        case 'execute':
+          yield* this.#executePrepared(plan, stmt);
+          return;
+        case 'deallocate':
+          yield* this.#deallocate(plan);
+          return;
+        case 'declare': {
+          let scope = this.#scope;
+          if (scope === null && this.#implicitBlock) scope = this.#begin(false);
+          yield* this.#sqlCursors.declare(plan, stmt, params, scope);
+          return;
+        }
+        case 'fetch':
+          yield* this.#sqlCursors.fetch(plan, stmt);
+          return;
+        case 'close':
+          yield* this.#sqlCursors.close(plan.name);
+          return;
       }
     } catch (err) {
       throw this.#failWith(err);
@@ -281,6 +315,8 @@ export class Session implements EngineSession {
       if (this.#scope?.explicit) throw sgError('cannotRunInTransaction', { command });
       this.#hint = null;
       this.#readConsistency = 'shard';
+      this.#prepared.clear();
+      await this.#sqlCursors.discardAll();
       yield* this.#settings.resetAll(this.#settingsTarget());
     }
     yield { kind: 'complete', tag: command };
@@ -467,6 +503,7 @@ export class Session implements EngineSession {
     } else {
       await scope.tx.rollbackTo(name);
       const snap = scope.rollbackTo(name);
+      this.#sqlCursors.rolledBackTo(scope, scope.depth);
       if (snap !== null) yield* this.#restore(snap);
     }
   }
@@ -482,13 +519,18 @@ export class Session implements EngineSession {
     } finally {
       // Another session may have cached a column order while this transaction's DDL was uncommitted.
       this.#forgetColumns(scope.ddlTables);
+      this.#sqlCursors.transactionEnded(scope, scope.tx.state === 'committed');
     }
   }
 
   async #rollback(scope: TxScope): Promise<'ROLLBACK'> {
     this.#scope = null;
     this.#forgetColumns(scope.ddlTables);
-    await scope.tx.rollback();
+    try {
+      await scope.tx.rollback();
+    } finally {
+      this.#sqlCursors.transactionEnded(scope, false);
+    }
     return 'ROLLBACK';
   }
 
@@ -736,7 +778,17 @@ export class Session implements EngineSession {
       case 'empty':
       case 'copyFrom':
       case 'copyTo':
+      case 'prepare':
+      case 'deallocate':
+      case 'declare':
+      case 'close':
         return { paramTypes: [], fields: null };
+      case 'fetch':
+        return this.#sqlCursors.describeFetch(plan);
+      case 'execute': {
+        const prepared = this.#preparedNamed(plan.name);
+        return { paramTypes: [], fields: (await this.describe(prepared.sql, prepared.paramTypes)).fields };
+      }
       case 'refuse':
         // A routing error may depend on parameter values (or a table's column order) not known yet; anything else is final.
         if (plan.error.code !== '22023' && plan.needsColumns === undefined) throw plan.error;
@@ -750,20 +802,81 @@ export class Session implements EngineSession {
     // statement's tables exist there: taking another connection would make
     // this session wait for (or, on embedded shards, time out on) a shard it
     // does not need.
+    return this.#onDescribeShard(sql, (conn) => conn.describe(sql, paramTypes));
+  }
+
+  /**
+   * Runs `fn` on a connection where `sql` can be described. Inside a
+   * transaction: a shard it already holds when the statement's tables
+   * exist there (taking another connection would make this session wait
+   * for, or on embedded shards time out on, a shard it does not need).
+   */
+  async #onDescribeShard<T>(sql: string, fn: (conn: ShardCursor) => Promise<T>): Promise<T> {
+    const scope = this.#scope;
     const candidates = this.#ctx.planner.describeShards(sql, { hintShard: this.hint });
     const shard = candidates[0]!;
     const joined = scope === null ? undefined : [...scope.seen].find((c) => candidates.includes(c.shard));
-    if (joined !== undefined) return joined.describe(sql, paramTypes);
+    if (joined !== undefined) return fn(joined);
     const taken: ShardCursor[] = [];
     let error: unknown;
     try {
-      return await (await this.#acquireDirect(shard, taken)).describe(sql, paramTypes);
+      return await fn(await this.#acquireDirect(shard, taken));
     } catch (err) {
       error = err ?? new Error('unknown error');
       throw err;
     } finally {
       this.#releaseAll(taken, error);
     }
+  }
+
+  // ---- SQL PREPARE / EXECUTE / DEALLOCATE -------------------------------
+
+  #preparedNamed(name: string): SqlPreparedStatement {
+    const prepared = this.#prepared.get(name);
+    if (prepared === undefined) throw sgError('unknownPreparedStatement', { name });
+    return prepared;
+  }
+
+  /**
+   * PREPARE: the statement is checked and its parameter types learnt by
+   * describing it on a shard (PostgreSQL's errors for unknown types, tables
+   * or columns), then kept by the session only.
+   */
+  async *#prepare(plan: PreparePlan): AsyncGenerator<ExecEvent, void, undefined> {
+    if (this.#prepared.has(plan.name)) throw sgError('duplicatePreparedStatement', { name: plan.name });
+    const prepared = await this.#onDescribeShard(plan.statement, async (conn) => {
+      const declared = await resolveTypes(conn, plan.paramTypes);
+      const described = await conn.describe(plan.statement, declared);
+      return { sql: plan.statement, paramTypes: described.paramTypes, typeSql: await typeNames(conn, described.paramTypes) };
+    });
+    this.#prepared.set(plan.name, prepared);
+    yield { kind: 'complete', tag: 'PREPARE' };
+  }
+
+  /** EXECUTE: the prepared statement runs as a statement of its own, routed by the arguments' values; its tag is the statement's. */
+  async *#executePrepared(plan: ExecutePlan, stmt: ClientStatement): AsyncGenerator<ExecEvent, void, undefined> {
+    const prepared = this.#preparedNamed(plan.name);
+    const inner = await executeParams(plan.name, plan, prepared, stmt, (sql, s) => this.#evaluate(sql, s));
+    yield* this.#execute(inner, null);
+  }
+
+  /** One row of values PostgreSQL computes (EXECUTE arguments), as text, on the default shard. */
+  async #evaluate(sql: string, stmt: ClientStatement): Promise<(string | null)[]> {
+    const shard = this.#ctx.config.defaultShard;
+    const use: ConnectionUse = { command: 'EXECUTE', writes: false, shards: [shard], transaction: 'auto' };
+    let row: (string | null)[] = [];
+    const events = this.#withConnections(use, async function* (connection) {
+      const conn = await connection(shard);
+      yield* conn.query({ sql, params: stmt.params ?? [], paramFormats: stmt.paramFormats ?? [], paramTypes: stmt.paramTypes ?? [], cache: false });
+    });
+    for await (const ev of events) if (ev.kind === 'rows' && ev.rows.length > 0) row = ev.rows[0]!.map((v) => (v === null ? null : v.toString('utf8')));
+    return row;
+  }
+
+  async *#deallocate(plan: DeallocatePlan): AsyncGenerator<ExecEvent, void, undefined> {
+    if (plan.name === null) this.#prepared.clear();
+    else if (!this.#prepared.delete(plan.name)) throw sgError('unknownPreparedStatement', { name: plan.name });
+    yield { kind: 'complete', tag: plan.name === null ? 'DEALLOCATE ALL' : 'DEALLOCATE' };
   }
 
   async cancel(): Promise<void> {
@@ -775,6 +888,7 @@ export class Session implements EngineSession {
     this.#closed = true;
     const scope = this.#scope;
     this.#scope = null;
+    this.#sqlCursors.closeSession();
     if (scope !== null) await scope.tx.rollback().catch((err: unknown) => this.#ctx.log('warn', 'rollback at session close failed', { err: String(err) }));
   }
 }

@@ -69,6 +69,11 @@ export class TxScope {
     return null;
   }
 
+  /** Savepoints currently defined (cursors remember it: ROLLBACK TO closes those declared after the savepoint). */
+  get depth(): number {
+    return this.#savepoints.length;
+  }
+
   savepoint(name: string, session: SessionSnapshot): void {
     this.#savepoints.push({ name, session, localSettings: new Map(this.localSettings), localHint: this.localHint });
   }

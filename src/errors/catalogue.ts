@@ -209,6 +209,15 @@ export const catalogue = {
     message: 'unrecognized configuration parameter "{name}"',
     hint: 'ShardGate\'s own settings are shardgate.shard, shardgate.read_consistency, shardgate.shards, shardgate.default_shard and shardgate.coordinator_id.',
   },
+  executeParameterCount: { sqlstate: '42601', severity: 'ERROR', message: 'wrong number of parameters for prepared statement "{name}"' },
+  duplicateCursor: { sqlstate: '42P03', severity: 'ERROR', message: 'cursor "{name}" already exists' },
+  unknownCursor: { sqlstate: '34000', severity: 'ERROR', message: 'cursor "{name}" does not exist' },
+  cursorForwardOnly: {
+    sqlstate: '55000',
+    severity: 'ERROR',
+    message: 'cursor can only scan forward',
+    hint: 'A cursor over several shards reads forward only (FETCH [FORWARD] n | ALL, MOVE [FORWARD] n | ALL); filter its query by the sharding key for a SCROLL cursor.',
+  },
   noTransactionBlock: { sqlstate: '25P01', severity: 'ERROR', message: '{command} can only be used in transaction blocks' },
   cannotRunInTransaction: { sqlstate: '25001', severity: 'ERROR', message: '{command} cannot run inside a transaction block' },
   transactionRolledBack: {

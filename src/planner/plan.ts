@@ -17,6 +17,12 @@ export type Plan =
   | InsertSelectPlan
   | EmptyPlan
   | GatherPlan
+  | PreparePlan
+  | ExecutePlan
+  | DeallocatePlan
+  | DeclarePlan
+  | FetchPlan
+  | ClosePlan
   | RefusePlan;
 
 /** Why the shards were chosen; counted in metrics and shown in EXPLAIN-like output. */
@@ -286,6 +292,75 @@ export interface GatherTable {
 export interface EmptyPlan {
   readonly kind: 'empty';
   readonly command: string | null;
+}
+
+/**
+ * SQL `PREPARE name [(types)] AS statement`: kept by the session, like a
+ * protocol-level prepared statement; the statement is planned on each
+ * EXECUTE with the values of its arguments (never sent to a shard as PREPARE).
+ */
+export interface PreparePlan {
+  readonly kind: 'prepare';
+  readonly name: string;
+  /** Declared parameter types as SQL type names (`integer`, `numeric(10,2)`), in order; may be fewer than the parameters used. */
+  readonly paramTypes: readonly string[];
+  /** The prepared statement's own text (what follows AS), as the client wrote it. */
+  readonly statement: string;
+}
+
+/** SQL `EXECUTE name [(args)]`: the arguments become the prepared statement's parameters. */
+export interface ExecutePlan {
+  readonly kind: 'execute';
+  readonly name: string;
+  readonly args: readonly ExecuteArg[];
+}
+
+/**
+ * One EXECUTE argument: a constant whose text is the parameter's input
+ * (`number` for a numeric literal, which only numeric parameter types take
+ * as written), or any other expression, evaluated by PostgreSQL.
+ */
+export type ExecuteArg =
+  | { readonly kind: 'constant'; readonly text: string | null; readonly number: boolean }
+  | { readonly kind: 'expression'; readonly sql: string };
+
+/** SQL `DEALLOCATE [PREPARE] name | ALL` (name null for ALL). */
+export interface DeallocatePlan {
+  readonly kind: 'deallocate';
+  readonly name: string | null;
+}
+
+/**
+ * SQL `DECLARE name … CURSOR … FOR query`: `query` is the query's own plan
+ * (with the statement's parameters); the engine opens the cursor on the
+ * shards that plan names and serves FETCH/MOVE/CLOSE from them.
+ */
+export interface DeclarePlan {
+  readonly kind: 'declare';
+  readonly name: string;
+  readonly binary: boolean;
+  /** SCROLL, NO SCROLL, or neither written. */
+  readonly scroll: 'scroll' | 'noScroll' | 'default';
+  readonly hold: boolean;
+  readonly query: Plan;
+}
+
+/**
+ * SQL `FETCH`/`MOVE`: PostgreSQL's direction and count (FORWARD/BACKWARD n,
+ * ABSOLUTE/RELATIVE n); `count` null for ALL.
+ */
+export interface FetchPlan {
+  readonly kind: 'fetch';
+  readonly name: string;
+  readonly move: boolean;
+  readonly direction: 'forward' | 'backward' | 'absolute' | 'relative';
+  readonly count: number | null;
+}
+
+/** SQL `CLOSE name | ALL` (name null for ALL). */
+export interface ClosePlan {
+  readonly kind: 'close';
+  readonly name: string | null;
 }
 
 /** A statement that cannot be executed correctly: the error says why. Nothing runs. */

@@ -1,4 +1,4 @@
-import type { A_Const, CopyStmt, ExplainStmt, FuncCall, Node, SelectStmt } from 'libpg-query';
+import type { A_Const, CopyStmt, DeclareCursorStmt, ExplainStmt, FuncCall, Node, SelectStmt } from 'libpg-query';
 import type { ShardName, TableName } from '../config/names.js';
 import type { ShardGateConfig } from '../config/types.js';
 import { sgError } from '../errors/catalogue.js';
@@ -7,6 +7,7 @@ import { findRangeVars, funcName, nodeType, walkTree } from '../sql/ast.js';
 import { LruCache } from '../sql/lru-cache.js';
 import { deparseNode, parseSql } from '../sql/parser.js';
 import type { StatementShape } from '../sql/statement-shape.js';
+import { textAfterKeyword } from '../sql/text-after-keyword.js';
 import { bindLiteralSlots, literalSlot, statementShape } from '../sql/statement-shape.js';
 import { commandOf } from './command-tag.js';
 import { ddlRouter } from './ddl-router.js';
@@ -17,7 +18,7 @@ import type { RelationFacts } from './relations.js';
 import { RelationCollector } from './relations.js';
 import type { Params } from './routing.js';
 import { RouteError, shardIndexOfKey, ShardSpace } from './routing.js';
-import { copyFromPlan, setPlan, transactionPlan } from './session-plans.js';
+import { closePlan, copyFromPlan, deallocatePlan, executePlan, fetchPlan, preparePlan, setPlan, transactionPlan } from './session-plans.js';
 import type { RouteContext, Router, StatementInfo } from './statement-info.js';
 import { buildShardsPlan, PlanMemo, refusePlan } from './statement-info.js';
 
@@ -421,23 +422,46 @@ export class Planner {
     }
     if ('CopyStmt' in stmt) return this.#copy(stmt.CopyStmt, sql);
     if ('DiscardStmt' in stmt) return { info: null, router: fixedRouter({ kind: 'empty', command: commandOf(stmt) }) };
-    if ('DeallocateStmt' in stmt && stmt.DeallocateStmt.isall === true) return { info: null, router: fixedRouter({ kind: 'empty', command: 'DEALLOCATE ALL' }) };
     if ('ExplainStmt' in stmt) return this.#explain(stmt.ExplainStmt, sql);
-    if ('PrepareStmt' in stmt || 'DeclareCursorStmt' in stmt || 'MergeStmt' in stmt) {
+    if ('PrepareStmt' in stmt) return { info: null, router: fixedRouter(preparePlan(stmt.PrepareStmt, sql)) };
+    if ('ExecuteStmt' in stmt) return { info: null, router: fixedRouter(executePlan(stmt.ExecuteStmt)) };
+    if ('DeallocateStmt' in stmt) return { info: null, router: fixedRouter(deallocatePlan(stmt.DeallocateStmt)) };
+    if ('FetchStmt' in stmt) return { info: null, router: fixedRouter(fetchPlan(stmt.FetchStmt)) };
+    if ('ClosePortalStmt' in stmt) return { info: null, router: fixedRouter(closePlan(stmt.ClosePortalStmt)) };
+    if ('DeclareCursorStmt' in stmt) return { info: null, router: this.#declareRouter(stmt.DeclareCursorStmt, sql) };
+    if ('MergeStmt' in stmt) {
       const facts = this.#collector().tablesOnly(stmt).facts();
-      const bad = facts.occurrences.find((o) => o.placement === 'sharded' || (o.placement === 'broadcast' && !('DeclareCursorStmt' in stmt)));
-      const command = commandOf(stmt);
+      const bad = facts.occurrences.find((o) => o.placement === 'sharded' || o.placement === 'broadcast');
       if (bad !== undefined) {
-        const info = this.#info(command, facts, sql, 'MergeStmt' in stmt);
-        const hint = 'MergeStmt' in stmt ? 'Use INSERT … ON CONFLICT or UPDATE filtered by the sharding key.' : 'Use protocol-level prepared statements and cursors (your driver\'s), which ShardGate routes per execution.';
-        return { info, router: fixedRouter(refusePlan(sgError('unsupportedCrossShard', { reason: `${command} over ${bad.placement} table ${bad.table} runs on the default shard only`, hint }))) };
+        const info = this.#info('MERGE', facts, sql, true);
+        const hint = 'Use INSERT … ON CONFLICT or UPDATE filtered by the sharding key.';
+        return { info, router: fixedRouter(refusePlan(sgError('unsupportedCrossShard', { reason: `MERGE over ${bad.placement} table ${bad.table} runs on the default shard only`, hint }))) };
       }
-      return this.#onDefault(command, sql, 'MergeStmt' in stmt, facts);
+      return this.#onDefault('MERGE', sql, true, facts);
     }
     const type = nodeType(stmt);
     if (DEFAULT_SHARD_COMMANDS.has(type)) return this.#onDefault(commandOf(stmt), sql, type === 'DoStmt' || type === 'CallStmt');
     const ddl = ddlRouter('SelectStmt' in stmt ? { CreateTableAsStmt: { into: stmt.SelectStmt.intoClause, query: stmt } } : stmt, sql, this.#collector(), space);
     return { info: 'SelectStmt' in stmt ? { ...ddl.info, command: 'SELECT' } : ddl.info, router: ddl.router };
+  }
+
+  /**
+   * DECLARE … CURSOR … FOR query: the query is planned as a statement of its
+   * own (its text as written after FOR, so hints and the caches apply), with
+   * the DECLARE's parameters.
+   */
+  #declareRouter(d: DeclareCursorStmt, sql: string): Router {
+    const query = textAfterKeyword(sql, 'FOR');
+    if (query === null || d.query === undefined) return fixedRouter(refusePlan(sgError('syntaxError', { message: 'DECLARE CURSOR without FOR query' })));
+    const options = d.options ?? 0;
+    const base = {
+      kind: 'declare',
+      name: d.portalname ?? '',
+      binary: (options & CURSOR_OPT_BINARY) !== 0,
+      scroll: (options & CURSOR_OPT_SCROLL) !== 0 ? 'scroll' : (options & CURSOR_OPT_NO_SCROLL) !== 0 ? 'noScroll' : 'default',
+      hold: (options & CURSOR_OPT_HOLD) !== 0,
+    } as const;
+    return { route: (params, ctx) => ({ ...base, query: this.plan(query, params, ctx ?? { hintShard: null }) }) };
   }
 
   #writeRefusal(stmt: Node, facts: RelationFacts): Router | null {
@@ -519,7 +543,10 @@ export class Planner {
   }
 }
 
-/** CURSOR_OPT_HOLD in DeclareCursorStmt.options (PostgreSQL's parsenodes.h). */
+/** DeclareCursorStmt.options bits (PostgreSQL's parsenodes.h). */
+const CURSOR_OPT_BINARY = 0x1;
+const CURSOR_OPT_SCROLL = 0x2;
+const CURSOR_OPT_NO_SCROLL = 0x4;
 const CURSOR_OPT_HOLD = 0x20;
 
 /**
@@ -671,5 +698,5 @@ function setOperationBranches(sel: SelectStmt): { branches: SelectStmt[]; distin
 
 /** Statements that run where session-level objects live: the default shard (README: "Default shard"). */
 const DEFAULT_SHARD_COMMANDS = new Set([
-  'ExecuteStmt', 'DeallocateStmt', 'FetchStmt', 'ClosePortalStmt', 'ListenStmt', 'UnlistenStmt', 'NotifyStmt', 'DoStmt', 'CallStmt', 'LoadStmt', 'CheckPointStmt',
+  'ListenStmt', 'UnlistenStmt', 'NotifyStmt', 'DoStmt', 'CallStmt', 'LoadStmt', 'CheckPointStmt',
 ]);

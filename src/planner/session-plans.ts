@@ -1,12 +1,13 @@
-import type { CopyStmt, DefElem, Node, TransactionStmt, VariableSetStmt } from 'libpg-query';
+import type { ClosePortalStmt, CopyStmt, DeallocateStmt, DefElem, ExecuteStmt, FetchStmt, Node, PrepareStmt, TransactionStmt, VariableSetStmt } from 'libpg-query';
 import type { ShardName } from '../config/names.js';
 import { sgError } from '../errors/catalogue.js';
 import { constText, quoteIdent, quoteLiteral, stringOf } from '../sql/ast.js';
 import { deparseNode } from '../sql/parser.js';
-import type { CopyFromPlan, Plan, SetPlan, TransactionPlan } from './plan.js';
+import { textAfterKeyword } from '../sql/text-after-keyword.js';
+import type { ClosePlan, CopyFromPlan, DeallocatePlan, ExecuteArg, ExecutePlan, FetchPlan, Plan, SetPlan, TransactionPlan } from './plan.js';
 import type { Placement } from './relations.js';
 
-/** Plans of transaction control, settings and SHOW: answered by the session, not routed by tables. */
+/** Plans of transaction control, settings, SHOW and session-level SQL objects: answered by the session, not routed by tables. */
 
 const TX_OPS: Record<string, { op: TransactionPlan['op']; command: string }> = {
   TRANS_STMT_BEGIN: { op: 'begin', command: 'BEGIN' },
@@ -133,4 +134,54 @@ function optionValue(arg: Node): string {
   if ('A_Star' in arg) return '*';
   if ('List' in arg) return `(${(arg.List.items ?? []).map((i) => quoteIdent(stringOf(i) ?? '')).join(', ')})`;
   return deparseNode(arg);
+}
+
+/**
+ * SQL PREPARE: the name, the declared types as SQL and the statement's own
+ * text (what follows AS). The statement is not routed here: it is planned on
+ * each EXECUTE, with the arguments' values.
+ */
+export function preparePlan(p: PrepareStmt, sql: string): Plan {
+  const statement = textAfterKeyword(sql, 'AS');
+  if (statement === null || p.query === undefined) return { kind: 'refuse', error: sgError('syntaxError', { message: 'PREPARE without AS statement' }) };
+  const paramTypes = (p.argtypes ?? []).map((t) => deparseNode(t));
+  return { kind: 'prepare', name: p.name ?? '', paramTypes, statement };
+}
+
+/** SQL EXECUTE: each argument as a constant's text or an expression PostgreSQL evaluates. */
+export function executePlan(e: ExecuteStmt): ExecutePlan {
+  const args = (e.params ?? []).map((a): ExecuteArg => {
+    if ('A_Const' in a && a.A_Const.boolval === undefined && a.A_Const.bsval === undefined) {
+      const c = a.A_Const;
+      return { kind: 'constant', text: constText(c).text, number: c.ival !== undefined || c.fval !== undefined };
+    }
+    return { kind: 'expression', sql: deparseNode(a) };
+  });
+  return { kind: 'execute', name: e.name ?? '', args };
+}
+
+export function deallocatePlan(d: DeallocateStmt): DeallocatePlan {
+  return { kind: 'deallocate', name: d.isall === true ? null : (d.name ?? '') };
+}
+
+/** FETCH ALL and BACKWARD ALL: the grammar's FETCH_ALL (LONG_MAX, as the 32-bit parser gives it). */
+const FETCH_ALL = 2147483647;
+
+const FETCH_DIRECTIONS: Record<string, FetchPlan['direction']> = {
+  FETCH_FORWARD: 'forward',
+  FETCH_BACKWARD: 'backward',
+  FETCH_ABSOLUTE: 'absolute',
+  FETCH_RELATIVE: 'relative',
+};
+
+/** FETCH / MOVE (NEXT, PRIOR, FIRST, LAST are FORWARD 1, BACKWARD 1, ABSOLUTE 1, ABSOLUTE -1 in the grammar). */
+export function fetchPlan(f: FetchStmt): FetchPlan {
+  const direction = FETCH_DIRECTIONS[f.direction ?? 'FETCH_FORWARD'] ?? 'forward';
+  const howMany = Number(f.howMany ?? 1);
+  const all = (direction === 'forward' || direction === 'backward') && howMany >= FETCH_ALL;
+  return { kind: 'fetch', name: f.portalname ?? '', move: f.ismove === true, direction, count: all ? null : howMany };
+}
+
+export function closePlan(c: ClosePortalStmt): ClosePlan {
+  return { kind: 'close', name: c.portalname ?? null };
 }

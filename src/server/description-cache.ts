@@ -5,9 +5,10 @@ const MAX_ENTRIES = 256;
 
 /**
  * Command tags after which a cached description may be wrong: schema changes,
- * settings (search_path) and rollbacks (which can undo schema changes).
+ * settings (search_path), rollbacks (which can undo schema changes), and SQL
+ * PREPARE, DEALLOCATE, DECLARE and CLOSE (EXECUTE and FETCH describe what they name).
  */
-const INVALIDATING_TAGS = new Set(['CREATE', 'ALTER', 'DROP', 'SET', 'RESET', 'DISCARD', 'ROLLBACK', 'IMPORT', 'LOAD']);
+const INVALIDATING_TAGS = new Set(['CREATE', 'ALTER', 'DROP', 'SET', 'RESET', 'DISCARD', 'ROLLBACK', 'IMPORT', 'LOAD', 'PREPARE', 'DEALLOCATE', 'DECLARE', 'CLOSE']);
 
 /**
  * Statement descriptions (parameter types and result columns) of one client

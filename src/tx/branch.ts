@@ -24,6 +24,11 @@ export class Branch<C extends TxConnection> {
   start: BranchStart = 'sent';
   broken = false;
   released = false;
+  /**
+   * Set when the session keeps this branch's connection once the transaction
+   * committed (it holds a cursor WITH HOLD): called instead of release().
+   */
+  keep: ((conn: C) => void) | undefined = undefined;
   constructor(readonly conn: C) {}
   get shard(): ShardName {
     return this.conn.shard;

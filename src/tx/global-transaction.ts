@@ -238,6 +238,19 @@ export class GlobalTransaction<C extends TxConnection> {
   }
 
   /**
+   * Hands the shard's connection to `keep` instead of the pool when the
+   * transaction commits (a cursor WITH HOLD opened on it lives on after
+   * COMMIT). When the transaction does not commit, the connection is closed
+   * rather than pooled: a branch that committed before the outcome was known
+   * (a read-only participant) may still hold the cursor.
+   */
+  keepAfterCommit(shard: ShardName, keep: (conn: C) => void): void {
+    const branch = this.#branches.get(shard);
+    if (!branch) throw sgError('internal', { reason: `keepAfterCommit(${shard}) before the shard joined ${this.id}` });
+    branch.keep = keep;
+  }
+
+  /**
    * Puts the transaction in the failed state (statements get 25P02 until
    * ROLLBACK or ROLLBACK TO) and returns the error to report: a 57014 caused by
    * the deadlock detector cancelling this transaction becomes 40P01.
@@ -672,8 +685,13 @@ export class GlobalTransaction<C extends TxConnection> {
   #releaseBranch(b: Branch<C>): void {
     if (b.released) return;
     b.released = true;
-    // A branch still open or in an unknown state must not go back to the pool.
-    b.conn.release(b.broken || b.state === 'open' || b.state === 'unknown');
+    const clean = !b.broken && b.state !== 'open' && b.state !== 'unknown';
+    if (b.keep !== undefined && clean && this.#state === 'committed') {
+      b.keep(b.conn);
+      return;
+    }
+    // A branch still open or in an unknown state must not go back to the pool, nor one that may hold a cursor WITH HOLD.
+    b.conn.release(!clean || b.keep !== undefined);
   }
 
   #finish(): void {
