@@ -38,6 +38,8 @@ export interface OpenOptions {
   readonly metrics?: Metrics;
   /** OpenTelemetry spans (statement → route → shard → 2PC phases), no-op unless the application registers an SDK. Default true. */
   readonly tracing?: boolean;
+  /** Period of the distributed deadlock check in ms (0 = off); default 250. It borrows a connection per shard while transactions are open. */
+  readonly deadlockCheckMs?: number;
 }
 
 /**
@@ -130,6 +132,7 @@ export class ShardGate implements Queryable {
           metrics: opts.metrics ?? Metrics.disabled(),
           tracing: opts.tracing ?? true,
           tagTransactions: true,
+          ...(opts.deadlockCheckMs !== undefined ? { transactions: { deadlockCheckMs: opts.deadlockCheckMs } } : {}),
         }),
       );
     } catch (err) {
