@@ -3,18 +3,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../../harness/cluster.js';
 import type { ShardedSetup } from '../../harness/proxy.js';
 import { countsPerShard, startAccountSetup } from './account-setup.js';
+import { PYTHON, requirePsycopg2 } from './psycopg2.js';
 
-// Debian's python, where python3-psycopg2 installs; a pyenv python3 on PATH would not see it.
-const PYTHON = '/usr/bin/python3';
 const SCRIPT = join(import.meta.dirname, 'fixtures/psycopg2_check.py');
 
 describe('psycopg2 through the proxy', () => {
   let setup: ShardedSetup;
   beforeAll(async () => {
-    const probe = await runCommand(PYTHON, ['-c', 'import psycopg2'], { timeoutMs: 30_000 }).catch((err: Error) => ({ code: -1, stderr: err.message }));
-    if (probe.code !== 0) {
-      throw new Error(`psycopg2 is not importable by ${PYTHON} (${probe.stderr.trim()}): run \`bash scripts/install-test-deps.sh\``);
-    }
+    await requirePsycopg2();
     setup = await startAccountSetup();
   });
   afterAll(async () => {
