@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { LATENCY_BUCKETS } from '../observe/metrics.js';
 import type { CdcEvent } from './assembler.js';
 
 /** A shard's replication slot as `pg_replication_slots` reports it, for the retained-WAL gauge. */
@@ -37,7 +38,7 @@ export class CdcMetrics {
     this.#sinkSeconds = new Histogram({
       name: 'shardgate_cdc_sink_seconds',
       help: 'Time for the sink to acknowledge one batch of events.',
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      buckets: LATENCY_BUCKETS,
       registers,
     });
     this.#sinkFailures = new Counter({ name: 'shardgate_cdc_sink_failures_total', help: 'Batches the sink failed to acknowledge (sent again).', registers });
