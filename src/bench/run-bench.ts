@@ -21,6 +21,7 @@ import { evaluateTargets } from './targets.js';
 import { makeBenchCertificate } from './tls-certificate.js';
 import { runTpcb } from './tpcb.js';
 import { runCdcBench } from './cdc.js';
+import { runConsistentReadBench } from './consistent-read.js';
 
 const DATABASE = 'app';
 
@@ -210,6 +211,13 @@ export async function runBench(opts: BenchOptions, log: BenchLog): Promise<Bench
       // Its own three clusters (logical decoding on) and proxy, after the others have stopped using the cores.
       await section('cdc', async () => {
         tables.push(await runCdcBench(opts, cores, log));
+      });
+    }
+
+    if (has('consistent-read')) {
+      // Four clusters and a proxy of its own, with the admin endpoint on for the gate-hold histogram.
+      await section('consistent-read', async () => {
+        tables.push(await runConsistentReadBench(opts, cores, log));
       });
     }
   } finally {

@@ -74,6 +74,20 @@ export function evaluateTargets(tables: readonly ResultTable[]): Target[] {
     ),
     atMost('parse-route-hit', 'parse + route ≤ 5 µs on a cache hit', findValue(tables, 'in-process', 'plan-hit', 'shardgate'), 5),
     atMost('parse-route-miss', 'parse + route ≤ 100 µs on a cache miss', findValue(tables, 'in-process', 'plan-miss', 'shardgate'), 100),
+    atMost(
+      'cut-p99',
+      "consistent reader's cut under TPC-B-like load ≤ 20 ms at p99 (bounds the commit gate's pause)",
+      findValue(tables, 'consistent-read', 'cut-p99', 'tpcb+consistent-reader'),
+      20,
+    ),
+    ratioAtLeast(
+      'tpcb-with-reader',
+      'TPC-B-like with a consistent reader every 100 ms ≥ 0.9 × without',
+      findValue(tables, 'consistent-read', 'tps', 'tpcb+consistent-reader'),
+      findValue(tables, 'consistent-read', 'tps', 'tpcb'),
+      0.9,
+    ),
+    atMost('consistent-reader-wrong', 'a consistent reader never sees unequal pgbench sums', findValue(tables, 'consistent-read', 'wrong-sums', 'tpcb+consistent-reader'), 0),
     atMost('idle-clients-rss', '1000 idle clients ≤ 150 MB resident', findValue(tables, 'memory', 'rss-idle-clients', 'shardgate-4'), 150),
     atMost('slow-read-added', 'slow read of the big result adds ≤ 50 MB', findValue(tables, 'memory', 'rss-read-added', 'shardgate-4'), 50),
   ];

@@ -83,6 +83,7 @@ export class Metrics {
   readonly #cuts: Counter;
   readonly #gateHoldSeconds: Histogram;
   readonly #cutFinished: Counter;
+  readonly #cutDelayed: Counter;
   readonly #routingDecisions: Counter<'route'>;
 
   constructor(opts: MetricsOptions = {}) {
@@ -199,6 +200,11 @@ export class Metrics {
       help: 'Decided two-phase branches a cut committed itself before taking its snapshots (their coordinator was mid-commit or gone).',
       registers,
     });
+    this.#cutDelayed = new Counter({
+      name: 'shardgate_cut_delayed_commits_total',
+      help: 'Commit decisions that waited for a cut: waiting for the commit gate when the cut released it.',
+      registers,
+    });
     this.#routingDecisions = new Counter({
       name: 'shardgate_routing_decisions_total',
       help: 'Statements routed, by route kind (single, multi, all, broadcast-read, broadcast-write, default, hint).',
@@ -268,12 +274,13 @@ export class Metrics {
     if (this.enabled) this.#deadlocksBroken.inc();
   }
 
-  /** A cut was taken; the gates were held `holdSeconds`. */
-  cutTaken(holdSeconds: number, finished: number): void {
+  /** A cut was taken; the gates were held `holdSeconds`, and `delayed` commit decisions waited for them. */
+  cutTaken(holdSeconds: number, finished: number, delayed: number): void {
     if (!this.enabled) return;
     this.#cuts.inc();
     this.#gateHoldSeconds.observe(holdSeconds);
     if (finished > 0) this.#cutFinished.inc(finished);
+    if (delayed > 0) this.#cutDelayed.inc(delayed);
   }
 
   /** A statement was routed with a Plan of this kind. */

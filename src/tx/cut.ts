@@ -26,6 +26,34 @@ export interface CutResult {
   readonly holdMs: number;
   /** Already-decided branches the cut committed itself (their coordinator was mid-second-phase or dead). */
   readonly finished: number;
+  /** Commit decisions that waited for this cut: those waiting for the shared gate when it let go. */
+  readonly delayed: number;
+}
+
+/**
+ * Releases the gate and says how many decision transactions were waiting for
+ * it: every decision the cut held back is still waiting at this moment (it
+ * cannot go on before the release), so the count is exactly the commits this
+ * cut delayed. `w` counts first; `u`, scanned from `w`, lets go of the lock;
+ * the statement then returns one empty row per waiter, so its command tag
+ * (`SELECT n`) carries the count. Advisory locks on a bigint key show
+ * in pg_locks as classid (high 32 bits), objid (low 32 bits), objsubid 1;
+ * shared waiters are in ShareLock mode.
+ */
+const RELEASE_GATE_SQL = `WITH w AS MATERIALIZED (
+  SELECT count(*)::int AS n FROM pg_locks
+  WHERE locktype = 'advisory' AND NOT granted AND mode = 'ShareLock' AND objsubid = 1
+    AND classid = ${GATE_KEY >> 32n} AND objid = ${GATE_KEY & 0xffff_ffffn}
+    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())),
+u AS MATERIALIZED (SELECT pg_advisory_unlock(${GATE_KEY}) AS released, n FROM w)
+SELECT FROM u, generate_series(1, u.n)`;
+
+/** Lets go of the gate on `conn`; returns how many decisions were waiting for it. */
+async function releaseGate(conn: TxConnection): Promise<number> {
+  const tag = await conn.exec(RELEASE_GATE_SQL);
+  const m = /^SELECT (\d+)$/.exec(tag);
+  if (m === null) throw sgError('internal', { reason: `cut: releasing the gate on ${conn.shard} answered ${JSON.stringify(tag)}` });
+  return Number(m[1]);
 }
 
 /**
@@ -45,12 +73,15 @@ export async function atCut<T>(
 ): Promise<CutResult & { readonly value: T }> {
   const ordered = [...conns].sort((a, b) => (a.shard < b.shard ? -1 : a.shard > b.shard ? 1 : 0));
   const started = performance.now();
-  // One shard after the other in name order: two cuts taking the gates in different orders could
-  // wait for each other across shards, where no PostgreSQL detects it. The lock timeout bounds the
-  // wait for a decision transaction that holds the shared gate (a few milliseconds normally).
-  for (const conn of ordered) {
-    await conn.exec(`SET lock_timeout = ${quoteLiteral(`${lockTimeoutMs}ms`)}; SELECT pg_advisory_lock(${GATE_KEY}); RESET lock_timeout`);
-  }
+  // The first shard's gate (name order) first, then every other shard's at once. Two cuts cannot
+  // wait for each other across shards, where no PostgreSQL would detect it: a cut holds or waits
+  // for another shard's gate only while holding the first shard's, which one cut at a time can hold
+  // (README.md, "One cut"). The lock timeout bounds the wait for decision transactions holding the
+  // shared gate (a few milliseconds normally); on the other shards those waits overlap.
+  const lock = (conn: TxConnection): Promise<string> =>
+    conn.exec(`SET lock_timeout = ${quoteLiteral(`${lockTimeoutMs}ms`)}; SELECT pg_advisory_lock(${GATE_KEY}); RESET lock_timeout`);
+  await lock(ordered[0]!);
+  await Promise.all(ordered.slice(1).map(lock));
   await failpoints?.hit('holding-cut-gate');
   // Every gate is held: no decision can commit now, so the set of decided global transactions is fixed.
   // Some may still be prepared on a participant (their coordinator is between its decision and its last
@@ -58,8 +89,10 @@ export async function atCut<T>(
   // cover the second phase too: their outcome is 'commit' for good, so committing is what recovery would do.
   const finished = await finishDecided(ordered, lockTimeoutMs);
   const value = await inside(ordered);
-  await Promise.all(ordered.map((conn) => conn.exec(`SELECT pg_advisory_unlock(${GATE_KEY})`)));
-  return { holdMs: performance.now() - started, finished, value };
+  // Only now, with every shard's snapshot taken, may any gate go: a decision let through on one
+  // shard is followed by COMMIT PREPARED on the others, which a snapshot not yet taken would see.
+  const waiting = await Promise.all(ordered.map(releaseGate));
+  return { holdMs: performance.now() - started, finished, delayed: waiting.reduce((a, b) => a + b, 0), value };
 }
 
 /**

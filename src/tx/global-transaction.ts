@@ -171,7 +171,7 @@ export class GlobalTransaction<C extends TxConnection> {
       for (const conn of acquired) await this.#setup?.(conn);
       const statements = [this.#beginSql, `SET LOCAL application_name = ${quoteLiteral(this.id)}`, ...this.#savepoints.map((name) => `SAVEPOINT ${quoteIdent(name)}`)];
       const result = await beginAtCut(acquired, statements, lockTimeoutMs, this.#ctx.failpoints);
-      this.#ctx.observer.cutTaken?.(result.holdMs / 1000, result.finished);
+      this.#ctx.observer.cutTaken?.(result.holdMs / 1000, result.finished, result.delayed);
     } catch (err) {
       // A connection may still hold a gate or an open transaction: closing it ends both.
       for (const conn of acquired) conn.release(true);

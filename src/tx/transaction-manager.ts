@@ -143,7 +143,7 @@ export class TransactionManager<C extends TxConnection> {
     try {
       for (const shard of [...this.#opts.source.shards].sort()) acquired.push(await this.#opts.source.acquire(shard, this.#opts.acquireTimeoutMs));
       const result = await restorePointAtCut(acquired, name, this.#opts.prepareTimeoutMs);
-      this.#ctx.observer.cutTaken?.(result.holdMs / 1000, result.finished);
+      this.#ctx.observer.cutTaken?.(result.holdMs / 1000, result.finished, result.delayed);
       broken = false;
       return result.value;
     } finally {

@@ -96,7 +96,7 @@ export interface TxObserver {
   /** The deadlock detector broke a cycle spanning shards by cancelling one of our transactions. */
   deadlockBroken(): void;
   /** A cut was taken: the gates were held `holdSeconds`; `finished` decided branches were committed by the cut itself. */
-  cutTaken?(holdSeconds: number, finished: number): void;
+  cutTaken?(holdSeconds: number, finished: number, delayed: number): void;
 }
 
 /** An observer that records nothing. */

@@ -139,6 +139,7 @@ describe('Metrics', () => {
       'shardgate_2pc_phase_duration_seconds',
       'shardgate_client_connections',
       'shardgate_cross_shard_txn_ratio',
+      'shardgate_cut_delayed_commits_total',
       'shardgate_cut_finished_commits_total',
       'shardgate_cut_gate_hold_seconds',
       'shardgate_cuts_total',
