@@ -234,6 +234,55 @@ describe('embedded (PGlite) shards keep cross-shard transactions atomic', () => 
     }
   });
 
+  it('a reader at one cut (REPEATABLE READ READ ONLY) sees every transfer whole, on embedded shards too', { timeout: 60_000 }, async () => {
+    const proxy = await proxyOn();
+    const stop = { done: false };
+    const outcomes = new Outcomes();
+    // Money leaves an account and arrives as trade rows on other shards: the two sums together never change.
+    const total = ACCOUNTS * INITIAL_BALANCE;
+    // Transfers go from a lower shard to a higher one, the order in which a cut acquires the shards'
+    // single connections, so no wait between them can cycle (which would end in 40P01 after the timeout).
+    const movers = Array.from({ length: 2 }, (_, m) =>
+      withClient(proxy, async (client) => {
+        for (let i = 0; !stop.done; i++) {
+          const [from, to] = [[0, 1], [0, 2], [1, 2]][(m + i) % 3]!;
+          const t = transfer(from!, [to!]);
+          outcomes.record(t, await runTransfer(client, t));
+        }
+      }),
+    );
+    const sums: number[] = [];
+    const refused: string[] = [];
+    try {
+      await withClient(proxy, async (reader) => {
+        while (sums.length < 20) {
+          await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+          try {
+            const balances = await reader.query<{ s: string }>('SELECT sum(balance) AS s FROM account');
+            const moved = await reader.query<{ s: string | null }>('SELECT sum(amount) AS s FROM trade');
+            sums.push(Number(balances.rows[0]!.s) + Number(moved.rows[0]!.s ?? 0));
+            await reader.query('COMMIT');
+          } catch (err) {
+            // One connection per embedded shard: a cut waits for the transactions holding them, up to the acquire timeout.
+            refused.push(sqlstate(err) ?? String(err));
+            await reader.query('ROLLBACK');
+          }
+        }
+      });
+    } finally {
+      stop.done = true;
+      await Promise.all(movers);
+    }
+    try {
+      expect(outcomes.count('committed'), outcomes.summary()).toBeGreaterThan(20);
+      expect(sums.filter((s) => s !== total)).toEqual([]);
+      expect(refused.filter((code) => code !== '40P01')).toEqual([]);
+      await withClient(proxy, async (client) => expect(await prepared(client)).toEqual([[], [], []]));
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   it('after-decision=crash: the next proxy commits the leftover branches at start-up, before serving', { timeout: 60_000 }, async () => {
     const { t, told, proxy, before } = await crashDuringTransfer('after-decision=crash');
     try {
