@@ -52,6 +52,8 @@ export class TcpTransport implements Transport {
   readonly kind = 'network';
   readonly #shard: ShardName;
   readonly #endpoint: TcpEndpoint;
+  /** How the session's TLS was set up; a cancel request goes the same way. Null in plaintext. */
+  readonly #tls: ShardTls | null;
   readonly #socket: Socket;
   readonly #reader = new MessageReader();
   #waiter: { resolve: (m: RawMessage) => void; reject: (e: Error) => void } | null = null;
@@ -88,7 +90,7 @@ export class TcpTransport implements Transport {
   static async open(shard: ShardName, endpoint: TcpEndpoint, tls: ShardTls | null, signal: AbortSignal): Promise<TcpTransport> {
     if (tls !== null) {
       const secure = await negotiateTls(endpoint, tls, signal);
-      if (secure !== null) return new TcpTransport(shard, endpoint, secure, secure.getPeerX509Certificate()?.raw ?? null);
+      if (secure !== null) return new TcpTransport(shard, endpoint, secure, secure.getPeerX509Certificate()?.raw ?? null, tls);
     }
     const transport = TcpTransport.connect(shard, endpoint);
     const onAbort = (): void => transport.destroy();
@@ -105,9 +107,10 @@ export class TcpTransport implements Transport {
   /** DER of the certificate the shard presented over TLS; null in plaintext. */
   readonly serverCertificate: Buffer | null;
 
-  private constructor(shard: ShardName, endpoint: TcpEndpoint, socket: Socket, serverCertificate: Buffer | null = null) {
+  private constructor(shard: ShardName, endpoint: TcpEndpoint, socket: Socket, serverCertificate: Buffer | null = null, tls: ShardTls | null = null) {
     this.#shard = shard;
     this.#endpoint = endpoint;
+    this.#tls = tls;
     this.#socket = socket;
     this.serverCertificate = serverCertificate;
     // A TLS socket delivers decrypted bytes as 'data'; a plain one reads through `onread`.
@@ -190,15 +193,29 @@ export class TcpTransport implements Transport {
 
   /**
    * Sends CancelRequest on a new connection with this session's key and waits
-   * until the server closes it (it has signalled the backend by then).
+   * until the server closes it (it has signalled the backend by then). A
+   * session on TLS sends it over TLS too, negotiated and verified as the
+   * session was: a shard behind something that refuses plaintext (a managed
+   * service's front end, a pooler requiring TLS) still gets it, and the key
+   * never crosses the network in the clear. Never rejects.
    */
   async cancel(): Promise<void> {
     const key = this.#cancelKey;
     if (key === null || this.#dead !== null) return;
+    const request = encodeStartup({ type: 'CancelRequest', processId: key.processId, secretKey: key.secretKey });
+    let sock: Socket;
+    if (this.#tls !== null) {
+      const secure = await negotiateTls(this.#endpoint, this.#tls, AbortSignal.timeout(CANCEL_TIMEOUT_MS)).catch(() => null);
+      // Refused or failed: the session itself is on TLS, so plaintext is not an option.
+      if (secure === null) return;
+      sock = secure;
+      sock.write(request);
+    } else {
+      sock = connect({ host: this.#endpoint.host, port: this.#endpoint.port });
+      sock.on('connect', () => sock.write(request));
+    }
     await new Promise<void>((resolve) => {
-      const sock = connect({ host: this.#endpoint.host, port: this.#endpoint.port });
       const timer = setTimeout(() => sock.destroy(), CANCEL_TIMEOUT_MS);
-      sock.on('connect', () => sock.write(encodeStartup({ type: 'CancelRequest', processId: key.processId, secretKey: key.secretKey })));
       sock.on('error', () => undefined);
       sock.on('close', () => {
         clearTimeout(timer);

@@ -1,3 +1,4 @@
+import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectPostgres, parsePostgresUrl } from '../../../src/backend/connect-postgres.js';
 import type { BackendConnection } from '../../../src/backend/backend-connection.js';
@@ -118,6 +119,71 @@ describe('TLS to shards', () => {
     // A trusted login never runs SCRAM, so there is nothing bound: refused under require.
     const trusted = await failure(url('localhost', tlsOnly, 'sslmode=require&channel_binding=require'));
     expect(trusted.message).toMatch(/authenticated without channel binding/);
+  });
+
+  /**
+   * A TCP relay in front of `cluster` that records the first four bytes after
+   * the length of each connection's first message: the request code
+   * (80877103 SSLRequest, 80877102 CancelRequest, 196608 a plaintext startup).
+   */
+  async function recordingRelay(cluster: PgCluster): Promise<{ port: number; codes: number[]; close(): Promise<void> }> {
+    const codes: number[] = [];
+    const sockets = new Set<Socket>();
+    const server: Server = createServer((client) => {
+      const upstream = connect({ host: '127.0.0.1', port: cluster.port });
+      for (const sock of [client, upstream]) {
+        sockets.add(sock);
+        sock.on('error', () => undefined);
+        sock.on('close', () => sockets.delete(sock));
+      }
+      let head = Buffer.alloc(0);
+      const onHead = (d: Buffer): void => {
+        head = Buffer.concat([head, d]);
+        if (head.length < 8) return;
+        client.off('data', onHead);
+        codes.push(head.readInt32BE(4));
+        upstream.write(head);
+        client.pipe(upstream);
+      };
+      client.on('data', onHead);
+      upstream.pipe(client);
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return {
+      port: (server.address() as AddressInfo).port,
+      codes,
+      close: async () => {
+        for (const sock of sockets) sock.destroy();
+        await new Promise<void>((r) => server.close(() => r()));
+      },
+    };
+  }
+
+  it('sends a cancel request over TLS for a session on TLS, and it cancels the statement', async () => {
+    const relay = await recordingRelay(tlsOnly);
+    const conn = await connectPostgres(s0, parsePostgresUrl(`postgres://postgres@127.0.0.1:${relay.port}/app?sslmode=require`));
+    try {
+      expect(await encrypted(conn)).toBe(true);
+      const sleeping = conn.rows('SELECT pg_sleep(60)').then(
+        () => null,
+        (err: unknown) => err,
+      );
+      // The statement is running once the server shows it.
+      const running = async (): Promise<boolean> =>
+        (await tlsOnly.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'", [], 'app'))[0]!.n === '1';
+      while (!(await running())) await new Promise((r) => setTimeout(r, 20));
+      await conn.cancel();
+      const err = await sleeping;
+      expect(err).toBeInstanceOf(PgError);
+      expect((err as PgError).code).toBe('57014');
+      // Two connections reached the relay, the session and the cancel; both began with SSLRequest.
+      expect(relay.codes).toEqual([80877103, 80877103]);
+    } finally {
+      await conn.close();
+      await relay.close();
+    }
   });
 
   it('refuses unusable sslmode settings when the URL is read', () => {
