@@ -55,7 +55,9 @@ export async function* runShardsPlan(
   const conns = await connectAll(statements, ctx);
   const formats = await resultFormats(plan.merge, stmt.resultFormats, statements[0]!, conns[0]!, stmt, ctx);
   const queries = statements.map((s) => shardQuery(s, stmt, formats));
-  if (statements.length === 1 && plan.merge === null) {
+  if (plan.explain !== undefined) {
+    yield* explained(plan.explain, conns, queries, ctx);
+  } else if (statements.length === 1 && plan.merge === null) {
     yield* single(conns[0]!, queries[0]!, ctx);
   } else if (plan.merge === null) {
     yield* concatenated(plan, conns, queries, ctx);
@@ -290,4 +292,42 @@ async function* shardRows(stream: ShardStream, notices: ErrorFields[], tags: str
     else if (ev.kind === 'notice') notices.push(ev.fields);
     else if (ev.kind === 'complete') tags.push(ev.tag);
   }
+}
+
+/**
+ * EXPLAIN across shards (planner/explain.ts): the header lines, then per
+ * shard its label and its own plan, indented under it, as one "QUERY PLAN"
+ * column. Shards answer in parallel; their plans are shown in statement order.
+ */
+async function* explained(
+  explain: NonNullable<ShardsPlan['explain']>,
+  conns: readonly ShardCursor[],
+  queries: readonly ShardQuery[],
+  ctx: ShardRunContext,
+): AsyncGenerator<ExecEvent, void, undefined> {
+  const streams = await startAll(conns, queries, ctx);
+  const line = (text: string): RawRow => [Buffer.from(text, 'utf8')];
+  let fieldsSent = false;
+  try {
+    for (let i = 0; i < streams.length; i++) {
+      const stream = streams[i]!;
+      const lines: RawRow[] = [];
+      for (let ev = await stream.next(); ev !== null; ev = await stream.next()) {
+        if (ev.kind === 'notice') yield ev;
+        else if (ev.kind === 'fields' && !fieldsSent) {
+          yield ev;
+          fieldsSent = true;
+          yield { kind: 'rows', rows: explain.header.map(line) };
+        } else if (ev.kind === 'rows') {
+          for (const row of ev.rows) lines.push([row[0] === null || row[0] === undefined ? null : Buffer.concat([Buffer.from('        '), row[0]])]);
+        }
+      }
+      ctx.running.delete(stream.conn);
+      yield { kind: 'rows', rows: [line(explain.labels[i]!), ...lines] };
+    }
+  } finally {
+    await Promise.all(streams.map((s) => s.close()));
+    for (const s of streams) ctx.running.delete(s.conn);
+  }
+  yield { kind: 'complete', tag: 'EXPLAIN' };
 }

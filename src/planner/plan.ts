@@ -80,6 +80,13 @@ export interface ShardsPlan {
    * a branch may not be one of two or more written shards of a transaction.
    */
   readonly notPreparable?: string;
+  /**
+   * Present for EXPLAIN of a statement that runs on several shards: each
+   * statement is the EXPLAIN of that shard's part, and the engine answers
+   * with `header` followed, per statement, by its label line and the shard's
+   * own plan under it (`explain.ts`).
+   */
+  readonly explain?: { readonly header: readonly string[]; readonly labels: readonly string[] };
 }
 
 /**

@@ -11,6 +11,7 @@ import { textAfterKeyword } from '../sql/text-after-keyword.js';
 import { bindLiteralSlots, literalSlot, statementShape } from '../sql/statement-shape.js';
 import { commandOf } from './command-tag.js';
 import { ddlRouter } from './ddl-router.js';
+import { explainAcrossShards } from './explain.js';
 import { SelectRouter, WriteRouter } from './dml-routers.js';
 import { insertRouter } from './insert-router.js';
 import type { CopyToPlan, Plan } from './plan.js';
@@ -531,9 +532,17 @@ export class Planner {
         if (plan.kind === 'insertSelect') {
           return refusePlan(sgError('unsupportedCrossShard', { reason: 'EXPLAIN of an INSERT … SELECT that moves rows between shards', hint: 'EXPLAIN its SELECT instead.' }));
         }
+        if (plan.kind === 'gather') {
+          // Its statement would run over copies of the tables: that is the query, not its plan.
+          return refusePlan(sgError('unsupportedCrossShard', { reason: 'EXPLAIN of a statement ShardGate evaluates over copies of its tables gathered from the shards', hint: 'EXPLAIN the parts that run on the shards instead.' }));
+        }
         if (plan.kind !== 'shards') return plan;
         if (writes && plan.statements.some((s) => s.sql !== sql)) {
           return refusePlan(sgError('unsupportedCrossShard', { reason: 'EXPLAIN ANALYZE of a write that is split across shards', hint: 'EXPLAIN without ANALYZE, or filter the write to one shard.' }));
+        }
+        if (plan.statements.length > 1) {
+          const explained = explainAcrossShards(plan, e, sql, writes);
+          return explained instanceof PgError ? refusePlan(explained) : explained;
         }
         const shards = plan.statements.map((s) => this.#space.indexOf(s.shard) ?? this.#space.defaultIndex);
         return memo.get(plan.route, shards);
