@@ -140,9 +140,29 @@ export function walkTree(root: unknown, visit: (type: string, value: Record<stri
   }
 }
 
-/** `name` quoted as an SQL identifier only when needed. */
+/**
+ * PostgreSQL 15's keywords that cannot stand for a table or column name
+ * unquoted everywhere (reserved, type/function-name and column-name
+ * keywords: `pg_get_keywords()` catcode R, T and C). Unquoted, `user` would
+ * be CURRENT_USER and `order` a syntax error.
+ */
+const KEYWORDS_TO_QUOTE = new Set(
+  (
+    'all analyse analyze and any array as asc asymmetric authorization between bigint binary bit boolean both case cast char character check ' +
+    'coalesce collate collation column concurrently constraint create cross current_catalog current_date current_role current_schema ' +
+    'current_time current_timestamp current_user dec decimal default deferrable desc distinct do else end except exists extract false fetch ' +
+    'float for foreign freeze from full grant greatest group grouping having ilike in initially inner inout int integer intersect interval ' +
+    'into is isnull join lateral leading least left like limit localtime localtimestamp national natural nchar none normalize not notnull ' +
+    'null nullif numeric offset on only or order out outer overlaps overlay placing position precision primary real references returning ' +
+    'right row select session_user setof similar smallint some substring symmetric table tablesample then time timestamp to trailing treat ' +
+    'trim true union unique user using values varchar variadic verbose when where window with xmlattributes xmlconcat xmlelement xmlexists ' +
+    'xmlforest xmlnamespaces xmlparse xmlpi xmlroot xmlserialize xmltable'
+  ).split(' '),
+);
+
+/** `name` quoted as an SQL identifier only when needed: not lower-case letters, digits, `_`, `$`, or a keyword. */
 export function quoteIdent(name: string): string {
-  return /^[a-z_][a-z0-9_$]*$/.test(name) ? name : `"${name.replace(/"/g, '""')}"`;
+  return /^[a-z_][a-z0-9_$]*$/.test(name) && !KEYWORDS_TO_QUOTE.has(name) ? name : `"${name.replace(/"/g, '""')}"`;
 }
 
 /** `text` as an SQL string literal. */
