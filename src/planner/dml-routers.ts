@@ -55,7 +55,7 @@ export class SelectRouter implements Router {
     this.#merge ??= planSelectMerge(this.#stmt, this.#info.sql);
     const m = this.#merge;
     if (m.kind === 'refuse') throw new RouteError(sgError('unsupportedCrossShard', { reason: m.reason, hint: m.hint }));
-    return this.#memo.get(r.route, r.shards, m.merge, m.sql === this.#info.sql ? null : () => ({ sql: m.sql, paramMap: null }));
+    return this.#memo.get(r.route, r.shards, m.merge, m.sql === this.#info.sql ? null : () => ({ sql: m.sql, paramMap: m.paramMap }));
   }
 }
 

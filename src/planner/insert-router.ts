@@ -2,6 +2,7 @@ import type { InsertStmt, Node, SelectStmt } from 'libpg-query';
 import { sgError } from '../errors/catalogue.js';
 import { cloneTree, columnRefNames, isStarRef, walkTree } from '../sql/ast.js';
 import { deparseNode } from '../sql/parser.js';
+import { renumberParams } from '../sql/renumber-params.js';
 import { isNonDistributive } from './aggregates.js';
 import type { ValueRef } from './key-conditions.js';
 import { valueRef } from './key-conditions.js';
@@ -222,19 +223,6 @@ class ValuesRouter implements Router {
     }
     return out;
   }
-}
-
-/** Renumbers the parameters a statement uses to $1..$k, in order of their original numbers. */
-function renumberParams(node: Node): { sql: string; paramMap: readonly number[] } {
-  const refs: { number?: number }[] = [];
-  walkTree(node, (type, value) => {
-    if (type === 'ParamRef') refs.push(value as { number?: number });
-    return true;
-  });
-  const used = [...new Set(refs.map((r) => r.number ?? 1))].sort((a, b) => a - b);
-  const renumber = new Map(used.map((n, i) => [n, i + 1]));
-  for (const r of refs) r.number = renumber.get(r.number ?? 1) ?? 1;
-  return { sql: deparseNode(node), paramMap: used.map((n) => n - 1) };
 }
 
 /**

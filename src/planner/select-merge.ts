@@ -1,12 +1,13 @@
 import type { FuncCall, Node, ResTarget, SelectStmt, SortBy } from 'libpg-query';
 import { cloneTree, columnRefNames, constText, exprKey, funcName, isStarRef, stringOf, uncast, walkTree } from '../sql/ast.js';
-import { deparseNode } from '../sql/parser.js';
+import { paramCount, renumberParams } from '../sql/renumber-params.js';
 import { exprShape, isAggregateCall } from './aggregates.js';
 import type { AggregateColumn, Count, MergeSpec, Operand, Predicate, SortKey } from './plan.js';
 
 /** A multi-shard SELECT rewritten for merging, or why it cannot be. */
 export type MergeRewrite =
-  | { readonly kind: 'ok'; readonly sql: string; readonly merge: MergeSpec | null }
+  /** `paramMap`: which client parameters the rewritten `sql` takes (ShardStatement.paramMap); null: all, unchanged. */
+  | { readonly kind: 'ok'; readonly sql: string; readonly paramMap: readonly number[] | null; readonly merge: MergeSpec | null }
   | { readonly kind: 'refuse'; readonly reason: string; readonly hint: string };
 
 class Refusal extends Error {
@@ -100,6 +101,7 @@ class SelectMerge {
 
   run(): MergeRewrite {
     const sel = this.#sel;
+    const clientParams = paramCount({ SelectStmt: sel });
     const setOp = (sel.op ?? 'SETOP_NONE') !== 'SETOP_NONE';
     if ((sel.distinctClause?.length ?? 0) > 0 && sel.distinctClause?.some((d) => Object.keys(d).length > 0)) refuse('DISTINCT ON needs all rows of a group on one shard');
     if (sel.limitOption === 'LIMIT_OPTION_WITH_TIES') refuse('FETCH … WITH TIES across shards is not supported');
@@ -146,7 +148,7 @@ class SelectMerge {
     const { limit, offset } = this.#limits(grouped);
     const distinct = (sel.distinctClause?.length ?? 0) > 0;
     const needsMerge = grouped || distinct || mergeOrder.length > 0 || limit !== null || offset !== null;
-    if (!needsMerge) return { kind: 'ok', sql: this.#clientSql, merge: null };
+    if (!needsMerge) return { kind: 'ok', sql: this.#clientSql, paramMap: null, merge: null };
     const star = this.#star !== -1;
     // Appending to every branch of a UNION ALL is not done; its ORDER BY never needs hidden columns otherwise.
     if (star && setOp) refuse('merging a UNION ALL whose select list contains * is not supported', STAR_HINT);
@@ -170,7 +172,11 @@ class SelectMerge {
       ...(mergeOrder !== orderBy ? { orderChosen: true as const } : {}),
       ...(otherCollation ? { otherCollation: true as const } : {}),
     };
-    return { kind: 'ok', sql: this.#rewritten ? deparseNode({ SelectStmt: sel }) : this.#clientSql, merge };
+    if (!this.#rewritten) return { kind: 'ok', sql: this.#clientSql, paramMap: null, merge };
+    // A HAVING the merge evaluates takes its parameters with it: the shards get only the ones left.
+    const { sql, paramMap } = renumberParams({ SelectStmt: sel });
+    const all = paramMap.length === clientParams && paramMap.every((p, i) => p === i);
+    return { kind: 'ok', sql, paramMap: all ? null : paramMap, merge };
   }
 
   #firstBranch(): SelectStmt {
