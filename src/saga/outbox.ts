@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { BrokerMessage, MessageSink } from '../messaging/message-sink.js';
 import type { Queryable } from '../library/shard-gate.js';
+import type { OutboxStats } from '../observe/metrics.js';
 import { createIdempotently, inTransactionClient, qualified } from './saga-schema.js';
 
 /** One message as the relay hands it to a sink. */
@@ -45,6 +46,20 @@ export async function writeOutbox(tx: Queryable, topic: string, payload: unknown
   const id = opts.id ?? randomUUID();
   await tx.query(`INSERT INTO ${qualified(opts.schema, 'outbox')} (id, topic, payload) VALUES ($1, $2, $3)`, [id, topic, JSON.stringify(payload ?? null)]);
   return id;
+}
+
+/**
+ * The outbox at this moment, for the metrics gauges: committed messages the
+ * broker has not acknowledged yet, and the age of the oldest of them on the
+ * database's clock (the relay's lag). Served by the `outbox_unsent` index.
+ */
+export async function readOutboxStats(client: Queryable, schema?: string): Promise<OutboxStats> {
+  const res = await client.query<{ unsent: string; age: number | null }>(
+    `SELECT count(*) AS unsent, extract(epoch FROM now() - min(created_at))::float8 AS age
+       FROM ${qualified(schema, 'outbox')} WHERE sent_at IS NULL`,
+  );
+  const row = res.rows[0]!;
+  return { unsent: Number(row.unsent), oldestUnsentAgeSeconds: Math.max(0, row.age ?? 0) };
 }
 
 /** Options of a relay. */

@@ -9,6 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Queryable } from '../library/shard-gate.js';
+import type { Metrics, SagaEnd } from '../observe/metrics.js';
 import { outgoingHeaders, runWithPropagation } from '../observe/propagation/index.js';
 import { decide, defaultRetryPolicy, type RetryDecision, type StepResult } from './retry-policy.js';
 import { callHttp, checkDefinition, runInStep, stagesOf, type SagaDefinition, type StepCall, type StepContext, type StepPhase } from './saga-definition.js';
@@ -59,6 +60,13 @@ export interface CoordinatorOptions {
   readonly pollIntervalMs?: number;
   /** Sagas worked on at once by this coordinator; 4 by default. */
   readonly concurrency?: number;
+  /**
+   * Where step latencies, retries, exhausted steps and saga ends are counted
+   * (the registry the proxy's /metrics serves). Counted only after the move
+   * that recorded them committed, so a move rolled back by a crash or an
+   * error counts nothing.
+   */
+  readonly metrics?: Metrics;
   /** Called with errors of the poll loop (the saga stays due and is retried); a process warning by default. */
   readonly onError?: (err: unknown) => void;
 }
@@ -315,15 +323,24 @@ export class SagaCoordinator {
           await client.query('COMMIT');
           return gid !== null;
         }
-        await this.#advance(client, saga);
+        const report = await this.#advance(client, saga);
         await client.query('COMMIT');
+        report(this.#opts.metrics);
         if (this.#closed) return true;
         gid = saga.gid;
       }
     });
   }
 
-  async #advance(client: pg.PoolClient, saga: ClaimedSaga): Promise<void> {
+  /**
+   * Runs one move of `saga` in the claim transaction and returns what to count
+   * once that transaction has committed.
+   */
+  async #advance(client: pg.PoolClient, saga: ClaimedSaga): Promise<(metrics: Metrics | undefined) => void> {
+    const events: ((m: Metrics) => void)[] = [];
+    const report = (m: Metrics | undefined): void => {
+      if (m !== undefined) for (const e of events) e(m);
+    };
     const def = this.#opts.definitions[saga.definition]!;
     const policy = def.retry ?? defaultRetryPolicy;
     const rows = (
@@ -336,7 +353,7 @@ export class SagaCoordinator {
     const forward = saga.status === 'running';
     // Forward: the lowest stage not yet done. Compensation: the highest stage still to undo.
     const open = rows.filter((r) => (forward ? r.status !== 'done' : r.status === 'compensating'));
-    if (open.length === 0) return;
+    if (open.length === 0) return report;
     const stage = forward ? Math.min(...open.map((r) => r.stage)) : Math.max(...open.map((r) => r.stage));
     const due = open.filter((r) => r.stage === stage && r.due && r.status === (forward ? 'pending' : 'compensating'));
     const phase: StepPhase = forward ? 'action' : 'compensation';
@@ -349,10 +366,18 @@ export class SagaCoordinator {
         const call: StepCall | undefined = forward ? spec.action : spec.compensation;
         const ctx: StepContext = { gid: saga.gid, step: row.name, phase, attempt: row.calls + 1, payload: saga.payload, idempotencyKey: `${saga.gid}:${row.name}:${phase}` };
         const trace = { gid: saga.gid, ...(saga.traceparent !== null ? { traceparent: saga.traceparent } : {}), ...(saga.tracestate !== null ? { tracestate: saga.tracestate } : {}) };
+        // A local step is timed inside its turn, so the wait for the steps before it is not counted.
+        const timed = async (run: () => Promise<StepResult>): Promise<StepResult> => {
+          const started = process.hrtime.bigint();
+          const result = await run();
+          const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+          events.push((m) => m.sagaStepTimed(phase, result.kind, seconds));
+          return result;
+        };
         const attempt = (): Promise<StepResult> => {
           if (call === undefined) return Promise.resolve({ kind: 'success' });
-          if (call.kind === 'http') return callHttp(call, ctx);
-          const mine = localTurn.then(() => this.#inSavepoint(client, () => call.run(client, ctx)));
+          if (call.kind === 'http') return timed(() => callHttp(call, ctx));
+          const mine = localTurn.then(() => timed(() => this.#inSavepoint(client, () => call.run(client, ctx))));
           localTurn = mine.catch(() => undefined);
           return mine;
         };
@@ -366,6 +391,8 @@ export class SagaCoordinator {
     for (const [i, row] of due.entries()) {
       const d = decide(policy, results[i]!, { attempts: row.attempts, lastIntervalMs: row.interval_ms, sagaStartedAt: saga.started_ms, now });
       const u = forward ? forwardUpdate(row, d) : compensationUpdate(row, d);
+      if (d.kind === 'retry') events.push((m) => m.sagaStepRetried(phase, results[i]!.kind === 'ongoing' ? 'ongoing' : 'error'));
+      if (u.status === 'exhausted') events.push((m) => m.sagaStepExhausted(phase));
       if (u.status === 'exhausted') exhausted ??= `RETRY_EXHAUSTED: step ${row.name} (${phase}): ${u.lastError ?? ''}`;
       if (u.status === 'failed') failed ??= `step ${row.name} failed: ${u.lastError ?? ''}`;
       await client.query(
@@ -381,6 +408,7 @@ export class SagaCoordinator {
     if (exhausted !== undefined) {
       // Terminal: a step whose outcome is unknown after every retry is left for an operator, visibly.
       await this.#finish(client, saga.gid, 'exhausted', exhausted);
+      events.push((m) => m.sagaFinished('exhausted'));
     } else if (failed !== undefined) {
       // Everything that ran, or may have run (an error answer leaves the outcome unknown), is undone;
       // steps never attempted are skipped.
@@ -400,8 +428,11 @@ export class SagaCoordinator {
     );
     if (exhausted === undefined && Number(left.rows[0]!.n) === 0) {
       const status = await client.query<{ status: SagaStatus }>(`SELECT status FROM ${this.#saga} WHERE gid = $1`, [saga.gid]);
-      await this.#finish(client, saga.gid, status.rows[0]!.status === 'running' ? 'committed' : 'compensated', null);
+      const end: SagaEnd = status.rows[0]!.status === 'running' ? 'committed' : 'compensated';
+      await this.#finish(client, saga.gid, end, null);
+      events.push((m) => m.sagaFinished(end));
     }
+    return report;
   }
 
   /**
