@@ -15,11 +15,15 @@ import { decide, defaultRetryPolicy, type RetryDecision, type StepResult } from 
 import { callHttp, checkDefinition, runInStep, stagesOf, type SagaDefinition, type StepCall, type StepContext, type StepPhase } from './saga-definition.js';
 import { createIdempotently, inTransactionClient, qualified } from './saga-schema.js';
 
-/** A saga's state: running forward, compensating, or one of the three terminal states. */
-export type SagaStatus = 'running' | 'compensating' | 'committed' | 'compensated' | 'exhausted';
+/**
+ * A saga's state: running forward, compensating, or a terminal state.
+ * `exhausted` is terminal for the coordinator but not for an operator, who
+ * may retry it (back to due) or abandon it (`abandoned`, through the admin API).
+ */
+export type SagaStatus = 'running' | 'compensating' | 'committed' | 'compensated' | 'exhausted' | 'abandoned';
 
 /** A step's state in the log. */
-export type StepStatus = 'pending' | 'done' | 'failed' | 'compensating' | 'compensated' | 'skipped' | 'exhausted';
+export type StepStatus = 'pending' | 'done' | 'failed' | 'compensating' | 'compensated' | 'skipped' | 'exhausted' | 'abandoned';
 
 /** One step's log row. */
 export interface StepLog {
@@ -92,8 +96,8 @@ interface StepRow {
   due: boolean;
 }
 
-const TERMINAL_CHECK = "('running', 'compensating', 'committed', 'compensated', 'exhausted')";
-const STEP_CHECK = "('pending', 'done', 'failed', 'compensating', 'compensated', 'skipped', 'exhausted')";
+const SAGA_CHECK = "('running', 'compensating', 'committed', 'compensated', 'exhausted', 'abandoned')";
+const STEP_CHECK = "('pending', 'done', 'failed', 'compensating', 'compensated', 'skipped', 'exhausted', 'abandoned')";
 
 /** Creates the saga log tables and indexes if missing; idempotent and safe from several processes at once. */
 export async function ensureSagaTables(client: Queryable, schema?: string): Promise<void> {
@@ -104,12 +108,14 @@ export async function ensureSagaTables(client: Queryable, schema?: string): Prom
        gid text PRIMARY KEY,
        definition text NOT NULL,
        payload jsonb NOT NULL,
-       status text NOT NULL CHECK (status IN ${TERMINAL_CHECK}),
+       status text NOT NULL CHECK (status IN ${SAGA_CHECK}),
        traceparent text,
        tracestate text,
        started_at timestamptz NOT NULL DEFAULT now(),
        finished_at timestamptz,
-       last_error text)`,
+       last_error text,
+       max_attempts int NOT NULL,
+       retried_at timestamptz)`,
     `CREATE TABLE IF NOT EXISTS ${step} (
        gid text NOT NULL REFERENCES ${saga} ON DELETE CASCADE,
        step int NOT NULL,
@@ -127,6 +133,8 @@ export async function ensureSagaTables(client: Queryable, schema?: string): Prom
     `CREATE INDEX IF NOT EXISTS saga_step_gid_status ON ${step} (gid, status)`,
     `CREATE INDEX IF NOT EXISTS saga_step_due ON ${step} (next_attempt_at) WHERE status IN ('pending', 'compensating')`,
     `CREATE INDEX IF NOT EXISTS saga_open ON ${saga} (started_at) WHERE status IN ('running', 'compensating')`,
+    `CREATE INDEX IF NOT EXISTS saga_exhausted ON ${saga} (started_at) WHERE status = 'exhausted'`,
+    `CREATE INDEX IF NOT EXISTS saga_finished ON ${saga} (finished_at) WHERE status IN ('committed', 'compensated', 'abandoned')`,
   ]);
 }
 
@@ -217,11 +225,11 @@ export class SagaCoordinator {
     const stages = stagesOf(def);
     const trace = outgoingHeaders();
     await client.query(
-      `WITH g AS (INSERT INTO ${this.#saga} (gid, definition, payload, status, traceparent, tracestate)
-                  VALUES ($1, $2, $3, 'running', $4, $5) RETURNING gid)
+      `WITH g AS (INSERT INTO ${this.#saga} (gid, definition, payload, status, traceparent, tracestate, max_attempts)
+                  VALUES ($1, $2, $3, 'running', $4, $5, $9) RETURNING gid)
        INSERT INTO ${this.#step} (gid, step, name, stage, status, next_attempt_at)
        SELECT g.gid, t.step, t.name, t.stage, 'pending', CASE WHEN t.stage = 0 THEN now() ELSE 'infinity' END FROM g, unnest($6::int[], $7::text[], $8::int[]) AS t(step, name, stage)`,
-      [gid, definition, JSON.stringify(payload ?? null), trace.traceparent ?? null, trace.tracestate ?? null, def.steps.map((_, i) => i), def.steps.map((s) => s.name), stages],
+      [gid, definition, JSON.stringify(payload ?? null), trace.traceparent ?? null, trace.tracestate ?? null, def.steps.map((_, i) => i), def.steps.map((s) => s.name), stages, (def.retry ?? defaultRetryPolicy).maxAttempts],
     );
     return gid;
   }
@@ -306,9 +314,10 @@ export class SagaCoordinator {
       // without waiting for a poll.
       for (;;) {
         await client.query('BEGIN');
+        // The deadline counts from an operator's retry when there was one, so a retried saga has its whole deadline again.
         const claim: pg.QueryResult<ClaimedSaga> = await client.query<ClaimedSaga>(
           `SELECT g.gid, g.definition, g.payload, g.status, g.traceparent, g.tracestate,
-                  (extract(epoch FROM g.started_at) * 1000)::float8 AS started_ms
+                  (extract(epoch FROM COALESCE(g.retried_at, g.started_at)) * 1000)::float8 AS started_ms
              FROM ${this.#saga} g
             WHERE g.status IN ('running', 'compensating') AND g.definition = ANY($1::text[]) AND ($2::text IS NULL OR g.gid = $2)
               AND EXISTS (SELECT 1 FROM ${this.#step} s
