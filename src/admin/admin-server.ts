@@ -81,9 +81,10 @@ export class AdminServer {
     source: AdminSource,
     metrics: Metrics | null,
     logger?: Logger,
+    sagas: SagaAdminSource | null = null,
   ): AdminServer | null {
     if (config.admin === null) return null;
-    return new AdminServer({ host: config.admin.host, port: config.admin.port, token: config.adminToken, source, metrics, ...(logger ? { logger } : {}) });
+    return new AdminServer({ host: config.admin.host, port: config.admin.port, token: config.adminToken, source, metrics, sagas, ...(logger ? { logger } : {}) });
   }
 
   /** Starts listening; resolves with the bound address once connections are accepted. */
