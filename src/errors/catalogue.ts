@@ -255,6 +255,24 @@ export const catalogue = {
     severity: 'ERROR',
     message: 'saga {gid} has already ended as {status}; there is nothing to abandon',
   },
+  sagaRetryExhausted: {
+    sqlstate: '40003',
+    severity: 'ERROR',
+    message: 'saga {gid} ended as RETRY_EXHAUSTED; the outcome of its step is unknown: {lastError}',
+    hint: 'Nothing was compensated. Check the participant, then retry the saga (POST /api/sagas/{gid}/retry) or abandon it (POST /api/sagas/{gid}/abandon).',
+  },
+  sagaAbandoned: {
+    sqlstate: '40003',
+    severity: 'ERROR',
+    message: 'saga {gid} was abandoned by an operator before it ended; the outcome of its open steps is unknown: {lastError}',
+    hint: 'Ask the operator who abandoned it what was settled by hand; submit a new saga if the work is still wanted.',
+  },
+  sagaWaitTimeout: {
+    sqlstate: '57014',
+    severity: 'ERROR',
+    message: 'saga {gid} did not end within {timeoutMs} ms; it is still {status}',
+    hint: 'The saga goes on; wait again, or follow it with GET /api/sagas.',
+  },
   sagaBusy: {
     sqlstate: '55P03',
     severity: 'ERROR',

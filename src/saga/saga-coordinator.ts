@@ -8,6 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
+import { sgError } from '../errors/catalogue.js';
 import type { Queryable } from '../library/shard-gate.js';
 import type { Metrics, SagaEnd } from '../observe/metrics.js';
 import { outgoingHeaders, runWithPropagation } from '../observe/propagation/index.js';
@@ -256,6 +257,30 @@ export class SagaCoordinator {
         intervalMs: r.interval_ms, nextAttemptAt: r.next_attempt_at, owner: r.owner, lastError: r.last_error,
       })),
     };
+  }
+
+  /**
+   * Waits until the saga has ended and returns its log when it ended
+   * committed or compensated (a FAILURE answer was honoured: check `status`).
+   * Throws a PgError from the catalogue otherwise: 40003
+   * (statement_completion_unknown) when it ended RETRY_EXHAUSTED or was
+   * abandoned — a step's outcome is unknown, so the caller must not simply
+   * submit again — 57014 when `timeoutMs` (30 s by default) passed first, and
+   * 42704 when no saga has the gid. The log is polled every `pollMs`
+   * (50 by default); any coordinator may be the one running the saga.
+   */
+  async outcome(gid: string, opts: { timeoutMs?: number; pollMs?: number } = {}): Promise<SagaLog> {
+    const timeoutMs = opts.timeoutMs ?? 30_000;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const log = await this.inspect(gid);
+      if (log === undefined) throw sgError('sagaNotFound', { gid });
+      if (log.status === 'committed' || log.status === 'compensated') return log;
+      if (log.status === 'exhausted') throw sgError('sagaRetryExhausted', { gid, lastError: log.lastError ?? '' });
+      if (log.status === 'abandoned') throw sgError('sagaAbandoned', { gid, lastError: log.lastError ?? '' });
+      if (Date.now() >= deadline) throw sgError('sagaWaitTimeout', { gid, timeoutMs, status: log.status });
+      await new Promise((r) => setTimeout(r, Math.min(opts.pollMs ?? 50, Math.max(0, deadline - Date.now()))));
+    }
   }
 
   /** Starts `concurrency` pollers. */
