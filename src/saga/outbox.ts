@@ -11,7 +11,7 @@ import type pg from 'pg';
 import type { BrokerMessage, MessageSink } from '../messaging/message-sink.js';
 import type { Queryable } from '../library/shard-gate.js';
 import type { OutboxStats } from '../observe/metrics.js';
-import { createIdempotently, inTransactionClient, qualified } from './saga-schema.js';
+import { createIdempotently, deleteInBatches, inTransactionClient, olderThan, qualified, type CleanupResult } from './saga-schema.js';
 
 /** One message as the relay hands it to a sink. */
 export type OutboxMessage = BrokerMessage;
@@ -33,6 +33,7 @@ export async function ensureOutboxTables(client: Queryable, schema?: string): Pr
        attempts int NOT NULL DEFAULT 0,
        last_error text)`,
     `CREATE INDEX IF NOT EXISTS outbox_unsent ON ${outbox} (seq) WHERE sent_at IS NULL`,
+    `CREATE INDEX IF NOT EXISTS outbox_sent ON ${outbox} (sent_at) WHERE sent_at IS NOT NULL`,
     `CREATE TABLE IF NOT EXISTS ${qualified(schema, 'inbox')} (
        consumer text NOT NULL,
        message_id text NOT NULL,
@@ -62,6 +63,20 @@ export async function readOutboxStats(client: Queryable, schema?: string): Promi
   return { unsent: Number(row.unsent), oldestUnsentAgeSeconds: Math.max(0, row.age ?? 0) };
 }
 
+/**
+ * Deletes outbox rows sent more than `retentionMs` ago (through the
+ * `outbox_sent` index), `batch` (1000 by default) per statement. Unsent rows
+ * are never touched, however old. The retention only bounds how long a sent
+ * message can still be looked up; redelivery needs no row (a sent row is
+ * never published again).
+ */
+export async function cleanupOutbox(client: Queryable, retentionMs: number, opts: { schema?: string; batch?: number } = {}): Promise<CleanupResult> {
+  const table = qualified(opts.schema, 'outbox');
+  return deleteInBatches(client, retentionMs, opts.batch ?? 1000, (limit) =>
+    `DELETE FROM ${table} WHERE seq IN (SELECT seq FROM ${table} WHERE sent_at IS NOT NULL AND ${olderThan('sent_at')} ORDER BY sent_at ${limit} FOR UPDATE SKIP LOCKED)`,
+  );
+}
+
 /** Options of a relay. */
 export interface RelayOptions {
   readonly pool: pg.Pool;
@@ -79,6 +94,11 @@ export class OutboxRelay {
   constructor(opts: RelayOptions) {
     this.#opts = opts;
     this.#table = qualified(opts.schema, 'outbox');
+  }
+
+  /** Deletes rows sent more than `retentionMs` ago, in batches (see `cleanupOutbox`). */
+  async cleanup(retentionMs: number, batch?: number): Promise<CleanupResult> {
+    return cleanupOutbox(this.#opts.pool, retentionMs, { ...(this.#opts.schema !== undefined ? { schema: this.#opts.schema } : {}), ...(batch !== undefined ? { batch } : {}) });
   }
 
   /**

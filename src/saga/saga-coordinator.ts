@@ -14,7 +14,9 @@ import type { Metrics, SagaEnd } from '../observe/metrics.js';
 import { outgoingHeaders, runWithPropagation } from '../observe/propagation/index.js';
 import { decide, defaultRetryPolicy, type RetryDecision, type StepResult } from './retry-policy.js';
 import { callHttp, checkDefinition, runInStep, stagesOf, type SagaDefinition, type StepCall, type StepContext, type StepPhase } from './saga-definition.js';
-import { createIdempotently, inTransactionClient, qualified } from './saga-schema.js';
+import { cleanupBarrier } from './barrier.js';
+import { cleanupOutbox } from './outbox.js';
+import { createIdempotently, deleteInBatches, inTransactionClient, olderThan, qualified, type CleanupResult } from './saga-schema.js';
 
 /**
  * A saga's state: running forward, compensating, or a terminal state.
@@ -63,7 +65,7 @@ export interface CoordinatorOptions {
   readonly schema?: string;
   /** Sleep between polls that found nothing due; 200 ms by default. */
   readonly pollIntervalMs?: number;
-  /** Sagas worked on at once by this coordinator; 4 by default. */
+  /** Sagas worked on at once by this coordinator; 4 by default (0: none, for a coordinator that only cleans up). */
   readonly concurrency?: number;
   /**
    * Where step latencies, retries, exhausted steps and saga ends are counted
@@ -72,6 +74,14 @@ export interface CoordinatorOptions {
    * error counts nothing.
    */
   readonly metrics?: Metrics;
+  /**
+   * Deletes finished sagas (committed, compensated, abandoned; never exhausted
+   * ones, which wait for an operator) older than `retentionMs`, and with
+   * `outbox` / `barrier` also sent outbox rows and barrier fences of the same
+   * schema, `batch` rows per statement (1000 by default), every `intervalMs`
+   * (60 000 by default) while started. Absent: no cleanup runs.
+   */
+  readonly cleanup?: { readonly retentionMs: number; readonly batch?: number; readonly intervalMs?: number; readonly outbox?: boolean; readonly barrier?: boolean };
   /** Called with errors of the poll loop (the saga stays due and is retried); a process warning by default. */
   readonly onError?: (err: unknown) => void;
 }
@@ -288,6 +298,63 @@ export class SagaCoordinator {
     if (this.#workers.length > 0 || this.#closed) return;
     const n = this.#opts.concurrency ?? 4;
     for (let i = 0; i < n; i++) this.#workers.push(this.#loop());
+    if (this.#opts.cleanup !== undefined) this.#workers.push(this.#cleanupLoop(this.#opts.cleanup.intervalMs ?? 60_000));
+  }
+
+  /**
+   * One cleanup pass under the `cleanup` options (see CoordinatorOptions),
+   * returning what each table lost. Safe next to live coordinators: only rows
+   * of finished sagas are deleted, a row locked by anyone is skipped (and
+   * taken by the next pass), and a saga's steps go with it (ON DELETE CASCADE).
+   */
+  async cleanupOnce(): Promise<{ sagas: CleanupResult; outbox?: CleanupResult; barrier?: CleanupResult }> {
+    const c = this.#opts.cleanup;
+    if (c === undefined) throw new Error('this coordinator has no cleanup options; pass cleanup: { retentionMs } to its constructor');
+    const batch = c.batch ?? 1000;
+    // A table not created yet (an instance with sagas but no outbox, say) has nothing to clean.
+    const exists = async (table: string): Promise<boolean> =>
+      (await this.#opts.pool.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [qualified(this.#opts.schema, table)])).rows[0]!.t !== null;
+    const none: CleanupResult = { deleted: 0, batches: 0 };
+    const sagas = !(await exists('saga')) ? none : await deleteInBatches(this.#opts.pool, c.retentionMs, batch, (limit) =>
+      `DELETE FROM ${this.#saga} WHERE gid IN (
+         SELECT gid FROM ${this.#saga} WHERE status IN ('committed', 'compensated', 'abandoned') AND ${olderThan('finished_at')}
+          ORDER BY finished_at ${limit} FOR UPDATE SKIP LOCKED)`,
+    );
+    const schema = this.#opts.schema !== undefined ? { schema: this.#opts.schema } : {};
+    return {
+      sagas,
+      ...(c.outbox === true ? { outbox: (await exists('outbox')) ? await cleanupOutbox(this.#opts.pool, c.retentionMs, { ...schema, batch }) : none } : {}),
+      ...(c.barrier === true ? { barrier: (await exists('barrier')) ? await cleanupBarrier(this.#opts.pool, c.retentionMs, { ...schema, batch }) : none } : {}),
+    };
+  }
+
+  async #cleanupLoop(intervalMs: number): Promise<void> {
+    while (!this.#closed) {
+      try {
+        await this.cleanupOnce();
+      } catch (err) {
+        this.#report(err);
+      }
+      await this.#sleep(intervalMs);
+    }
+  }
+
+  #report(err: unknown): void {
+    (this.#opts.onError ?? ((e) => process.emitWarning(`saga coordinator ${this.#opts.id}: ${e instanceof Error ? e.message : String(e)}`)))(err);
+  }
+
+  /** Resolves after `ms`, or at once when the coordinator is closed. */
+  #sleep(ms: number): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(() => done(), ms);
+      const done = (): void => {
+        clearTimeout(t);
+        this.#wake = this.#wake.filter((w) => w !== done);
+        resolve();
+      };
+      this.#wake.push(done);
+    });
   }
 
   /** Stops polling and waits for the attempts in flight to be recorded. */
@@ -304,19 +371,9 @@ export class SagaCoordinator {
       try {
         claimed = await this.runOnce();
       } catch (err) {
-        (this.#opts.onError ?? ((e) => process.emitWarning(`saga coordinator ${this.#opts.id}: ${e instanceof Error ? e.message : String(e)}`)))(err);
+        this.#report(err);
       }
-      if (!claimed && !this.#closed) {
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(() => done(), this.#opts.pollIntervalMs ?? 200);
-          const done = (): void => {
-            clearTimeout(t);
-            this.#wake = this.#wake.filter((w) => w !== done);
-            resolve();
-          };
-          this.#wake.push(done);
-        });
-      }
+      if (!claimed) await this.#sleep(this.#opts.pollIntervalMs ?? 200);
     }
   }
 
