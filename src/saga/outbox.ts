@@ -11,6 +11,7 @@ import type pg from 'pg';
 import type { BrokerMessage, MessageSink } from '../messaging/message-sink.js';
 import type { Queryable } from '../library/shard-gate.js';
 import type { OutboxStats } from '../observe/metrics.js';
+import { backCheckOnce, type BackCheck, type BackCheckResult } from './two-phase-message.js';
 import { createIdempotently, deleteInBatches, inTransactionClient, olderThan, qualified, type CleanupResult } from './saga-schema.js';
 
 /** One message as the relay hands it to a sink. */
@@ -31,8 +32,11 @@ export async function ensureOutboxTables(client: Queryable, schema?: string): Pr
        created_at timestamptz NOT NULL DEFAULT now(),
        sent_at timestamptz,
        attempts int NOT NULL DEFAULT 0,
-       last_error text)`,
-    `CREATE INDEX IF NOT EXISTS outbox_unsent ON ${outbox} (seq) WHERE sent_at IS NULL`,
+       last_error text,
+       state text NOT NULL DEFAULT 'ready' CHECK (state IN ('prepared', 'ready', 'cancelled')),
+       checks int NOT NULL DEFAULT 0)`,
+    `CREATE INDEX IF NOT EXISTS outbox_unsent ON ${outbox} (seq) WHERE sent_at IS NULL AND state = 'ready'`,
+    `CREATE INDEX IF NOT EXISTS outbox_prepared ON ${outbox} (created_at) WHERE state = 'prepared'`,
     `CREATE INDEX IF NOT EXISTS outbox_sent ON ${outbox} (sent_at) WHERE sent_at IS NOT NULL`,
     `CREATE TABLE IF NOT EXISTS ${qualified(schema, 'inbox')} (
        consumer text NOT NULL,
@@ -57,7 +61,7 @@ export async function writeOutbox(tx: Queryable, topic: string, payload: unknown
 export async function readOutboxStats(client: Queryable, schema?: string): Promise<OutboxStats> {
   const res = await client.query<{ unsent: string; age: number | null }>(
     `SELECT count(*) AS unsent, extract(epoch FROM now() - min(created_at))::float8 AS age
-       FROM ${qualified(schema, 'outbox')} WHERE sent_at IS NULL`,
+       FROM ${qualified(schema, 'outbox')} WHERE sent_at IS NULL AND state = 'ready'`,
   );
   const row = res.rows[0]!;
   return { unsent: Number(row.unsent), oldestUnsentAgeSeconds: Math.max(0, row.age ?? 0) };
@@ -84,6 +88,11 @@ export interface RelayOptions {
   readonly schema?: string;
   /** Messages per batch; 100 by default. */
   readonly batch?: number;
+  /**
+   * How prepared messages (two-phase-message.ts) whose submit never came are
+   * resolved: `check` is asked about those older than `afterMs`.
+   */
+  readonly backCheck?: { readonly check: BackCheck; readonly afterMs: number };
 }
 
 /** Publishes committed outbox rows; several relays may share one outbox. */
@@ -94,6 +103,13 @@ export class OutboxRelay {
   constructor(opts: RelayOptions) {
     this.#opts = opts;
     this.#table = qualified(opts.schema, 'outbox');
+  }
+
+  /** One back-check pass over prepared messages (see `backCheckOnce`); the relay must have `backCheck` options. */
+  async backCheckOnce(): Promise<BackCheckResult> {
+    const b = this.#opts.backCheck;
+    if (b === undefined) throw new Error('this relay has no backCheck options; pass backCheck: { check, afterMs } to its constructor');
+    return backCheckOnce(this.#opts.pool, b.check, { afterMs: b.afterMs, ...(this.#opts.schema !== undefined ? { schema: this.#opts.schema } : {}) });
   }
 
   /** Deletes rows sent more than `retentionMs` ago, in batches (see `cleanupOutbox`). */
@@ -115,7 +131,7 @@ export class OutboxRelay {
       await client.query('BEGIN');
       const rows = (
         await client.query<OutboxMessage & { seq: string }>(
-          `SELECT seq, id, topic, payload FROM ${this.#table} WHERE sent_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
+          `SELECT seq, id, topic, payload FROM ${this.#table} WHERE sent_at IS NULL AND state = 'ready' ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
           [this.#opts.batch ?? 100],
         )
       ).rows;

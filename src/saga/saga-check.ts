@@ -147,6 +147,11 @@ const INVARIANTS: readonly Invariant[] = [
             FROM O WHERE sent_at IS NOT NULL AND (attempts < 1 OR last_error IS NOT NULL)`,
   },
   {
+    name: 'sent-not-ready',
+    table: 'outbox',
+    sql: `SELECT id AS key, 'sent while ' || state AS detail FROM O WHERE sent_at IS NOT NULL AND state <> 'ready'`,
+  },
+  {
     name: 'sent-before-written',
     table: 'outbox',
     sql: `SELECT id AS key, 'sent at ' || sent_at || ', written at ' || created_at AS detail FROM O WHERE sent_at < created_at`,

@@ -84,10 +84,10 @@ describe('shardgate saga check (built, as a process) on logs written by the real
     logs.forEach((l, i) => (kinds[i] === 'plain' ? committed : kinds[i] === 'refused' ? compensated : []).push(l.gid));
     expect(logs.map((l) => l.status)).toEqual(kinds.map((k) => (k === 'plain' ? 'committed' : k === 'refused' ? 'compensated' : 'exhausted')));
 
-    for (let i = 0; i < 3; i++) messages.push(await writeOutbox(pool, 'orders', { i }, { schema }));
+    for (let i = 0; i < 4; i++) messages.push(await writeOutbox(pool, 'orders', { i }, { schema }));
     const published: BrokerMessage[] = [];
     await new OutboxRelay({ pool, schema, sink: { publish: async (m) => void published.push(...m) } }).runOnce();
-    expect(published.length).toBe(3);
+    expect(published.length).toBe(4);
 
     for (const gid of ['tcc-1', 'tcc-3', 'tcc-4']) {
       await fence(gid, 'try');
@@ -108,7 +108,7 @@ describe('shardgate saga check (built, as a process) on logs written by the real
   it('passes on logs the coordinator, relay and barrier wrote, then reports every corrupted row under its invariant and exits 1', async () => {
     const clean = await check();
     expect(clean.stdout).toBe('');
-    expect(clean.stderr).toMatch(/saga logs consistent \(17 saga, 51 saga_step, 3 outbox, 10 barrier rows checked\)/);
+    expect(clean.stderr).toMatch(/saga logs consistent \(17 saga, 51 saga_step, 4 outbox, 10 barrier rows checked\)/);
     expect(clean.code).toBe(0);
 
     const [c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12] = committed as [string, ...string[]];
@@ -133,6 +133,7 @@ describe('shardgate saga check (built, as a process) on logs written by the real
       ['attempts-over-cap', step(c11!, 'charge'), `UPDATE ${T} SET attempts = 3, calls = 5 WHERE gid = $1 AND name = 'charge'`, [c11]],
       ['attempts-over-calls', step(c12!, 'notify'), `UPDATE ${T} SET attempts = 2 WHERE gid = $1 AND name = 'notify'`, [c12]],
       ['sent-without-ack', messages[0]!, `UPDATE ${O} SET attempts = 0 WHERE id = $1`, [messages[0]]],
+      ['sent-not-ready', messages[2]!, `UPDATE ${O} SET state = 'prepared' WHERE id = $1`, [messages[2]]],
       ['sent-before-written', messages[1]!, `UPDATE ${O} SET sent_at = created_at - interval '1 hour' WHERE id = $1`, [messages[1]]],
       ['fence-written-by-other-op', 'tcc-1 b1 confirm', `UPDATE ${B} SET written_by = 'try' WHERE gid = 'tcc-1' AND op = 'confirm'`, []],
       ['cancel-without-try-fence', 'tcc-2 b1 cancel', `DELETE FROM ${B} WHERE gid = 'tcc-2' AND op = 'try'`, []],
@@ -146,8 +147,8 @@ describe('shardgate saga check (built, as a process) on logs written by the real
     expect(r.code, r.stderr).toBe(1);
     const lines = r.stdout.trim().split('\n');
     for (const [inv, key] of corruptions) expect(lines.some((l) => l.startsWith(`${inv} `) && l.includes(` ${key}: `)), `${inv} ${key}\n${r.stdout}`).toBe(true);
-    // Nothing is reported about the rows left alone: tcc-5, the third message, the exhausted saga.
-    const touched = [...committed, ...compensated, ...messages.slice(0, 2), 'tcc-1', 'tcc-2', 'tcc-3', 'tcc-4'];
+    // Nothing is reported about the rows left alone: tcc-5, the fourth message, the exhausted saga.
+    const touched = [...committed, ...compensated, ...messages.slice(0, 3), 'tcc-1', 'tcc-2', 'tcc-3', 'tcc-4'];
     for (const l of lines) expect(touched.some((k) => l.includes(` ${k}`)), l).toBe(true);
     expect(r.stderr).toMatch(new RegExp(`shardgate: ${lines.length} inconsistent rows in the saga logs`));
   });
