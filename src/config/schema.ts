@@ -81,7 +81,7 @@ export const configSchema = z
     saga: z
       .strictObject({
         database: z.string().regex(/^postgres(ql)?:\/\//, 'expected a postgres:// URL of the database holding the saga log'),
-        schema: z.string().min(1).max(63, 'expected at most 63 bytes (a PostgreSQL identifier)').default('shardgate_saga'),
+        schema: z.string().min(1).max(63, 'expected at most 63 characters (a PostgreSQL identifier)').default('shardgate_saga'),
         retentionMs: z.number().int().min(0).default(7 * 24 * 3_600_000),
         cleanupBatch: z.number().int().min(1).max(100_000).default(1000),
       })
