@@ -119,8 +119,11 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
     .description('check every invariant of the saga, outbox and barrier logs; print each inconsistent row, exit 1 if any (run daily)')
     .option(configOption, configHelp)
     .option('--schema <name>', 'schema of the logs (overrides saga.schema)')
-    .action(async (flags: ConfigFlags & { schema?: string }) => {
-      code = await withConfigErrors(io, () => sagaCheck(load(flags, io), io, flags.schema !== undefined ? { schema: flags.schema } : {}));
+    .option('--barrier-gids-are-saga-gids', 'also report barrier fences whose gid is no saga\'s (when TCC participants are called from saga steps)')
+    .action(async (flags: ConfigFlags & { schema?: string; barrierGidsAreSagaGids?: boolean }) => {
+      code = await withConfigErrors(io, () =>
+        sagaCheck(load(flags, io), io, { ...(flags.schema !== undefined ? { schema: flags.schema } : {}), barrierGidsAreSagaGids: flags.barrierGidsAreSagaGids === true }),
+      );
     });
 
   program

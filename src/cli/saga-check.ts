@@ -12,14 +12,14 @@ import type { CliIo } from './cli-io.js';
  * stdout. Exit status 0 when the logs are consistent, 1 when anything was
  * found or the database could not be read, 2 when no saga log is configured.
  */
-export async function sagaCheck(config: ShardGateConfig, io: CliIo, opts: { readonly schema?: string } = {}): Promise<number> {
+export async function sagaCheck(config: ShardGateConfig, io: CliIo, opts: { readonly schema?: string; readonly barrierGidsAreSagaGids?: boolean } = {}): Promise<number> {
   const saga = config.saga ?? null;
   if (saga === null) throw new ConfigError([{ path: 'saga', message: 'no saga log is configured: set saga.database to the postgres:// URL of the database holding it' }]);
   const schema = opts.schema ?? saga.schema;
   const client = new pg.Client({ connectionString: saga.database, application_name: 'shardgate saga check' });
   try {
     await client.connect();
-    const report = await checkSagaLogs(client, { schema });
+    const report = await checkSagaLogs(client, { schema, barrierGidsAreSagaGids: opts.barrierGidsAreSagaGids === true });
     for (const f of report.findings) io.out(`${f.invariant} ${f.table} ${f.key}: ${f.detail}`);
     for (const [invariant, n] of Object.entries(report.truncated)) io.out(`${invariant}: ${n} rows in all, the first 100 shown`);
     const counted = Object.entries(report.counted).map(([table, n]) => `${n} ${table}`).join(', ');

@@ -184,18 +184,33 @@ const INVARIANTS: readonly Invariant[] = [
   },
 ];
 
+/**
+ * Only when the participants' fences use saga gids (a saga step calling a TCC
+ * participant passes its own gid, and the barrier shares the saga log's
+ * schema): a fence whose gid is no saga's. The saga must outlive its fences,
+ * which the shared cleanup gives (a fence is written before its saga finishes,
+ * and both are kept for the same retention).
+ */
+const UNKNOWN_GID: Invariant = {
+  name: 'barrier-unknown-gid',
+  table: 'barrier',
+  sql: `SELECT b.gid || ' ' || b.branch_id || ' ' || b.op AS key, 'no saga has this gid' AS detail
+          FROM B b WHERE NOT EXISTS (SELECT 1 FROM S g WHERE g.gid = b.gid)`,
+};
+
 const TABLE_OF: Readonly<Record<string, CheckFinding['table']>> = { S: 'saga', T: 'saga_step', O: 'outbox', B: 'barrier' };
 
-/** The invariant names, in the order they are checked. */
-export const CHECK_INVARIANTS: readonly string[] = INVARIANTS.map((i) => i.name);
+/** The invariant names, in the order they are checked (`barrier-unknown-gid` last, only when asked for). */
+export const CHECK_INVARIANTS: readonly string[] = [...INVARIANTS, UNKNOWN_GID].map((i) => i.name);
 
 /**
  * Checks every invariant of the logs in `schema` through `client` (outside a
  * transaction: the check opens its own read-only snapshot). Tables that do not
  * exist are skipped (a database with sagas but no outbox checks its sagas).
  * At most `maxPerInvariant` rows are reported per invariant; the rest are counted.
+ * `barrierGidsAreSagaGids` adds `barrier-unknown-gid`.
  */
-export async function checkSagaLogs(client: Queryable, opts: { schema?: string; maxPerInvariant?: number } = {}): Promise<CheckReport> {
+export async function checkSagaLogs(client: Queryable, opts: { schema?: string; maxPerInvariant?: number; barrierGidsAreSagaGids?: boolean } = {}): Promise<CheckReport> {
   const max = opts.maxPerInvariant ?? 100;
   const findings: CheckFinding[] = [];
   const counted: Partial<Record<CheckFinding['table'], number>> = {};
@@ -210,7 +225,7 @@ export async function checkSagaLogs(client: Queryable, opts: { schema?: string; 
       present.add(letter);
       counted[TABLE_OF[letter]!] = Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${name}`)).rows[0]!.n);
     }
-    for (const inv of INVARIANTS) {
+    for (const inv of opts.barrierGidsAreSagaGids === true ? [...INVARIANTS, UNKNOWN_GID] : INVARIANTS) {
       const letters = [...new Set(inv.sql.match(/\b[STOB]\b/g) ?? [])];
       if (!letters.every((l) => present.has(l))) continue;
       // The letters stand alone as table names (\b…\b); quoted names replace them, never user input.

@@ -140,7 +140,7 @@ describe('shardgate saga check (built, as a process) on logs written by the real
       ['confirmed-and-cancelled', 'tcc-3 b1 confirm', `INSERT INTO ${B} (gid, branch_id, op, written_by) VALUES ('tcc-3', 'b1', 'cancel', 'cancel')`, []],
       ['confirm-without-try', 'tcc-4 b1 confirm', `DELETE FROM ${B} WHERE gid = 'tcc-4' AND op = 'try'`, []],
     ];
-    expect(new Set(corruptions.map(([inv]) => inv))).toEqual(new Set(CHECK_INVARIANTS));
+    expect(new Set([...corruptions.map(([inv]) => inv), 'barrier-unknown-gid'])).toEqual(new Set(CHECK_INVARIANTS));
     for (const [, , sql, params] of corruptions) expect((await pool.query(sql, params)).rowCount).toBeGreaterThan(0);
 
     const r = await check();
@@ -151,6 +151,17 @@ describe('shardgate saga check (built, as a process) on logs written by the real
     const touched = [...committed, ...compensated, ...messages.slice(0, 3), 'tcc-1', 'tcc-2', 'tcc-3', 'tcc-4'];
     for (const l of lines) expect(touched.some((k) => l.includes(` ${k}`)), l).toBe(true);
     expect(r.stderr).toMatch(new RegExp(`shardgate: ${lines.length} inconsistent rows in the saga logs`));
+  });
+
+  it('reports fences of gids no saga has, when asked to, and not a fence of a saga gid', async () => {
+    await fence(compensated[0]!, 'try');
+    const r = await runCommand(process.execPath, [BIN, 'saga', 'check', '--config', config, '--barrier-gids-are-saga-gids'], { timeoutMs: 60_000 });
+    expect(r.code).toBe(1);
+    const unknown = r.stdout.split('\n').filter((l) => l.startsWith('barrier-unknown-gid '));
+    expect(unknown.map((l) => l.split(' ')[2])).toEqual(expect.arrayContaining(['tcc-5']));
+    expect(unknown.some((l) => l.includes(compensated[0]!))).toBe(false);
+    // Without the flag the invariant is not checked.
+    expect((await check()).stdout).not.toContain('barrier-unknown-gid');
   });
 
   it('exits 2 when no saga log is configured', async () => {
