@@ -5,7 +5,7 @@ import { isLoopbackHost } from '../config/parse-config.js';
 import { PgError } from '../errors/pg-error.js';
 import type { Logger } from '../observe/logger.js';
 import { Metrics } from '../observe/metrics.js';
-import type { AdminSource } from './admin-source.js';
+import { SAGA_LIST_STATUSES, type AdminSource, type SagaAdminSource, type SagaListStatus } from './admin-source.js';
 import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard-html.js';
 import { maskConfig } from './mask-config.js';
 
@@ -21,6 +21,8 @@ export interface AdminServerOptions {
   /** Served at /metrics; null: /metrics answers 404. */
   readonly metrics: Metrics | null;
   readonly logger?: Logger;
+  /** The saga log (GET /api/sagas, POST /api/sagas/<gid>/retry and /abandon); null/absent: those answer 404. */
+  readonly sagas?: SagaAdminSource | null;
 }
 
 /** Thrown by the constructor for an unsafe setup (a non-loopback host without a token). */
@@ -52,6 +54,7 @@ export class AdminServer {
   readonly #metrics: Metrics | null;
   readonly #logger: Logger | undefined;
   readonly #loopback: boolean;
+  readonly #sagas: SagaAdminSource | null;
   #server: Server | null = null;
 
   constructor(opts: AdminServerOptions) {
@@ -66,6 +69,7 @@ export class AdminServer {
     this.#source = opts.source;
     this.#metrics = opts.metrics;
     this.#logger = opts.logger;
+    this.#sagas = opts.sagas ?? null;
   }
 
   /**
@@ -77,9 +81,10 @@ export class AdminServer {
     source: AdminSource,
     metrics: Metrics | null,
     logger?: Logger,
+    sagas: SagaAdminSource | null = null,
   ): AdminServer | null {
     if (config.admin === null) return null;
-    return new AdminServer({ host: config.admin.host, port: config.admin.port, token: config.adminToken, source, metrics, ...(logger ? { logger } : {}) });
+    return new AdminServer({ host: config.admin.host, port: config.admin.port, token: config.adminToken, source, metrics, sagas, ...(logger ? { logger } : {}) });
   }
 
   /** Starts listening; resolves with the bound address once connections are accepted. */
@@ -130,6 +135,17 @@ export class AdminServer {
       this.#logger?.info({ gid }, 'admin: resolving in-doubt transaction by its recorded decision');
       return sendJson(res, 200, await this.#source.resolve(gid));
     }
+    const sagaAction = /^\/api\/sagas\/([^/]+)\/(retry|abandon)$/.exec(path);
+    if (sagaAction !== null) {
+      if (method !== 'POST') return methodNotAllowed(res, 'POST');
+      if (!this.#authorized(req, res)) return;
+      if (this.#sagas === null) return sendJson(res, 404, { error: { message: SAGAS_OFF } });
+      const gid = decodeGid(sagaAction[1]!);
+      if (gid === null) return sendJson(res, 400, { error: { message: 'invalid gid' } });
+      const action = sagaAction[2] as 'retry' | 'abandon';
+      this.#logger?.info({ gid, action }, 'admin: saga action');
+      return sendJson(res, 200, { saga: await (action === 'retry' ? this.#sagas.retry(gid) : this.#sagas.abandon(gid)) });
+    }
     if (path === '/api/reload') {
       if (method !== 'POST') return methodNotAllowed(res, 'POST');
       if (!this.#authorized(req, res)) return;
@@ -151,6 +167,14 @@ export class AdminServer {
         return sendJson(res, 200, { inDoubt: await this.#source.inDoubt() });
       case '/api/shards':
         return sendJson(res, 200, { shards: await this.#source.shardHealth() });
+      case '/api/sagas': {
+        if (this.#sagas === null) return sendJson(res, 404, { error: { message: SAGAS_OFF } });
+        const statuses = parseSagaStatuses(url.searchParams.get('status'));
+        const limit = Number(url.searchParams.get('limit') ?? '100');
+        if (statuses === null) return sendJson(res, 400, { error: { message: `status must be a comma-separated list of ${SAGA_LIST_STATUSES.join(', ')}` } });
+        if (!Number.isInteger(limit) || limit < 1 || limit > 1000) return sendJson(res, 400, { error: { message: 'limit must be an integer from 1 to 1000' } });
+        return sendJson(res, 200, { sagas: await this.#sagas.list(statuses, limit) });
+      }
       case '/api/config':
         return sendJson(res, 200, maskConfig(this.#source.config()));
       default:
@@ -176,7 +200,7 @@ export class AdminServer {
 
   #fail(res: ServerResponse, err: unknown): void {
     if (err instanceof PgError) {
-      // 42704 undefined_object: the named transaction is not in doubt.
+      // 42704 undefined_object: the named transaction is not in doubt, or no saga has the gid.
       const status = err.code === '42704' ? 404 : 409;
       const { code, message, detail, hint } = err.fields;
       sendJson(res, status, { error: { code, message, detail, hint, shard: err.shard } });
@@ -185,6 +209,15 @@ export class AdminServer {
     this.#logger?.error({ err }, 'admin: request failed');
     sendJson(res, 500, { error: { message: err instanceof Error ? err.message : String(err) } });
   }
+}
+
+const SAGAS_OFF = 'sagas are not configured on this instance (saga.database in the configuration)';
+
+/** The statuses of `?status=a,b`; every listable status when absent; null when one is not listable. */
+function parseSagaStatuses(raw: string | null): SagaListStatus[] | null {
+  if (raw === null || raw === '') return [...SAGA_LIST_STATUSES];
+  const list = raw.split(',');
+  return list.every((s) => (SAGA_LIST_STATUSES as readonly string[]).includes(s)) ? (list as SagaListStatus[]) : null;
 }
 
 function digest(text: string): Buffer {

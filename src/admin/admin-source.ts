@@ -68,3 +68,48 @@ export interface AdminSource {
   config(): unknown;
   reload(): Promise<{ readonly ok: boolean; readonly reason?: string }>;
 }
+
+/** The saga states an operator lists: still moving (running, compensating), or waiting for them (exhausted). */
+export type SagaListStatus = 'running' | 'compensating' | 'exhausted';
+export const SAGA_LIST_STATUSES: readonly SagaListStatus[] = ['running', 'compensating', 'exhausted'];
+
+/** One step of a saga as the admin API shows it. */
+export interface SagaStepSummary {
+  readonly name: string;
+  readonly stage: number;
+  readonly status: string;
+  /** Failed attempts of the current phase. */
+  readonly attempts: number;
+  /** Every attempt of either phase. */
+  readonly calls: number;
+  /** ISO 8601 time of the next attempt; null when none is scheduled. */
+  readonly nextAttemptAt: string | null;
+  readonly lastError: string | null;
+}
+
+/** One saga as the admin API shows it. */
+export interface SagaSummary {
+  readonly gid: string;
+  readonly definition: string;
+  readonly status: string;
+  /** ISO 8601 time of submission. */
+  readonly startedAt: string;
+  readonly ageSeconds: number;
+  /** For an exhausted saga: `RETRY_EXHAUSTED: step <name> (<phase>): <last error>`. */
+  readonly lastError: string | null;
+  readonly steps: readonly SagaStepSummary[];
+}
+
+/**
+ * What the admin server reads and changes about sagas; implemented in
+ * src/saga over the saga log. `retry` puts an exhausted saga's exhausted
+ * steps back to due; `abandon` ends a saga that is not finished as
+ * `abandoned`, visibly. Both throw a PgError: 42704 for an unknown gid,
+ * 55000 when the saga is in the wrong state, 55P03 while a coordinator holds it.
+ */
+export interface SagaAdminSource {
+  /** Sagas in the given states, oldest first, at most `limit`. */
+  list(statuses: readonly SagaListStatus[], limit: number): Promise<readonly SagaSummary[]>;
+  retry(gid: string): Promise<SagaSummary>;
+  abandon(gid: string): Promise<SagaSummary>;
+}

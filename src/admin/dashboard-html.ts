@@ -23,6 +23,28 @@ function resolveButton(r) {
   });
   td.appendChild(b); return td;
 }
+function sagaButtons(r) {
+  const td = document.createElement('td');
+  const actions = r.status === 'exhausted' ? ['retry', 'abandon'] : ['abandon'];
+  for (const action of actions) {
+    const b = document.createElement('button'); b.textContent = action;
+    b.addEventListener('click', async () => {
+      const res = await fetch('api/sagas/' + encodeURIComponent(r.gid) + '/' + action, { method: 'POST', headers: { authorization: 'Bearer ' + token } });
+      $('status').textContent = action + ' ' + r.gid + ': HTTP ' + res.status + ' ' + (await res.text());
+      refresh();
+    });
+    td.appendChild(b);
+  }
+  return td;
+}
+function openStep(r) { const s = r.steps.find((x) => x.status === 'exhausted' || x.status === 'pending' || x.status === 'compensating'); return s ? s.name + ' (' + s.status + ', ' + s.calls + ' calls)' : ''; }
+async function refreshSagas() {
+  const res = await fetch('api/sagas', { cache: 'no-store' });
+  if (res.status === 404) { $('sagas-note').textContent = 'sagas are not configured on this instance'; fill('sagas', [], [() => '']); return; }
+  if (!res.ok) throw new Error('api/sagas: HTTP ' + res.status);
+  $('sagas-note').textContent = '';
+  fill('sagas', (await res.json()).sagas, [(g) => g.gid, (g) => g.definition, (g) => g.status, (g) => g.ageSeconds.toFixed(0), openStep, (g) => g.lastError], sagaButtons);
+}
 async function getJson(path) { const res = await fetch(path, { cache: 'no-store' }); if (!res.ok) throw new Error(path + ': HTTP ' + res.status); return res.json(); }
 async function refresh() {
   try {
@@ -30,6 +52,7 @@ async function refresh() {
     fill('shards', shards.shards, [(s) => s.shard, (s) => s.kind, (s) => s.healthy ? 'up' : 'DOWN', (s) => s.latencyMs, (s) => s.pool ? s.pool.inUse + ' / ' + s.pool.idle + ' / ' + s.pool.waiting : '', (s) => s.error]);
     fill('tx', tx.transactions, [(t) => t.gid, (t) => t.client, (t) => t.ageSeconds.toFixed(1), (t) => t.state, (t) => t.participants.join(', '), (t) => t.currentStatement]);
     fill('doubt', doubt.inDoubt, [(d) => d.gid, (d) => d.anchor, (d) => d.preparedOn.join(', '), (d) => d.ageSeconds.toFixed(0), (d) => d.decision ?? '?'], resolveButton);
+    await refreshSagas();
     $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
   } catch (err) { $('updated').textContent = String(err); }
 }
@@ -64,8 +87,11 @@ export const DASHBOARD_HTML = `<!doctype html>
 <h2>Transactions in flight</h2>
 <table><thead><tr><th>gid</th><th>client</th><th>age s</th><th>state</th><th>participants</th><th>statement</th></tr></thead><tbody id="tx"></tbody></table>
 <h2>In-doubt transactions</h2>
-<p><label>admin token (to resolve): <input id="token" type="password" autocomplete="off"></label> <span id="status"></span></p>
+<p><label>admin token (to resolve, retry or abandon): <input id="token" type="password" autocomplete="off"></label> <span id="status"></span></p>
 <table><thead><tr><th>gid</th><th>anchor</th><th>prepared on</th><th>age s</th><th>recorded decision</th><th></th></tr></thead><tbody id="doubt"></tbody></table>
+<h2>Sagas in flight, compensating and exhausted</h2>
+<p id="sagas-note"></p>
+<table><thead><tr><th>gid</th><th>saga</th><th>status</th><th>age s</th><th>open step</th><th>last error</th><th></th></tr></thead><tbody id="sagas"></tbody></table>
 <p><a href="metrics">Prometheus metrics</a></p>
 <script>${SCRIPT}</script>
 </body></html>

@@ -21,7 +21,7 @@ export interface ReloadResult {
  * `pool.maxPerShard`, `slowStatementMs`. Refused: any change to the shard
  * list (names, order, URLs, folders) — it moves rows or points at other
  * data — and to keys that need a restart (listen, admin, database, auth, tls,
- * coordinatorId, transactions, pool timeouts). New statements use the new
+ * coordinatorId, transactions, pool timeouts, saga). New statements use the new
  * rules; statements already running finish under the old ones.
  */
 export async function reloadEngineConfig(engine: ReloadTarget, next: ShardGateConfig): Promise<ReloadResult> {
@@ -72,6 +72,7 @@ function firstRestartOnlyChange(a: ShardGateConfig, b: ShardGateConfig): string 
     ['pool.acquireTimeoutMs', a.pool.acquireTimeoutMs, b.pool.acquireTimeoutMs],
     ['pool.maxClients', a.pool.maxClients, b.pool.maxClients],
     ['tls', a.tls ?? null, b.tls ?? null],
+    ['saga', a.saga ?? null, b.saga ?? null],
   ];
   for (const [key, x, y] of keys) if (!same(x, y)) return key;
   return null;

@@ -6,6 +6,7 @@ import { cdc, CDC_DEFAULTS, type CdcFlags } from './cdc.js';
 import { processIo, withConfigErrors, type CliIo } from './cli-io.js';
 import { recover } from './recover.js';
 import { restorePoint } from './restore-point.js';
+import { sagaCheck } from './saga-check.js';
 import { serve } from './serve.js';
 import { status } from './status.js';
 
@@ -29,7 +30,7 @@ function load(flags: ConfigFlags, io: CliIo): ShardGateConfig {
  * Runs the `shardgate` command line (`argv` as in process.argv: node, script,
  * arguments) and resolves with the exit status: 0 success, 1 failure,
  * 2 configuration error (reported before anything starts). Commands:
- * serve, demo, status, recover, restore-point, cdc, version.
+ * serve, demo, status, recover, restore-point, cdc, saga check, version.
  */
 export async function main(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   let code = 0;
@@ -110,6 +111,19 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at /metrics (for example 127.0.0.1:9465)')
     .action(async (flags: ConfigFlags & CdcFlags) => {
       code = await withConfigErrors(io, () => cdc(load(flags, io), flags, io));
+    });
+
+  const saga = program.command('saga').description('the saga, outbox and barrier logs (saga.database)');
+  saga
+    .command('check')
+    .description('check every invariant of the saga, outbox and barrier logs; print each inconsistent row, exit 1 if any (run daily)')
+    .option(configOption, configHelp)
+    .option('--schema <name>', 'schema of the logs (overrides saga.schema)')
+    .option('--barrier-gids-are-saga-gids', 'also report barrier fences whose gid is no saga\'s (when TCC participants are called from saga steps)')
+    .action(async (flags: ConfigFlags & { schema?: string; barrierGidsAreSagaGids?: boolean }) => {
+      code = await withConfigErrors(io, () =>
+        sagaCheck(load(flags, io), io, { ...(flags.schema !== undefined ? { schema: flags.schema } : {}), barrierGidsAreSagaGids: flags.barrierGidsAreSagaGids === true }),
+      );
     });
 
   program

@@ -1,6 +1,8 @@
 import { ConfigError } from '../config/load.js';
 import type { ShardGateConfig } from '../config/types.js';
-import { createLogger, redactUrl } from '../observe/logger.js';
+import type { Metrics } from '../observe/metrics.js';
+import type { SagaAdmin } from '../saga/saga-admin.js';
+import { createLogger, redactUrl, type Logger } from '../observe/logger.js';
 import type { CliIo } from './cli-io.js';
 import { applyWasmTier } from './wasm-tier.js';
 
@@ -31,6 +33,40 @@ function checkServable(config: ShardGateConfig): void {
       { path: 'auth.users', message: 'no user can log in: list users with passwords, or set auth.trust: true with a loopback listen address' },
     ]);
   }
+}
+
+/**
+ * The saga log's admin API, outbox gauges and retention cleanup for `serve`,
+ * over a small pool to `saga.database`. The pool connects lazily: an unreachable saga database makes
+ * the saga endpoints answer 500 and the outbox gauges NaN, never stops the proxy.
+ */
+async function openSagaAdmin(saga: NonNullable<ShardGateConfig['saga']>, coordinatorId: string, metrics: Metrics, log: Logger): Promise<{ admin: SagaAdmin; close: () => Promise<void> }> {
+  const { default: pg } = await import('pg');
+  const { SagaAdmin } = await import('../saga/saga-admin.js');
+  const { readOutboxStats } = await import('../saga/outbox.js');
+  const { SagaCoordinator } = await import('../saga/saga-coordinator.js');
+  const pool = new pg.Pool({ connectionString: saga.database, max: 2, application_name: 'shardgate admin' });
+  // An idle connection that dies (the database restarted) must not crash the process.
+  pool.on('error', () => undefined);
+  metrics.setOutboxSource(() => readOutboxStats(pool, saga.schema));
+  // Runs no sagas (no definitions, no pollers): only the cleanup of the retention, every minute.
+  const cleaner = new SagaCoordinator({
+    pool,
+    id: coordinatorId,
+    definitions: {},
+    schema: saga.schema,
+    concurrency: 0,
+    cleanup: { retentionMs: saga.retentionMs, batch: saga.cleanupBatch, outbox: true, barrier: true },
+    onError: (err) => log.warn({ err }, 'saga log cleanup failed; retrying at the next pass'),
+  });
+  cleaner.start();
+  return {
+    admin: new SagaAdmin({ pool, schema: saga.schema, metrics }),
+    close: async () => {
+      await cleaner.close();
+      await pool.end();
+    },
+  };
 }
 
 /** Options of `serve`. */
@@ -143,7 +179,9 @@ export async function serve(config: ShardGateConfig, io: CliIo, opts: ServeOptio
     if (stopReloads !== undefined) closers.push(async () => stopReloads());
 
     const adminLog = root.child({ component: 'admin' });
-    const admin = AdminServer.fromConfig(config, new EngineAdminSource(engine, reload, adminLog), observing ? metrics : null, adminLog);
+    const sagas = config.saga != null ? await openSagaAdmin(config.saga, config.coordinatorId, metrics, adminLog) : null;
+    if (sagas !== null) closers.push(sagas.close);
+    const admin = AdminServer.fromConfig(config, new EngineAdminSource(engine, reload, adminLog), observing ? metrics : null, adminLog, sagas?.admin ?? null);
     if (admin !== null) {
       closers.push(() => admin.close());
       const at = await admin.listen();

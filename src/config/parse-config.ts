@@ -205,6 +205,7 @@ export function parseConfig(raw: unknown, opts: ParseOptions = {}): ShardGateCon
     pool: { ...cfg.pool },
     transactions: { ...cfg.transactions },
     slowStatementMs: cfg.slowStatementMs ?? null,
+    saga: cfg.saga === undefined ? null : { ...cfg.saga },
     tls: cfg.tls === undefined ? null : { cert: resolve(baseDir, cfg.tls.cert), key: resolve(baseDir, cfg.tls.key), required: cfg.tls.required },
     tables,
   };

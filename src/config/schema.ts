@@ -77,6 +77,15 @@ export const configSchema = z
         required: z.boolean().default(false),
       })
       .optional(),
+    /** Where the saga, outbox and barrier logs live (src/saga), and how long finished rows are kept. */
+    saga: z
+      .strictObject({
+        database: z.string().regex(/^postgres(ql)?:\/\//, 'expected a postgres:// URL of the database holding the saga log'),
+        schema: z.string().min(1).max(63, 'expected at most 63 characters (a PostgreSQL identifier)').default('shardgate_saga'),
+        retentionMs: z.number().int().min(0).default(7 * 24 * 3_600_000),
+        cleanupBatch: z.number().int().min(1).max(100_000).default(1000),
+      })
+      .optional(),
     /** Log statements that take at least this many milliseconds (0 logs every statement); absent: off. */
     slowStatementMs: z.number().int().min(0).optional(),
   });

@@ -35,6 +35,12 @@ export interface ShardGateConfig {
   readonly tables: ReadonlyMap<TableName, TableRule>;
   /** TLS offered to clients (paths absolute); null or absent: plaintext only. */
   readonly tls?: { readonly cert: string; readonly key: string; readonly required: boolean } | null;
+  /**
+   * The saga log (src/saga): its database and schema; finished sagas, sent
+   * outbox rows and barrier fences older than `retentionMs` are deleted in
+   * batches of `cleanupBatch`. Null or absent: no saga log is configured.
+   */
+  readonly saga?: { readonly database: string; readonly schema: string; readonly retentionMs: number; readonly cleanupBatch: number } | null;
   /** Statements taking at least this many milliseconds are logged (duration, shards, gid, SQL truncated); null or absent: off. */
   readonly slowStatementMs?: number | null;
 }

@@ -238,6 +238,47 @@ export const catalogue = {
     message: 'cannot use {what} in a transaction that writes to several shards ({shards})',
     hint: 'A transaction that writes two or more shards commits with PREPARE TRANSACTION, which PostgreSQL refuses after {what} on that shard. Keep such a transaction on one written shard, or do this outside it.',
   },
+  sagaNotFound: {
+    sqlstate: '42704',
+    severity: 'ERROR',
+    message: 'no saga has the gid "{gid}"',
+    hint: 'List the sagas with GET /api/sagas; finished sagas are deleted after the retention.',
+  },
+  sagaNotRetryable: {
+    sqlstate: '55000',
+    severity: 'ERROR',
+    message: 'saga {gid} is {status}; only an exhausted saga can be retried',
+    hint: 'A running or compensating saga is retried by its coordinator already; a finished one has nothing left to do.',
+  },
+  sagaAlreadyFinished: {
+    sqlstate: '55000',
+    severity: 'ERROR',
+    message: 'saga {gid} has already ended as {status}; there is nothing to abandon',
+  },
+  sagaRetryExhausted: {
+    sqlstate: '40003',
+    severity: 'ERROR',
+    message: 'saga {gid} ended as RETRY_EXHAUSTED; the outcome of its step is unknown: {lastError}',
+    hint: 'Nothing was compensated. Check the participant, then retry the saga (POST /api/sagas/{gid}/retry) or abandon it (POST /api/sagas/{gid}/abandon).',
+  },
+  sagaAbandoned: {
+    sqlstate: '40003',
+    severity: 'ERROR',
+    message: 'saga {gid} was abandoned by an operator before it ended; the outcome of its open steps is unknown: {lastError}',
+    hint: 'Ask the operator who abandoned it what was settled by hand; submit a new saga if the work is still wanted.',
+  },
+  sagaWaitTimeout: {
+    sqlstate: '57014',
+    severity: 'ERROR',
+    message: 'saga {gid} did not end within {timeoutMs} ms; it is still {status}',
+    hint: 'The saga goes on; wait again, or follow it with GET /api/sagas.',
+  },
+  sagaBusy: {
+    sqlstate: '55P03',
+    severity: 'ERROR',
+    message: 'saga {gid} is being advanced by a coordinator right now',
+    hint: 'Try again in a moment: a coordinator holds a saga only for the length of one move.',
+  },
   undefinedTable: { sqlstate: '42P01', severity: 'ERROR', message: 'relation "{table}" does not exist' },
   internal: {
     sqlstate: 'XX000',

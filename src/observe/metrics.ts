@@ -17,6 +17,28 @@ export const COMMIT_PHASES: readonly CommitPhase[] = ['prepare', 'decision', 'co
 export const ROUTE_KINDS: readonly RouteKind[] = ['single', 'multi', 'all', 'broadcast-read', 'broadcast-write', 'default', 'hint'];
 export const RECOVERY_OUTCOMES: readonly RecoveryOutcome[] = ['commit', 'abort'];
 
+/** Which half of a saga step ran (src/saga: the action forward, the compensation backward). */
+export type SagaPhase = 'action' | 'compensation';
+/** What one step attempt answered (src/saga/retry-policy.ts StepResult kinds). */
+export type SagaAttemptOutcome = 'success' | 'ongoing' | 'failure' | 'error';
+/** How a saga ended: by its coordinator (committed, compensated, exhausted) or by an operator (abandoned). */
+export type SagaEnd = 'committed' | 'compensated' | 'exhausted' | 'abandoned';
+/** Why a step attempt is run again: an error answer (counted against the cap) or an ONGOING one (not counted). */
+export type SagaRetryCause = 'error' | 'ongoing';
+
+export const SAGA_PHASES: readonly SagaPhase[] = ['action', 'compensation'];
+export const SAGA_ATTEMPT_OUTCOMES: readonly SagaAttemptOutcome[] = ['success', 'ongoing', 'failure', 'error'];
+export const SAGA_ENDS: readonly SagaEnd[] = ['committed', 'compensated', 'exhausted', 'abandoned'];
+export const SAGA_RETRY_CAUSES: readonly SagaRetryCause[] = ['error', 'ongoing'];
+
+/** The transactional outbox at the moment of a scrape. */
+export interface OutboxStats {
+  /** Committed messages not yet acknowledged by the broker (prepared and cancelled ones excluded). */
+  readonly unsent: number;
+  /** Age in seconds of the oldest of them; 0 when there is none. */
+  readonly oldestUnsentAgeSeconds: number;
+}
+
 /** One shard's pool at the moment of a scrape. */
 export interface PoolStats {
   readonly shard: string;
@@ -71,6 +93,8 @@ export class Metrics {
   // source that queries shards is not called once per gauge.
   #scrapedPools: readonly PoolStats[] = [];
   #scrapedInDoubt: InDoubtStats = { count: 0, oldestAgeSeconds: 0 };
+  #outboxSource: StatsSource<OutboxStats> | null = null;
+  #scrapedOutbox: OutboxStats = { unsent: 0, oldestUnsentAgeSeconds: 0 };
 
   readonly #clientConnections: Gauge;
   readonly #statements: Counter<'shard'>;
@@ -85,6 +109,10 @@ export class Metrics {
   readonly #cutFinished: Counter;
   readonly #cutDelayed: Counter;
   readonly #routingDecisions: Counter<'route'>;
+  readonly #sagaEnds: Counter<'status'>;
+  readonly #sagaRetries: Counter<'phase' | 'cause'>;
+  readonly #sagaExhausted: Counter<'phase'>;
+  readonly #sagaStepSeconds: Histogram<'phase' | 'outcome'>;
 
   constructor(opts: MetricsOptions = {}) {
     this.enabled = opts.enabled ?? true;
@@ -212,11 +240,75 @@ export class Metrics {
       registers,
     });
 
+    this.#sagaEnds = new Counter({
+      name: 'shardgate_saga_finished_total',
+      help: 'Sagas that reached a terminal state in this process, by status (committed, compensated, exhausted by a coordinator; abandoned by an operator).',
+      labelNames: ['status'],
+      registers,
+    });
+    const sagaEnds = this.#sagaEnds;
+    new Gauge({
+      name: 'shardgate_saga_compensation_rate',
+      help: 'compensated / (committed + compensated + exhausted + abandoned) over the sagas this process finished since it started; 0 before the first.',
+      registers,
+      async collect() {
+        let all = 0;
+        let compensated = 0;
+        for (const v of (await sagaEnds.get()).values) {
+          all += v.value;
+          if (v.labels.status === 'compensated') compensated += v.value;
+        }
+        this.set(all === 0 ? 0 : compensated / all);
+      },
+    });
+    this.#sagaRetries = new Counter({
+      name: 'shardgate_saga_step_retries_total',
+      help: 'Step attempts scheduled to run again, by phase and cause (error: counted against maxAttempts; ongoing: the same interval, not counted).',
+      labelNames: ['phase', 'cause'],
+      registers,
+    });
+    this.#sagaExhausted = new Counter({
+      name: 'shardgate_saga_steps_exhausted_total',
+      help: 'Steps that reached maxAttempts or the saga deadline (RETRY_EXHAUSTED, a dead letter for an operator), by phase.',
+      labelNames: ['phase'],
+      registers,
+    });
+    this.#sagaStepSeconds = new Histogram({
+      name: 'shardgate_saga_step_duration_seconds',
+      help: 'Duration of one step attempt (the call to the participant or the local function), by phase and answer.',
+      labelNames: ['phase', 'outcome'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    const outbox = (): OutboxStats => this.#scrapedOutbox;
+    new Gauge({
+      name: 'shardgate_saga_outbox_unsent_messages',
+      help: 'Committed outbox messages not yet acknowledged by the broker.',
+      registers,
+      collect() {
+        this.set(outbox().unsent);
+      },
+    });
+    new Gauge({
+      name: 'shardgate_saga_outbox_lag_seconds',
+      help: 'Age of the oldest committed outbox message not yet acknowledged by the broker (now - created_at, database clock); 0 when none waits.',
+      registers,
+      collect() {
+        this.set(outbox().oldestUnsentAgeSeconds);
+      },
+    });
+
     // Series with closed label sets start at zero, so rate() and ratios work from the first scrape.
     for (const kind of TRANSACTION_KINDS) for (const outcome of TRANSACTION_OUTCOMES) this.#transactions.inc({ kind, outcome }, 0);
     for (const phase of COMMIT_PHASES) this.#phaseSeconds.zero({ phase });
     for (const outcome of RECOVERY_OUTCOMES) this.#recoveryDecisions.inc({ outcome }, 0);
     for (const route of ROUTE_KINDS) this.#routingDecisions.inc({ route }, 0);
+    for (const status of SAGA_ENDS) this.#sagaEnds.inc({ status }, 0);
+    for (const phase of SAGA_PHASES) {
+      this.#sagaExhausted.inc({ phase }, 0);
+      for (const cause of SAGA_RETRY_CAUSES) this.#sagaRetries.inc({ phase, cause }, 0);
+      for (const outcome of SAGA_ATTEMPT_OUTCOMES) this.#sagaStepSeconds.zero({ phase, outcome });
+    }
     for (const shard of opts.shards ?? []) this.shardKnown(shard);
   }
 
@@ -288,6 +380,31 @@ export class Metrics {
     if (this.enabled) this.#routingDecisions.inc({ route });
   }
 
+  /** One saga step attempt of `phase` answered `outcome` after `seconds`. */
+  sagaStepTimed(phase: SagaPhase, outcome: SagaAttemptOutcome, seconds: number): void {
+    if (this.enabled) this.#sagaStepSeconds.observe({ phase, outcome }, seconds);
+  }
+
+  /** A saga step attempt was scheduled to run again. */
+  sagaStepRetried(phase: SagaPhase, cause: SagaRetryCause): void {
+    if (this.enabled) this.#sagaRetries.inc({ phase, cause });
+  }
+
+  /** A saga step was exhausted (RETRY_EXHAUSTED). */
+  sagaStepExhausted(phase: SagaPhase): void {
+    if (this.enabled) this.#sagaExhausted.inc({ phase });
+  }
+
+  /** A saga reached a terminal state. */
+  sagaFinished(status: SagaEnd): void {
+    if (this.enabled) this.#sagaEnds.inc({ status });
+  }
+
+  /** Where the outbox gauges are read from at each scrape (replaces the previous source). */
+  setOutboxSource(source: StatsSource<OutboxStats> | null): void {
+    this.#outboxSource = source;
+  }
+
   /** Where pool gauges are read from at each scrape (replaces the previous source). */
   setPoolSource(source: StatsSource<readonly PoolStats[]> | null): void {
     this.#poolSource = source;
@@ -301,7 +418,7 @@ export class Metrics {
   /** The Prometheus text exposition of every metric; '' when disabled. */
   async text(): Promise<string> {
     if (!this.enabled) return '';
-    [this.#scrapedPools, this.#scrapedInDoubt] = await Promise.all([this.#readPools(), this.#readInDoubt()]);
+    [this.#scrapedPools, this.#scrapedInDoubt, this.#scrapedOutbox] = await Promise.all([this.#readPools(), this.#readInDoubt(), this.#readOutbox()]);
     return this.#registry.metrics();
   }
 
@@ -316,6 +433,14 @@ export class Metrics {
       return (await this.#poolSource?.()) ?? [];
     } catch {
       return [];
+    }
+  }
+
+  async #readOutbox(): Promise<OutboxStats> {
+    try {
+      return (await this.#outboxSource?.()) ?? { unsent: 0, oldestUnsentAgeSeconds: 0 };
+    } catch {
+      return { unsent: Number.NaN, oldestUnsentAgeSeconds: Number.NaN };
     }
   }
 

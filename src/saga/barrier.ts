@@ -7,7 +7,7 @@
  * commit or roll back together. The argument is in README.md.
  */
 import type { Queryable } from '../library/shard-gate.js';
-import { createIdempotently, qualified } from './saga-schema.js';
+import { createIdempotently, deleteInBatches, olderThan, qualified, type CleanupResult } from './saga-schema.js';
 
 /** The three TCC operations. */
 export type TccOp = 'try' | 'confirm' | 'cancel';
@@ -84,12 +84,14 @@ export async function barrier<T>(tx: Queryable, gid: string, branch: string, op:
 }
 
 /**
- * Deletes fences older than `retentionMs` (through the `created_at` index) and
- * returns how many. The retention must exceed the longest time a late try can
+ * Deletes fences older than `retentionMs` (through the `created_at` index),
+ * `batch` (1000 by default) per statement, and returns how many and in how
+ * many statements. The retention must exceed the longest time a late try can
  * still arrive: after that a try for a cancelled gid would find no fence.
  */
-export async function cleanupBarrier(client: Queryable, retentionMs: number, opts: BarrierOptions = {}): Promise<number> {
-  if (!Number.isFinite(retentionMs) || retentionMs < 0) throw new RangeError(`retentionMs must be a non-negative number of milliseconds, got ${retentionMs}`);
-  const res = await client.query(`DELETE FROM ${barrierTable(opts)} WHERE created_at < now() - make_interval(secs => $1::float8 / 1000)`, [retentionMs]);
-  return res.rowCount ?? 0;
+export async function cleanupBarrier(client: Queryable, retentionMs: number, opts: BarrierOptions & { batch?: number } = {}): Promise<CleanupResult> {
+  const table = barrierTable(opts);
+  return deleteInBatches(client, retentionMs, opts.batch ?? 1000, (limit) =>
+    `DELETE FROM ${table} WHERE (gid, branch_id, op) IN (SELECT gid, branch_id, op FROM ${table} WHERE ${olderThan('created_at')} ${limit} FOR UPDATE SKIP LOCKED)`,
+  );
 }

@@ -10,7 +10,9 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { BrokerMessage, MessageSink } from '../messaging/message-sink.js';
 import type { Queryable } from '../library/shard-gate.js';
-import { createIdempotently, inTransactionClient, qualified } from './saga-schema.js';
+import type { OutboxStats } from '../observe/metrics.js';
+import { backCheckOnce, type BackCheck, type BackCheckResult } from './two-phase-message.js';
+import { createIdempotently, deleteInBatches, inTransactionClient, olderThan, qualified, type CleanupResult } from './saga-schema.js';
 
 /** One message as the relay hands it to a sink. */
 export type OutboxMessage = BrokerMessage;
@@ -30,8 +32,12 @@ export async function ensureOutboxTables(client: Queryable, schema?: string): Pr
        created_at timestamptz NOT NULL DEFAULT now(),
        sent_at timestamptz,
        attempts int NOT NULL DEFAULT 0,
-       last_error text)`,
-    `CREATE INDEX IF NOT EXISTS outbox_unsent ON ${outbox} (seq) WHERE sent_at IS NULL`,
+       last_error text,
+       state text NOT NULL DEFAULT 'ready' CHECK (state IN ('prepared', 'ready', 'cancelled')),
+       checks int NOT NULL DEFAULT 0)`,
+    `CREATE INDEX IF NOT EXISTS outbox_unsent ON ${outbox} (seq) WHERE sent_at IS NULL AND state = 'ready'`,
+    `CREATE INDEX IF NOT EXISTS outbox_prepared ON ${outbox} (created_at) WHERE state = 'prepared'`,
+    `CREATE INDEX IF NOT EXISTS outbox_sent ON ${outbox} (sent_at) WHERE sent_at IS NOT NULL`,
     `CREATE TABLE IF NOT EXISTS ${qualified(schema, 'inbox')} (
        consumer text NOT NULL,
        message_id text NOT NULL,
@@ -47,6 +53,34 @@ export async function writeOutbox(tx: Queryable, topic: string, payload: unknown
   return id;
 }
 
+/**
+ * The outbox at this moment, for the metrics gauges: committed messages the
+ * broker has not acknowledged yet, and the age of the oldest of them on the
+ * database's clock (the relay's lag). Served by the `outbox_unsent` index.
+ */
+export async function readOutboxStats(client: Queryable, schema?: string): Promise<OutboxStats> {
+  const res = await client.query<{ unsent: string; age: number | null }>(
+    `SELECT count(*) AS unsent, extract(epoch FROM now() - min(created_at))::float8 AS age
+       FROM ${qualified(schema, 'outbox')} WHERE sent_at IS NULL AND state = 'ready'`,
+  );
+  const row = res.rows[0]!;
+  return { unsent: Number(row.unsent), oldestUnsentAgeSeconds: Math.max(0, row.age ?? 0) };
+}
+
+/**
+ * Deletes outbox rows sent more than `retentionMs` ago (through the
+ * `outbox_sent` index), `batch` (1000 by default) per statement. Unsent rows
+ * are never touched, however old. The retention only bounds how long a sent
+ * message can still be looked up; redelivery needs no row (a sent row is
+ * never published again).
+ */
+export async function cleanupOutbox(client: Queryable, retentionMs: number, opts: { schema?: string; batch?: number } = {}): Promise<CleanupResult> {
+  const table = qualified(opts.schema, 'outbox');
+  return deleteInBatches(client, retentionMs, opts.batch ?? 1000, (limit) =>
+    `DELETE FROM ${table} WHERE seq IN (SELECT seq FROM ${table} WHERE sent_at IS NOT NULL AND ${olderThan('sent_at')} ORDER BY sent_at ${limit} FOR UPDATE SKIP LOCKED)`,
+  );
+}
+
 /** Options of a relay. */
 export interface RelayOptions {
   readonly pool: pg.Pool;
@@ -54,6 +88,11 @@ export interface RelayOptions {
   readonly schema?: string;
   /** Messages per batch; 100 by default. */
   readonly batch?: number;
+  /**
+   * How prepared messages (two-phase-message.ts) whose submit never came are
+   * resolved: `check` is asked about those older than `afterMs`.
+   */
+  readonly backCheck?: { readonly check: BackCheck; readonly afterMs: number };
 }
 
 /** Publishes committed outbox rows; several relays may share one outbox. */
@@ -64,6 +103,18 @@ export class OutboxRelay {
   constructor(opts: RelayOptions) {
     this.#opts = opts;
     this.#table = qualified(opts.schema, 'outbox');
+  }
+
+  /** One back-check pass over prepared messages (see `backCheckOnce`); the relay must have `backCheck` options. */
+  async backCheckOnce(): Promise<BackCheckResult> {
+    const b = this.#opts.backCheck;
+    if (b === undefined) throw new Error('this relay has no backCheck options; pass backCheck: { check, afterMs } to its constructor');
+    return backCheckOnce(this.#opts.pool, b.check, { afterMs: b.afterMs, ...(this.#opts.schema !== undefined ? { schema: this.#opts.schema } : {}) });
+  }
+
+  /** Deletes rows sent more than `retentionMs` ago, in batches (see `cleanupOutbox`). */
+  async cleanup(retentionMs: number, batch?: number): Promise<CleanupResult> {
+    return cleanupOutbox(this.#opts.pool, retentionMs, { ...(this.#opts.schema !== undefined ? { schema: this.#opts.schema } : {}), ...(batch !== undefined ? { batch } : {}) });
   }
 
   /**
@@ -80,7 +131,7 @@ export class OutboxRelay {
       await client.query('BEGIN');
       const rows = (
         await client.query<OutboxMessage & { seq: string }>(
-          `SELECT seq, id, topic, payload FROM ${this.#table} WHERE sent_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
+          `SELECT seq, id, topic, payload FROM ${this.#table} WHERE sent_at IS NULL AND state = 'ready' ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
           [this.#opts.batch ?? 100],
         )
       ).rows;

@@ -8,17 +8,25 @@
  */
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
+import { sgError } from '../errors/catalogue.js';
 import type { Queryable } from '../library/shard-gate.js';
+import type { Metrics, SagaEnd } from '../observe/metrics.js';
 import { outgoingHeaders, runWithPropagation } from '../observe/propagation/index.js';
 import { decide, defaultRetryPolicy, type RetryDecision, type StepResult } from './retry-policy.js';
 import { callHttp, checkDefinition, runInStep, stagesOf, type SagaDefinition, type StepCall, type StepContext, type StepPhase } from './saga-definition.js';
-import { createIdempotently, inTransactionClient, qualified } from './saga-schema.js';
+import { cleanupBarrier } from './barrier.js';
+import { cleanupOutbox } from './outbox.js';
+import { createIdempotently, deleteInBatches, inTransactionClient, olderThan, qualified, type CleanupResult } from './saga-schema.js';
 
-/** A saga's state: running forward, compensating, or one of the three terminal states. */
-export type SagaStatus = 'running' | 'compensating' | 'committed' | 'compensated' | 'exhausted';
+/**
+ * A saga's state: running forward, compensating, or a terminal state.
+ * `exhausted` is terminal for the coordinator but not for an operator, who
+ * may retry it (back to due) or abandon it (`abandoned`, through the admin API).
+ */
+export type SagaStatus = 'running' | 'compensating' | 'committed' | 'compensated' | 'exhausted' | 'abandoned';
 
 /** A step's state in the log. */
-export type StepStatus = 'pending' | 'done' | 'failed' | 'compensating' | 'compensated' | 'skipped' | 'exhausted';
+export type StepStatus = 'pending' | 'done' | 'failed' | 'compensating' | 'compensated' | 'skipped' | 'exhausted' | 'abandoned';
 
 /** One step's log row. */
 export interface StepLog {
@@ -57,8 +65,23 @@ export interface CoordinatorOptions {
   readonly schema?: string;
   /** Sleep between polls that found nothing due; 200 ms by default. */
   readonly pollIntervalMs?: number;
-  /** Sagas worked on at once by this coordinator; 4 by default. */
+  /** Sagas worked on at once by this coordinator; 4 by default (0: none, for a coordinator that only cleans up). */
   readonly concurrency?: number;
+  /**
+   * Where step latencies, retries, exhausted steps and saga ends are counted
+   * (the registry the proxy's /metrics serves). Counted only after the move
+   * that recorded them committed, so a move rolled back by a crash or an
+   * error counts nothing.
+   */
+  readonly metrics?: Metrics;
+  /**
+   * Deletes finished sagas (committed, compensated, abandoned; never exhausted
+   * ones, which wait for an operator) older than `retentionMs`, and with
+   * `outbox` / `barrier` also sent outbox rows and barrier fences of the same
+   * schema, `batch` rows per statement (1000 by default), every `intervalMs`
+   * (60 000 by default) while started. Absent: no cleanup runs.
+   */
+  readonly cleanup?: { readonly retentionMs: number; readonly batch?: number; readonly intervalMs?: number; readonly outbox?: boolean; readonly barrier?: boolean };
   /** Called with errors of the poll loop (the saga stays due and is retried); a process warning by default. */
   readonly onError?: (err: unknown) => void;
 }
@@ -84,8 +107,8 @@ interface StepRow {
   due: boolean;
 }
 
-const TERMINAL_CHECK = "('running', 'compensating', 'committed', 'compensated', 'exhausted')";
-const STEP_CHECK = "('pending', 'done', 'failed', 'compensating', 'compensated', 'skipped', 'exhausted')";
+const SAGA_CHECK = "('running', 'compensating', 'committed', 'compensated', 'exhausted', 'abandoned')";
+const STEP_CHECK = "('pending', 'done', 'failed', 'compensating', 'compensated', 'skipped', 'exhausted', 'abandoned')";
 
 /** Creates the saga log tables and indexes if missing; idempotent and safe from several processes at once. */
 export async function ensureSagaTables(client: Queryable, schema?: string): Promise<void> {
@@ -96,12 +119,14 @@ export async function ensureSagaTables(client: Queryable, schema?: string): Prom
        gid text PRIMARY KEY,
        definition text NOT NULL,
        payload jsonb NOT NULL,
-       status text NOT NULL CHECK (status IN ${TERMINAL_CHECK}),
+       status text NOT NULL CHECK (status IN ${SAGA_CHECK}),
        traceparent text,
        tracestate text,
        started_at timestamptz NOT NULL DEFAULT now(),
        finished_at timestamptz,
-       last_error text)`,
+       last_error text,
+       max_attempts int NOT NULL,
+       retried_at timestamptz)`,
     `CREATE TABLE IF NOT EXISTS ${step} (
        gid text NOT NULL REFERENCES ${saga} ON DELETE CASCADE,
        step int NOT NULL,
@@ -119,6 +144,8 @@ export async function ensureSagaTables(client: Queryable, schema?: string): Prom
     `CREATE INDEX IF NOT EXISTS saga_step_gid_status ON ${step} (gid, status)`,
     `CREATE INDEX IF NOT EXISTS saga_step_due ON ${step} (next_attempt_at) WHERE status IN ('pending', 'compensating')`,
     `CREATE INDEX IF NOT EXISTS saga_open ON ${saga} (started_at) WHERE status IN ('running', 'compensating')`,
+    `CREATE INDEX IF NOT EXISTS saga_exhausted ON ${saga} (started_at) WHERE status = 'exhausted'`,
+    `CREATE INDEX IF NOT EXISTS saga_finished ON ${saga} (finished_at) WHERE status IN ('committed', 'compensated', 'abandoned')`,
   ]);
 }
 
@@ -209,11 +236,11 @@ export class SagaCoordinator {
     const stages = stagesOf(def);
     const trace = outgoingHeaders();
     await client.query(
-      `WITH g AS (INSERT INTO ${this.#saga} (gid, definition, payload, status, traceparent, tracestate)
-                  VALUES ($1, $2, $3, 'running', $4, $5) RETURNING gid)
+      `WITH g AS (INSERT INTO ${this.#saga} (gid, definition, payload, status, traceparent, tracestate, max_attempts)
+                  VALUES ($1, $2, $3, 'running', $4, $5, $9) RETURNING gid)
        INSERT INTO ${this.#step} (gid, step, name, stage, status, next_attempt_at)
        SELECT g.gid, t.step, t.name, t.stage, 'pending', CASE WHEN t.stage = 0 THEN now() ELSE 'infinity' END FROM g, unnest($6::int[], $7::text[], $8::int[]) AS t(step, name, stage)`,
-      [gid, definition, JSON.stringify(payload ?? null), trace.traceparent ?? null, trace.tracestate ?? null, def.steps.map((_, i) => i), def.steps.map((s) => s.name), stages],
+      [gid, definition, JSON.stringify(payload ?? null), trace.traceparent ?? null, trace.tracestate ?? null, def.steps.map((_, i) => i), def.steps.map((s) => s.name), stages, (def.retry ?? defaultRetryPolicy).maxAttempts],
     );
     return gid;
   }
@@ -242,11 +269,92 @@ export class SagaCoordinator {
     };
   }
 
+  /**
+   * Waits until the saga has ended and returns its log when it ended
+   * committed or compensated (a FAILURE answer was honoured: check `status`).
+   * Throws a PgError from the catalogue otherwise: 40003
+   * (statement_completion_unknown) when it ended RETRY_EXHAUSTED or was
+   * abandoned — a step's outcome is unknown, so the caller must not simply
+   * submit again — 57014 when `timeoutMs` (30 s by default) passed first, and
+   * 42704 when no saga has the gid. The log is polled every `pollMs`
+   * (50 by default); any coordinator may be the one running the saga.
+   */
+  async outcome(gid: string, opts: { timeoutMs?: number; pollMs?: number } = {}): Promise<SagaLog> {
+    const timeoutMs = opts.timeoutMs ?? 30_000;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const log = await this.inspect(gid);
+      if (log === undefined) throw sgError('sagaNotFound', { gid });
+      if (log.status === 'committed' || log.status === 'compensated') return log;
+      if (log.status === 'exhausted') throw sgError('sagaRetryExhausted', { gid, lastError: log.lastError ?? '' });
+      if (log.status === 'abandoned') throw sgError('sagaAbandoned', { gid, lastError: log.lastError ?? '' });
+      if (Date.now() >= deadline) throw sgError('sagaWaitTimeout', { gid, timeoutMs, status: log.status });
+      await new Promise((r) => setTimeout(r, Math.min(opts.pollMs ?? 50, Math.max(0, deadline - Date.now()))));
+    }
+  }
+
   /** Starts `concurrency` pollers. */
   start(): void {
     if (this.#workers.length > 0 || this.#closed) return;
     const n = this.#opts.concurrency ?? 4;
     for (let i = 0; i < n; i++) this.#workers.push(this.#loop());
+    if (this.#opts.cleanup !== undefined) this.#workers.push(this.#cleanupLoop(this.#opts.cleanup.intervalMs ?? 60_000));
+  }
+
+  /**
+   * One cleanup pass under the `cleanup` options (see CoordinatorOptions),
+   * returning what each table lost. Safe next to live coordinators: only rows
+   * of finished sagas are deleted, a row locked by anyone is skipped (and
+   * taken by the next pass), and a saga's steps go with it (ON DELETE CASCADE).
+   */
+  async cleanupOnce(): Promise<{ sagas: CleanupResult; outbox?: CleanupResult; barrier?: CleanupResult }> {
+    const c = this.#opts.cleanup;
+    if (c === undefined) throw new Error('this coordinator has no cleanup options; pass cleanup: { retentionMs } to its constructor');
+    const batch = c.batch ?? 1000;
+    // A table not created yet (an instance with sagas but no outbox, say) has nothing to clean.
+    const exists = async (table: string): Promise<boolean> =>
+      (await this.#opts.pool.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [qualified(this.#opts.schema, table)])).rows[0]!.t !== null;
+    const none: CleanupResult = { deleted: 0, batches: 0 };
+    const sagas = !(await exists('saga')) ? none : await deleteInBatches(this.#opts.pool, c.retentionMs, batch, (limit) =>
+      `DELETE FROM ${this.#saga} WHERE gid IN (
+         SELECT gid FROM ${this.#saga} WHERE status IN ('committed', 'compensated', 'abandoned') AND ${olderThan('finished_at')}
+          ORDER BY finished_at ${limit} FOR UPDATE SKIP LOCKED)`,
+    );
+    const schema = this.#opts.schema !== undefined ? { schema: this.#opts.schema } : {};
+    return {
+      sagas,
+      ...(c.outbox === true ? { outbox: (await exists('outbox')) ? await cleanupOutbox(this.#opts.pool, c.retentionMs, { ...schema, batch }) : none } : {}),
+      ...(c.barrier === true ? { barrier: (await exists('barrier')) ? await cleanupBarrier(this.#opts.pool, c.retentionMs, { ...schema, batch }) : none } : {}),
+    };
+  }
+
+  async #cleanupLoop(intervalMs: number): Promise<void> {
+    while (!this.#closed) {
+      try {
+        await this.cleanupOnce();
+      } catch (err) {
+        this.#report(err);
+      }
+      await this.#sleep(intervalMs);
+    }
+  }
+
+  #report(err: unknown): void {
+    (this.#opts.onError ?? ((e) => process.emitWarning(`saga coordinator ${this.#opts.id}: ${e instanceof Error ? e.message : String(e)}`)))(err);
+  }
+
+  /** Resolves after `ms`, or at once when the coordinator is closed. */
+  #sleep(ms: number): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(() => done(), ms);
+      const done = (): void => {
+        clearTimeout(t);
+        this.#wake = this.#wake.filter((w) => w !== done);
+        resolve();
+      };
+      this.#wake.push(done);
+    });
   }
 
   /** Stops polling and waits for the attempts in flight to be recorded. */
@@ -263,19 +371,9 @@ export class SagaCoordinator {
       try {
         claimed = await this.runOnce();
       } catch (err) {
-        (this.#opts.onError ?? ((e) => process.emitWarning(`saga coordinator ${this.#opts.id}: ${e instanceof Error ? e.message : String(e)}`)))(err);
+        this.#report(err);
       }
-      if (!claimed && !this.#closed) {
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(() => done(), this.#opts.pollIntervalMs ?? 200);
-          const done = (): void => {
-            clearTimeout(t);
-            this.#wake = this.#wake.filter((w) => w !== done);
-            resolve();
-          };
-          this.#wake.push(done);
-        });
-      }
+      if (!claimed) await this.#sleep(this.#opts.pollIntervalMs ?? 200);
     }
   }
 
@@ -298,9 +396,10 @@ export class SagaCoordinator {
       // without waiting for a poll.
       for (;;) {
         await client.query('BEGIN');
+        // The deadline counts from an operator's retry when there was one, so a retried saga has its whole deadline again.
         const claim: pg.QueryResult<ClaimedSaga> = await client.query<ClaimedSaga>(
           `SELECT g.gid, g.definition, g.payload, g.status, g.traceparent, g.tracestate,
-                  (extract(epoch FROM g.started_at) * 1000)::float8 AS started_ms
+                  (extract(epoch FROM COALESCE(g.retried_at, g.started_at)) * 1000)::float8 AS started_ms
              FROM ${this.#saga} g
             WHERE g.status IN ('running', 'compensating') AND g.definition = ANY($1::text[]) AND ($2::text IS NULL OR g.gid = $2)
               AND EXISTS (SELECT 1 FROM ${this.#step} s
@@ -315,15 +414,24 @@ export class SagaCoordinator {
           await client.query('COMMIT');
           return gid !== null;
         }
-        await this.#advance(client, saga);
+        const report = await this.#advance(client, saga);
         await client.query('COMMIT');
+        report(this.#opts.metrics);
         if (this.#closed) return true;
         gid = saga.gid;
       }
     });
   }
 
-  async #advance(client: pg.PoolClient, saga: ClaimedSaga): Promise<void> {
+  /**
+   * Runs one move of `saga` in the claim transaction and returns what to count
+   * once that transaction has committed.
+   */
+  async #advance(client: pg.PoolClient, saga: ClaimedSaga): Promise<(metrics: Metrics | undefined) => void> {
+    const events: ((m: Metrics) => void)[] = [];
+    const report = (m: Metrics | undefined): void => {
+      if (m !== undefined) for (const e of events) e(m);
+    };
     const def = this.#opts.definitions[saga.definition]!;
     const policy = def.retry ?? defaultRetryPolicy;
     const rows = (
@@ -336,7 +444,7 @@ export class SagaCoordinator {
     const forward = saga.status === 'running';
     // Forward: the lowest stage not yet done. Compensation: the highest stage still to undo.
     const open = rows.filter((r) => (forward ? r.status !== 'done' : r.status === 'compensating'));
-    if (open.length === 0) return;
+    if (open.length === 0) return report;
     const stage = forward ? Math.min(...open.map((r) => r.stage)) : Math.max(...open.map((r) => r.stage));
     const due = open.filter((r) => r.stage === stage && r.due && r.status === (forward ? 'pending' : 'compensating'));
     const phase: StepPhase = forward ? 'action' : 'compensation';
@@ -349,10 +457,18 @@ export class SagaCoordinator {
         const call: StepCall | undefined = forward ? spec.action : spec.compensation;
         const ctx: StepContext = { gid: saga.gid, step: row.name, phase, attempt: row.calls + 1, payload: saga.payload, idempotencyKey: `${saga.gid}:${row.name}:${phase}` };
         const trace = { gid: saga.gid, ...(saga.traceparent !== null ? { traceparent: saga.traceparent } : {}), ...(saga.tracestate !== null ? { tracestate: saga.tracestate } : {}) };
+        // A local step is timed inside its turn, so the wait for the steps before it is not counted.
+        const timed = async (run: () => Promise<StepResult>): Promise<StepResult> => {
+          const started = process.hrtime.bigint();
+          const result = await run();
+          const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+          events.push((m) => m.sagaStepTimed(phase, result.kind, seconds));
+          return result;
+        };
         const attempt = (): Promise<StepResult> => {
           if (call === undefined) return Promise.resolve({ kind: 'success' });
-          if (call.kind === 'http') return callHttp(call, ctx);
-          const mine = localTurn.then(() => this.#inSavepoint(client, () => call.run(client, ctx)));
+          if (call.kind === 'http') return timed(() => callHttp(call, ctx));
+          const mine = localTurn.then(() => timed(() => this.#inSavepoint(client, () => call.run(client, ctx))));
           localTurn = mine.catch(() => undefined);
           return mine;
         };
@@ -366,6 +482,8 @@ export class SagaCoordinator {
     for (const [i, row] of due.entries()) {
       const d = decide(policy, results[i]!, { attempts: row.attempts, lastIntervalMs: row.interval_ms, sagaStartedAt: saga.started_ms, now });
       const u = forward ? forwardUpdate(row, d) : compensationUpdate(row, d);
+      if (d.kind === 'retry') events.push((m) => m.sagaStepRetried(phase, results[i]!.kind === 'ongoing' ? 'ongoing' : 'error'));
+      if (u.status === 'exhausted') events.push((m) => m.sagaStepExhausted(phase));
       if (u.status === 'exhausted') exhausted ??= `RETRY_EXHAUSTED: step ${row.name} (${phase}): ${u.lastError ?? ''}`;
       if (u.status === 'failed') failed ??= `step ${row.name} failed: ${u.lastError ?? ''}`;
       await client.query(
@@ -381,6 +499,7 @@ export class SagaCoordinator {
     if (exhausted !== undefined) {
       // Terminal: a step whose outcome is unknown after every retry is left for an operator, visibly.
       await this.#finish(client, saga.gid, 'exhausted', exhausted);
+      events.push((m) => m.sagaFinished('exhausted'));
     } else if (failed !== undefined) {
       // Everything that ran, or may have run (an error answer leaves the outcome unknown), is undone;
       // steps never attempted are skipped.
@@ -400,8 +519,11 @@ export class SagaCoordinator {
     );
     if (exhausted === undefined && Number(left.rows[0]!.n) === 0) {
       const status = await client.query<{ status: SagaStatus }>(`SELECT status FROM ${this.#saga} WHERE gid = $1`, [saga.gid]);
-      await this.#finish(client, saga.gid, status.rows[0]!.status === 'running' ? 'committed' : 'compensated', null);
+      const end: SagaEnd = status.rows[0]!.status === 'running' ? 'committed' : 'compensated';
+      await this.#finish(client, saga.gid, end, null);
+      events.push((m) => m.sagaFinished(end));
     }
+    return report;
   }
 
   /**

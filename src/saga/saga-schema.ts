@@ -51,3 +51,40 @@ export async function inTransactionClient<T>(pool: pg.Pool, fn: (client: pg.Pool
     client.release(broken);
   }
 }
+
+/** What one cleanup removed: rows, and the DELETE statements it took. */
+export interface CleanupResult {
+  readonly deleted: number;
+  readonly batches: number;
+}
+
+/**
+ * Runs the DELETE `sql(limit)` — whose key subquery ends with `limit` and
+ * selects rows older than `$1` milliseconds — with `$2 = batch`, again and
+ * again until a batch comes back short. Each batch is its own statement (so
+ * its own short transaction when `client` is not inside one): locks and WAL
+ * bursts stay small whatever the backlog.
+ */
+export async function deleteInBatches(
+  client: Queryable,
+  retentionMs: number,
+  batch: number,
+  sql: (limit: string) => string,
+): Promise<CleanupResult> {
+  if (!Number.isFinite(retentionMs) || retentionMs < 0) throw new RangeError(`retentionMs must be a non-negative number of milliseconds, got ${retentionMs}`);
+  if (!Number.isInteger(batch) || batch < 1) throw new RangeError(`batch must be a positive integer, got ${batch}`);
+  let deleted = 0;
+  let batches = 0;
+  for (;;) {
+    const res = await client.query(sql('LIMIT $2'), [retentionMs, batch]);
+    batches++;
+    const n = res.rowCount ?? 0;
+    deleted += n;
+    if (n < batch) return { deleted, batches };
+  }
+}
+
+/** SQL for "older than $1 milliseconds" on `column`. */
+export function olderThan(column: string): string {
+  return `${column} < now() - make_interval(secs => $1::float8 / 1000)`;
+}

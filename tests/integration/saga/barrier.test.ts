@@ -132,7 +132,7 @@ describe('TCC barrier on PostgreSQL', () => {
     await handle('old', 'confirm');
     await handle('new', 'try');
     await pool.query(`UPDATE ${barrierTable({ schema })} SET created_at = now() - interval '2 hours' WHERE gid = 'old'`);
-    expect(await cleanupBarrier(pool, 60 * 60_000, { schema })).toBe(2);
+    expect(await cleanupBarrier(pool, 60 * 60_000, { schema, batch: 1 })).toEqual({ deleted: 2, batches: 3 });
     const left = await pool.query<{ gid: string }>(`SELECT DISTINCT gid FROM ${barrierTable({ schema })} WHERE gid IN ('old', 'new')`);
     expect(left.rows.map((r) => r.gid)).toEqual(['new']);
     await expect(cleanupBarrier(pool, -1, { schema })).rejects.toThrow(RangeError);

@@ -153,6 +153,6 @@ describe('AdminServer', () => {
     const html = await res.text();
     expect(html).not.toMatch(/(src|href)=["']?(https?:)?\/\//);
     expect(html).not.toContain('innerHTML');
-    for (const path of ['api/transactions', 'api/in-doubt', 'api/shards']) expect(html).toContain(path);
+    for (const path of ['api/transactions', 'api/in-doubt', 'api/shards', 'api/sagas']) expect(html).toContain(path);
   });
 });

@@ -166,6 +166,15 @@ describe('parseConfig: every error names its key path', () => {
     expect(pathsOf({ shards, coordinatorId: 'gw_1' })).toEqual(['coordinatorId']);
   });
 
+  it('fills the saga defaults and refuses a bad saga section', () => {
+    expect(parseConfig({ shards }).saga).toBeNull();
+    expect(parseConfig({ shards, saga: { database: 'postgres://h/app' } }).saga).toEqual({ database: 'postgres://h/app', schema: 'shardgate_saga', retentionMs: 604_800_000, cleanupBatch: 1000 });
+    expect(pathsOf({ shards, saga: {} })).toEqual(['saga.database']);
+    expect(pathsOf({ shards, saga: { database: 'mysql://h/app' } })).toEqual(['saga.database']);
+    expect(pathsOf({ shards, saga: { database: 'postgres://h/app', retentionMs: -1, cleanupBatch: 0 } })).toEqual(['saga.retentionMs', 'saga.cleanupBatch']);
+    expect(pathsOf({ shards, saga: { database: 'postgres://h/app', retention: 5 } })).toEqual(['saga.retention']);
+  });
+
   it('refuses a sharding key that is not a column name', () => {
     expect(pathsOf({ shards, tables: { orders: { key: '1user' } } })).toEqual(['tables.orders.key']);
     expect(issueAt({ shards, tables: { orders: { key: 'user id' } } }, 'tables.orders.key')).toBe('expected a column name');
