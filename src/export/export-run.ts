@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { BackendConnector } from '../backend/connector.js';
 import type { ShardGateConfig } from '../config/types.js';
 import { sgError } from '../errors/catalogue.js';
+import { Failpoints } from '../tx/failpoints.js';
 import { readTables } from './catalogue.js';
 import { writeChunk, readVerified } from './chunk-file.js';
 import { RELEASE_FILE } from './cut-holder.js';
@@ -22,6 +23,8 @@ export interface ExportOptions {
   readonly startHolder: (cutId: string) => Promise<{ exited: Promise<string> }>;
   /** A line for people (progress, warnings). */
   readonly say: (line: string) => void;
+  /** `export-chunk-done` (per shard) is hit after each chunk is recorded; default from SHARDGATE_FAILPOINTS. */
+  readonly failpoints?: Failpoints;
 }
 
 /** What an export did. */
@@ -159,6 +162,7 @@ async function exportChunks(
   ctx: { dir: string; acquireTimeoutMs: number },
 ): Promise<{ exported: number; rows: number }> {
   const chunks = manifest.chunks;
+  const failpoints = opts.failpoints ?? Failpoints.fromEnv();
   const todo: number[] = [];
   for (const [i, c] of chunks.entries()) {
     if (c.done && c.sha256 !== null && (await readVerified(ctx.dir, c.file, c.sha256)).ok) continue;
@@ -189,7 +193,11 @@ async function exportChunks(
       const i = todo[next++]!;
       const c = chunks[i]!;
       const t = tables.get(c.table)!;
-      const written = await withSnapshot(connector, c.shard, hold.shards[c.shard]!, ctx, (conn) => writeChunk(conn, chunkCopySql(t, c), ctx.dir, c.file)).catch((err: unknown) => {
+      const written = await withSnapshot(connector, c.shard, hold.shards[c.shard]!, ctx, async (conn) => {
+        // A table without a key is read in heap order: from its first page, not wherever another scan is.
+        if (t.primaryKey.length === 0) await conn.exec('SET LOCAL synchronize_seqscans = off');
+        return writeChunk(conn, chunkCopySql(t, c), ctx.dir, c.file);
+      }).catch((err: unknown) => {
         // The other workers finish the chunk they are on (recorded, kept by a resume) and take no more.
         stop = true;
         throw err;
@@ -199,6 +207,8 @@ async function exportChunks(
       rows += written.rows;
       exportedRows += written.rows;
       await record();
+      // If we die here the chunk is recorded done and its file complete: a resume keeps it.
+      await failpoints.hit('export-chunk-done', c.shard);
       progress(false);
     }
   };
