@@ -21,6 +21,7 @@ import { evaluateTargets } from './targets.js';
 import { makeBenchCertificate } from './tls-certificate.js';
 import { runTpcb } from './tpcb.js';
 import { runCdcBench } from './cdc.js';
+import { runExportBench } from './export.js';
 
 const DATABASE = 'app';
 
@@ -210,6 +211,12 @@ export async function runBench(opts: BenchOptions, log: BenchLog): Promise<Bench
       // Its own three clusters (logical decoding on) and proxy, after the others have stopped using the cores.
       await section('cdc', async () => {
         tables.push(await runCdcBench(opts, cores, log));
+      });
+    }
+    if (has('export')) {
+      // Its own three clusters, after the others have stopped using the cores.
+      await section('export', async () => {
+        tables.push(await runExportBench(opts, log));
       });
     }
   } finally {

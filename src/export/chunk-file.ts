@@ -29,7 +29,7 @@ export async function writeChunk(conn: ShardCursor, copySql: string, dir: string
     step = await out.next();
   }
   const rows = Number(/(\d+)$/.exec(step.value)?.[1] ?? '0');
-  const gz = await gzipAsync(Buffer.concat(parts), { level: 6 });
+  const gz = await gzipAsync(Buffer.concat(parts), { level: 1 });
   const path = join(dir, file);
   await mkdir(dirname(path), { recursive: true });
   await writeFile(`${path}.tmp`, gz, { flush: true });

@@ -125,12 +125,19 @@ async function newManifest(connector: BackendConnector, config: ShardGateConfig,
   for (const t of tables) {
     if (t.primaryKey.length === 0) opts.say(`shardgate export: WARNING: table ${qualifiedName(t)} has no primary key: exported as one chunk per shard, and an import skips it only by its chunk records, never row by row`);
   }
-  const chunks: ExportChunk[] = [];
-  for (const [i, t] of tables.entries()) {
-    for (const shard of t.sources) {
-      chunks.push(...(await withSnapshot(connector, shard, hold.shards[shard]!, ctx, (conn) => planChunks(conn, t, i, shard, opts.chunkRows))));
+  // Each (table, shard) is planned on its own connection, `jobs` at a time; the plan keeps table and shard order.
+  const parts = tables.flatMap((t, i) => t.sources.map((shard) => ({ t, i, shard })));
+  const planned: ExportChunk[][] = [];
+  let next = 0;
+  const planner = async (): Promise<void> => {
+    while (next < parts.length) {
+      const k = next++;
+      const { t, i, shard } = parts[k]!;
+      planned[k] = await withSnapshot(connector, shard, hold.shards[shard]!, ctx, (conn) => planChunks(conn, t, i, shard, opts.chunkRows));
     }
-  }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.jobs, parts.length)) }, planner));
+  const chunks = planned.flat();
   return { format: 'shardgate-export/1', cutId: hold.cutId, complete: false, createdAt: new Date().toISOString(), shards: hold.shards, tables, chunks };
 }
 
