@@ -70,11 +70,15 @@ export async function runExport(connector: BackendConnector, config: ShardGateCo
       // Refuse before any cut, slot or file exists (checked again under the snapshot, where it counts).
       refuseNoPrimaryKey(await readTablesNow(connector, config), opts);
       hold = await startCut(dir, opts);
+      opts.say(`shardgate export: cut ${hold.cutId} taken (${Math.round(performance.now() - started)} ms)`);
     }
     // Every shard's snapshot must still be the cut's: checked before any chunk is read, and again by every chunk.
     await checkCut(connector, config, hold, existing, ctx);
     const manifest = existing ?? (await newManifest(connector, config, hold, opts, ctx));
-    if (existing === null) await writeJsonAtomic(dir, MANIFEST_FILE, manifest);
+    if (existing === null) {
+      await writeJsonAtomic(dir, MANIFEST_FILE, manifest);
+      opts.say(`shardgate export: ${manifest.tables.length} tables in ${manifest.chunks.length} chunks planned (${Math.round(performance.now() - started)} ms)`);
+    }
     const { exported, rows } = await exportChunks(connector, manifest, hold, opts, ctx);
     const finished: ExportManifest = { ...manifest, complete: true };
     await writeJsonAtomic(dir, MANIFEST_FILE, finished);
