@@ -34,23 +34,48 @@ export function slotName(prefix: string, shard: string): string {
  * unknown, and another consumer may own it.
  */
 export async function createCdcSlots(connector: BackendConnector, names: CdcNames): Promise<Map<string, { slot: string; publication: string }>> {
+  const slots = connector.shards.map((shard) => ({ shard, slot: slotName(names.slotPrefix, shard) }));
+  const bad = slots.find((s) => !/^[a-z0-9_]{1,63}$/.test(s.slot));
+  if (bad !== undefined) throw sgError('exportOption', { option: '--slot-prefix', reason: `slot name ${JSON.stringify(bad.slot)} is not 1-63 lower-case letters, digits or underscores` });
+  // Every shard is checked before any slot is created: a refusal leaves nothing behind.
+  for (const { shard, slot } of slots) {
+    const existing = await onShard(connector, shard, (conn) => conn.rows('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slot]));
+    if (existing.length > 0) throw sgError('exportOption', { option: '--cdc', reason: `replication slot ${slot} exists already on shard ${shard}; drop it (SELECT pg_drop_replication_slot('${slot}')) or choose another --slot-prefix` });
+  }
   const out = new Map<string, { slot: string; publication: string }>();
-  for (const shard of connector.shards) {
-    const slot = slotName(names.slotPrefix, shard);
-    if (!/^[a-z0-9_]{1,63}$/.test(slot)) throw sgError('exportOption', { option: '--slot-prefix', reason: `slot name ${JSON.stringify(slot)} is not 1-63 lower-case letters, digits or underscores` });
-    const conn = await connector.acquire(shard, 10_000);
-    try {
-      const existing = await conn.rows('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slot]);
-      if (existing.length > 0) throw sgError('exportOption', { option: '--cdc', reason: `replication slot ${slot} exists already on shard ${shard}; drop it (SELECT pg_drop_replication_slot('${slot}')) or choose another --slot-prefix` });
-      const pub = await conn.rows('SELECT 1 FROM pg_publication WHERE pubname = $1', [names.publication]);
-      if (pub.length === 0) await conn.exec(`CREATE PUBLICATION ${quoteIdent(names.publication)} FOR ALL TABLES`);
-      await conn.rows("SELECT pg_create_logical_replication_slot($1, 'pgoutput', false, true)", [slot]);
+  try {
+    for (const { shard, slot } of slots) {
+      await onShard(connector, shard, async (conn) => {
+        const pub = await conn.rows('SELECT 1 FROM pg_publication WHERE pubname = $1', [names.publication]);
+        if (pub.length === 0) await conn.exec(`CREATE PUBLICATION ${quoteIdent(names.publication)} FOR ALL TABLES`);
+        await conn.rows("SELECT pg_create_logical_replication_slot($1, 'pgoutput', false, true)", [slot]);
+      });
       out.set(shard, { slot, publication: names.publication });
-    } finally {
-      conn.release();
     }
+  } catch (err) {
+    // A slot nobody reads keeps WAL until the disk fills: drop the ones this call created.
+    await dropSlots(connector, out);
+    throw err;
   }
   return out;
+}
+
+/** Drops the slots `createCdcSlots` made (a cut that failed after them); errors are ignored, the caller reports its own. */
+export async function dropSlots(connector: BackendConnector, slots: ReadonlyMap<string, { slot: string }>): Promise<void> {
+  for (const [shard, { slot }] of slots) await onShard(connector, shard, (conn) => conn.rows('SELECT pg_drop_replication_slot($1)', [slot])).catch(() => undefined);
+}
+
+/** Runs `use` on a pooled connection of `shard`, released afterwards (closed if `use` failed). */
+async function onShard<T>(connector: BackendConnector, shard: string, use: (conn: ShardCursor) => Promise<T>): Promise<T> {
+  const conn = await connector.acquire(shard as ShardCursor['shard'], 10_000);
+  try {
+    const value = await use(conn);
+    conn.release();
+    return value;
+  } catch (err) {
+    conn.release(true);
+    throw err;
+  }
 }
 
 /** The statements that open a held transaction and read what the manifest records of it. */
@@ -104,8 +129,11 @@ export async function runCutHolder(
   config: ShardGateConfig,
   opts: { readonly dir: string; readonly cutId: string; readonly cdc: CdcNames | null; readonly leaseMs: number; readonly stop: Promise<unknown> },
 ): Promise<void> {
-  const slots = opts.cdc === null ? new Map() : await createCdcSlots(connector, opts.cdc);
-  const { conns, shards } = await holdCut(connector, config, slots);
+  const slots = opts.cdc === null ? new Map<string, { slot: string; publication: string }>() : await createCdcSlots(connector, opts.cdc);
+  const { conns, shards } = await holdCut(connector, config, slots).catch(async (err: unknown) => {
+    await dropSlots(connector, slots);
+    throw err;
+  });
   try {
     const record: HoldRecord = { cutId: opts.cutId, pid: process.pid, shards };
     await writeJsonAtomic(opts.dir, HOLD_FILE, record);

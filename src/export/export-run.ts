@@ -1,8 +1,9 @@
-import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BackendConnector } from '../backend/connector.js';
 import type { ShardGateConfig } from '../config/types.js';
 import { sgError } from '../errors/catalogue.js';
+import { PgError } from '../errors/pg-error.js';
 import { Failpoints } from '../tx/failpoints.js';
 import { readTables } from './catalogue.js';
 import { writeChunk, readVerified } from './chunk-file.js';
@@ -65,7 +66,8 @@ export async function runExport(connector: BackendConnector, config: ShardGateCo
     if (existing?.complete === true) return await verifyComplete(existing, dir, started);
     if (hold === null) {
       if (existing !== null) throw sgError('exportCutLost', { dir, shard: Object.keys(existing.shards)[0] ?? '?', reason: `${HOLD_FILE} is missing` });
-      const other = (await readdir(dir)).filter((f) => f !== LEASE_FILE);
+      // A lease and a holder's log are what a cut that could not be taken leaves; a rerun may start afresh.
+      const other = (await readdir(dir)).filter((f) => f !== LEASE_FILE && f !== 'hold.log');
       if (other.length > 0) throw sgError('exportFolder', { dir, reason: `it holds ${other.slice(0, 3).join(', ')}, and no export of ShardGate` });
       // Refuse before any cut, slot or file exists (checked again under the snapshot, where it counts).
       refuseNoPrimaryKey(await readTablesNow(connector, config), opts);
@@ -103,9 +105,23 @@ async function startCut(dir: string, opts: ExportOptions): Promise<HoldRecord> {
   for (;;) {
     const hold = await readHold(dir).catch(() => null);
     if (hold !== null && hold.cutId === cutId) return hold;
-    if (failed !== null) throw sgError('exportCutLost', { dir, shard: '*', reason: `the cut could not be taken: ${failed}` });
+    if (failed !== null) throw await holderError(dir, failed);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+/**
+ * Why the holder could not take the cut: its own error as it printed it in
+ * hold.log (`shardgate: export-hold: ERROR <SQLSTATE>: …`), with that SQLSTATE.
+ */
+async function holderError(dir: string, exited: string): Promise<Error> {
+  const log = await readFile(join(dir, 'hold.log'), 'utf8').catch(() => '');
+  const lines = log.split('\n');
+  const at = lines.findLastIndex((l) => l.includes(': ERROR '));
+  const m = at < 0 ? null : /: ERROR ([0-9A-Z]{5}): (.*)$/.exec(lines[at]!);
+  if (m === null) return new Error(`the cut could not be taken: ${exited}`);
+  const hint = lines[at + 1]?.startsWith('HINT: ') === true ? lines[at + 1]!.slice(6) : undefined;
+  return new PgError({ severity: 'ERROR', code: m[1]!, message: m[2]!, ...(hint !== undefined ? { hint } : {}) });
 }
 
 /** Refuses unless every shard's held snapshot is importable and is the one the manifest recorded. */

@@ -95,5 +95,12 @@ describe('shardgate export --cdc, then shardgate cdc --from-manifest', () => {
       expect(sortedLines([...state.get(table)!.values()]), table).toEqual(sortedLines(await source(table)));
     }
     expect(await cdc.stop(), cdc.logs()).toBe(0);
+
+    // A second export --cdc finds the slots taken: refused before any cut, and no slot added or dropped.
+    const slotsBefore = await Promise.all(setup.clusters.map((c) => c.query('SELECT slot_name FROM pg_replication_slots ORDER BY 1', [], 'app')));
+    const second = await shardgate(['export', '--out', join(work, 'second'), '--config', setup.proxy.configFile, '--cdc', '--allow-no-primary-key']).done;
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/ERROR 22023: .*replication slot shardgate_cdc_s0 exists already/);
+    expect(await Promise.all(setup.clusters.map((c) => c.query('SELECT slot_name FROM pg_replication_slots ORDER BY 1', [], 'app')))).toEqual(slotsBefore);
   });
 });
