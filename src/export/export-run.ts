@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BackendConnector } from '../backend/connector.js';
 import type { ShardGateConfig } from '../config/types.js';
@@ -51,6 +51,8 @@ export async function runExport(connector: BackendConnector, config: ShardGateCo
   const started = performance.now();
   const dir = opts.dir;
   await mkdir(dir, { recursive: true });
+  // Left behind only if this process dies: a lock of a dead process is taken over.
+  const unlock = await lockFolder(dir);
   const existing = await readManifest(dir).catch((err: Error) => {
     throw sgError('exportFolder', { dir, reason: err.message });
   });
@@ -67,7 +69,7 @@ export async function runExport(connector: BackendConnector, config: ShardGateCo
     if (hold === null) {
       if (existing !== null) throw sgError('exportCutLost', { dir, shard: Object.keys(existing.shards)[0] ?? '?', reason: `${HOLD_FILE} is missing` });
       // A lease and a holder's log are what a cut that could not be taken leaves; a rerun may start afresh.
-      const other = (await readdir(dir)).filter((f) => f !== LEASE_FILE && f !== 'hold.log');
+      const other = (await readdir(dir)).filter((f) => f !== LEASE_FILE && f !== LOCK_FILE && f !== 'hold.log');
       if (other.length > 0) throw sgError('exportFolder', { dir, reason: `it holds ${other.slice(0, 3).join(', ')}, and no export of ShardGate` });
       // Refuse before any cut, slot or file exists (checked again under the snapshot, where it counts).
       refuseNoPrimaryKey(await readTablesNow(connector, config), opts);
@@ -93,6 +95,43 @@ export async function runExport(connector: BackendConnector, config: ShardGateCo
     throw err;
   } finally {
     clearInterval(leaseTimer);
+    await unlock();
+  }
+}
+
+/** Held by the process exporting into a folder: two exports writing one manifest would lose chunks. */
+const LOCK_FILE = 'export.lock';
+
+/**
+ * Takes the folder's lock (a file created exclusively, holding our pid);
+ * a lock whose process is gone (killed) is taken over. Resolves with the
+ * function that gives it back.
+ */
+async function lockFolder(dir: string): Promise<() => Promise<void>> {
+  const path = join(dir, LOCK_FILE);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await writeFile(path, String(process.pid), { flag: 'wx' });
+      return () => unlink(path).catch(() => undefined);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number(await readFile(path, 'utf8').catch(() => ''));
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
+        throw sgError('exportFolder', { dir, reason: `another export (process ${pid}) is writing into it` });
+      }
+      // Its owner died (a killed export): the lock is stale.
+      await unlink(path).catch(() => undefined);
+    }
+  }
+  throw sgError('exportFolder', { dir, reason: `its ${LOCK_FILE} cannot be taken` });
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -258,12 +297,5 @@ async function verifyComplete(m: ExportManifest, dir: string, started: number): 
 
 /** Waits (briefly) for the holder to see the finished manifest and end its transactions. */
 async function waitHolderGone(pid: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  for (let i = 0; i < 100 && processAlive(pid); i++) await new Promise((resolve) => setTimeout(resolve, 50));
 }
