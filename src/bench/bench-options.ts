@@ -1,5 +1,5 @@
 /** The comparisons of the benchmark, in the order they run. */
-export const SECTIONS = ['select-only', 'tpcb', 'cross-shard', 'in-process', 'memory', 'cdc', 'consistent-read'] as const;
+export const SECTIONS = ['select-only', 'tpcb', 'cross-shard', 'in-process', 'memory', 'cdc', 'consistent-read', 'export'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 /** Everything that sets how long and how big a benchmark run is. */

@@ -22,6 +22,7 @@ import { makeBenchCertificate } from './tls-certificate.js';
 import { runTpcb } from './tpcb.js';
 import { runCdcBench } from './cdc.js';
 import { runConsistentReadBench } from './consistent-read.js';
+import { runExportBench } from './export.js';
 
 const DATABASE = 'app';
 
@@ -218,6 +219,13 @@ export async function runBench(opts: BenchOptions, log: BenchLog): Promise<Bench
       // Four clusters and a proxy of its own, with the admin endpoint on for the gate-hold histogram.
       await section('consistent-read', async () => {
         tables.push(await runConsistentReadBench(opts, cores, log));
+      });
+    }
+
+    if (has('export')) {
+      // Its own three clusters, after the others have stopped using the cores.
+      await section('export', async () => {
+        tables.push(await runExportBench(opts, log));
       });
     }
   } finally {

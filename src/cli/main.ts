@@ -4,6 +4,7 @@ import { loadConfig, type LoadOptions } from '../config/load.js';
 import type { ShardGateConfig } from '../config/types.js';
 import { cdc, CDC_DEFAULTS, type CdcFlags } from './cdc.js';
 import { processIo, withConfigErrors, type CliIo } from './cli-io.js';
+import { EXPORT_DEFAULTS, exportCommand, exportHoldCommand, importCommand, type ExportFlags, type ExportHoldFlags, type ImportFlags } from './export.js';
 import { recover } from './recover.js';
 import { restorePoint } from './restore-point.js';
 import { sagaCheck } from './saga-check.js';
@@ -30,7 +31,7 @@ function load(flags: ConfigFlags, io: CliIo): ShardGateConfig {
  * Runs the `shardgate` command line (`argv` as in process.argv: node, script,
  * arguments) and resolves with the exit status: 0 success, 1 failure,
  * 2 configuration error (reported before anything starts). Commands:
- * serve, demo, status, recover, restore-point, cdc, saga check, version.
+ * serve, demo, status, recover, restore-point, cdc, export, import, saga check, version.
  */
 export async function main(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   let code = 0;
@@ -124,6 +125,46 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
       code = await withConfigErrors(io, () =>
         sagaCheck(load(flags, io), io, { ...(flags.schema !== undefined ? { schema: flags.schema } : {}), barrierGidsAreSagaGids: flags.barrierGidsAreSagaGids === true }),
       );
+    });
+
+  program
+    .command('export')
+    .description('export every shard at one cut: schema, then rows in primary-key chunks (CSV, gzip), a manifest with checksums; rerun to resume')
+    .requiredOption('--out <dir>', 'folder of the export (new or empty; an unfinished export there is resumed)')
+    .option(configOption, configHelp)
+    .option('-j, --jobs <n>', 'chunks exported at the same time', EXPORT_DEFAULTS.jobs)
+    .option('--chunk-rows <n>', 'rows per chunk (about)', EXPORT_DEFAULTS.chunkRows)
+    .option('--cdc', 'create a replication slot and publication per shard before the cut, for `shardgate cdc --from-manifest`')
+    .option('--slot-prefix <prefix>', 'with --cdc: replication slot of each shard is prefix + shard name', CDC_DEFAULTS.slotPrefix)
+    .option('--publication <name>', 'with --cdc: publication (FOR ALL TABLES) on each shard', CDC_DEFAULTS.publication)
+    .option('--allow-no-primary-key', 'export tables without a primary key as one chunk per shard (with a warning)')
+    .option('--hold-seconds <n>', 'how long the cut is kept for a resume after the exporting process stopped', EXPORT_DEFAULTS.holdSeconds)
+    .action(async (flags: ExportFlags) => {
+      code = await withConfigErrors(io, () => exportCommand(load(flags, io), flags, io));
+    });
+
+  program
+    .command('export-hold', { hidden: true })
+    .description("hold an export's cut (started by export)")
+    .requiredOption('--out <dir>', 'folder of the export')
+    .requiredOption('--cut-id <id>', 'the cut id')
+    .option(configOption, configHelp)
+    .option('--cdc', 'create the replication slots first')
+    .option('--slot-prefix <prefix>', 'replication slot prefix', CDC_DEFAULTS.slotPrefix)
+    .option('--publication <name>', 'publication', CDC_DEFAULTS.publication)
+    .option('--hold-seconds <n>', 'lease', EXPORT_DEFAULTS.holdSeconds)
+    .action(async (flags: ExportHoldFlags & ConfigFlags) => {
+      code = await withConfigErrors(io, () => exportHoldCommand(load(flags, io), flags, io));
+    });
+
+  program
+    .command('import')
+    .description("load an export into the configured shards, placing rows by this configuration's rules; rerun to resume")
+    .argument('<dir>', 'folder of a complete export')
+    .option(configOption, configHelp)
+    .option('-j, --jobs <n>', 'chunks loaded at the same time', EXPORT_DEFAULTS.jobs)
+    .action(async (dir: string, flags: ImportFlags & ConfigFlags) => {
+      code = await withConfigErrors(io, () => importCommand(load(flags, io), dir, flags, io));
     });
 
   program

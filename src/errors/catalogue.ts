@@ -148,6 +148,48 @@ export const catalogue = {
     message: 'shardgate cdc {option}: {reason}',
     hint: 'See `shardgate cdc --help`.',
   },
+  exportNoPrimaryKey: {
+    sqlstate: '55000',
+    severity: 'ERROR',
+    message: 'cannot export table {table}: it has no primary key, so its rows cannot be split into key ranges nor loaded idempotently',
+    hint: 'Add a primary key to the table, or pass --allow-no-primary-key to export it as one chunk per shard.',
+  },
+  exportNeedsServer: {
+    sqlstate: '0A000',
+    severity: 'ERROR',
+    message: '{command} needs PostgreSQL servers, and shard "{shard}" is embedded',
+    hint: 'Point every shard at a PostgreSQL server: an embedded shard serves one session, and an export holds its snapshot in one session while others read under it.',
+  },
+  exportFolder: {
+    sqlstate: '22023',
+    severity: 'ERROR',
+    message: 'cannot use {dir} for the export: {reason}',
+    hint: 'Give --out an empty or new folder, or the folder of an unfinished export of these same shards to resume it.',
+  },
+  exportCutLost: {
+    sqlstate: '72000',
+    severity: 'ERROR',
+    message: 'the cut of the export in {dir} is gone on shard "{shard}": {reason}',
+    hint: 'An exported snapshot lives only as long as the transaction that holds it (its holder process ended, or the shard restarted). Remove the folder and run the export again.',
+  },
+  exportOption: {
+    sqlstate: '22023',
+    severity: 'ERROR',
+    message: 'shardgate export {option}: {reason}',
+    hint: 'See `shardgate export --help`.',
+  },
+  importManifest: {
+    sqlstate: '22023',
+    severity: 'ERROR',
+    message: 'cannot import {dir}: {reason}',
+    hint: 'Give the folder of a complete `shardgate export`.',
+  },
+  importChecksum: {
+    sqlstate: 'XX001',
+    severity: 'ERROR',
+    message: 'chunk file {file} does not match the manifest ({reason}); nothing of it was loaded',
+    hint: 'The export folder is damaged: copy the file again from the original export, or export again.',
+  },
   cdcNeedsServer: {
     sqlstate: '0A000',
     severity: 'ERROR',

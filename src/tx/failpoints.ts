@@ -9,6 +9,7 @@ export const FAILPOINT_NAMES = [
   'between-commit-prepared',
   'before-recovery-resolve',
   'holding-cut-gate',
+  'export-chunk-done',
 ] as const;
 export type FailpointName = (typeof FAILPOINT_NAMES)[number];
 

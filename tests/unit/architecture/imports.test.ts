@@ -14,8 +14,10 @@ import { describe, expect, it } from 'vitest';
 // codec (protocol imports nothing else, so this makes no cycle).
 // cdc (change data capture) reads shards' logical replication streams: below the
 // admin API that will report on it, above the engine it never needs.
+// export (export/import of the whole fleet) drives the library to load rows and tx's cut to read
+// them: below the CLI, above the library (server level).
 // messaging (broker sinks) is used by saga's outbox relay and by cdc; it needs nothing but errors.
-const LAYERS = ['cli', 'saga', 'server', 'admin', 'cdc', 'engine', 'tx', 'planner', 'sql', 'backend', 'protocol', 'config', 'messaging', 'observe', 'errors'] as const;
+const LAYERS = ['cli', 'export', 'saga', 'server', 'admin', 'cdc', 'engine', 'tx', 'planner', 'sql', 'backend', 'protocol', 'config', 'messaging', 'observe', 'errors'] as const;
 // bench/ holds the `shardgate bench` command (DESIGN.md "Surfaces" lists it among the CLI's commands).
 const SAME_AS: Readonly<Record<string, string>> = { library: 'server', bench: 'cli' };
 const SELF_CONTAINED = new Set(['protocol', 'sql', 'errors']);

@@ -1,0 +1,122 @@
+import { join } from 'node:path';
+import { sgError } from '../errors/catalogue.js';
+import type { ShardGate } from '../library/shard-gate.js';
+import { quoteIdent } from '../tx/gid.js';
+import { chunkCsv, readVerified } from './chunk-file.js';
+import { parseCsv } from './csv.js';
+import { qualifiedName, readManifest, type ExportChunk, type ExportTable } from './manifest.js';
+import { tableSql } from './plan.js';
+
+/** Where an import records the chunks it loaded, in the target (on its default shard). */
+const DONE_TABLE = 'shardgate_import.chunks';
+
+/** Parameters per INSERT: PostgreSQL takes at most 65535; fewer keep each statement small. */
+const PARAMS_PER_INSERT = 30_000;
+
+/** Options of `runImport`. */
+export interface ImportOptions {
+  readonly dir: string;
+  readonly jobs: number;
+  readonly say: (line: string) => void;
+}
+
+/** What an import did. */
+export interface ImportResult {
+  readonly cutId: string;
+  readonly chunks: number;
+  /** Chunks loaded by this run (the others were loaded by an earlier one). */
+  readonly loaded: number;
+  readonly rows: number;
+  readonly ms: number;
+}
+
+/** `CREATE TABLE IF NOT EXISTS` for a table as the export read it: columns, types, NOT NULL, primary key. */
+export function createTableSql(t: ExportTable): string {
+  const cols = t.columns.map((c) => `${quoteIdent(c.name)} ${c.type}${c.notNull ? ' NOT NULL' : ''}`);
+  const pk = t.primaryKey.length > 0 ? [`PRIMARY KEY (${t.primaryKey.map(quoteIdent).join(', ')})`] : [];
+  return `CREATE TABLE IF NOT EXISTS ${tableSql(t)} (${[...cols, ...pk].join(', ')})`;
+}
+
+/**
+ * `shardgate import DIR`: loads a complete export through ShardGate's engine
+ * (`gate`), so the target's own rules place every row, whatever its shard
+ * count. Each chunk is checked against the manifest's checksum and row count
+ * before anything of it is sent, then loaded in one transaction together with
+ * its row in shardgate_import.chunks: a chunk is loaded wholly or not at all,
+ * and a rerun skips exactly the chunks recorded there (README.md, "Import").
+ * Rows are inserted with ON CONFLICT DO NOTHING on tables with a primary key.
+ */
+export async function runImport(gate: ShardGate, opts: ImportOptions): Promise<ImportResult> {
+  const started = performance.now();
+  const manifest = await readManifest(opts.dir).catch((err: Error) => {
+    throw sgError('importManifest', { dir: opts.dir, reason: err.message });
+  });
+  if (manifest === null) throw sgError('importManifest', { dir: opts.dir, reason: 'it has no manifest.json' });
+  if (!manifest.complete) throw sgError('importManifest', { dir: opts.dir, reason: 'the export did not finish; resume it (shardgate export --out with the same folder) first' });
+
+  for (const schema of new Set(manifest.tables.map((t) => t.schema))) if (schema !== 'public') await gate.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
+  for (const t of manifest.tables) await gate.query(createTableSql(t));
+  await gate.query('CREATE SCHEMA IF NOT EXISTS shardgate_import');
+  await gate.query(`CREATE TABLE IF NOT EXISTS ${DONE_TABLE} (cut_id text NOT NULL, chunk text NOT NULL, rows bigint NOT NULL, PRIMARY KEY (cut_id, chunk))`);
+  const done = new Set((await gate.query<{ chunk: string }>(`SELECT chunk FROM ${DONE_TABLE} WHERE cut_id = $1`, [manifest.cutId])).rows.map((r) => r.chunk));
+
+  const tables = new Map(manifest.tables.map((t) => [qualifiedName(t), t]));
+  const todo = manifest.chunks.filter((c) => !done.has(c.id));
+  let rows = 0;
+  let loaded = 0;
+  let lastSaid = 0;
+  let next = 0;
+  let stop = false;
+  const worker = async (): Promise<void> => {
+    while (!stop && next < todo.length) {
+      const c = todo[next++]!;
+      try {
+        rows += await loadChunk(gate, manifest.cutId, tables.get(c.table)!, c, opts.dir);
+      } catch (err) {
+        stop = true;
+        throw err;
+      }
+      loaded++;
+      if (performance.now() - lastSaid > 1000) {
+        lastSaid = performance.now();
+        opts.say(`shardgate import: ${done.size + loaded}/${manifest.chunks.length} chunks, ${rows} rows`);
+      }
+    }
+  };
+  const results = await Promise.allSettled(Array.from({ length: Math.max(1, Math.min(opts.jobs, todo.length)) }, worker));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+  opts.say(`shardgate import: ${manifest.chunks.length}/${manifest.chunks.length} chunks, ${rows} rows loaded by this run`);
+  return { cutId: manifest.cutId, chunks: manifest.chunks.length, loaded, rows, ms: performance.now() - started };
+}
+
+/** Verifies one chunk file, then loads it and records it in one transaction; returns its row count. */
+async function loadChunk(gate: ShardGate, cutId: string, t: ExportTable, c: ExportChunk, dir: string): Promise<number> {
+  const file = join(dir, c.file);
+  const check = await readVerified(dir, c.file, c.sha256 ?? '');
+  if (!check.ok) throw sgError('importChecksum', { file, reason: check.reason });
+  let records: (string | null)[][];
+  try {
+    records = parseCsv(await chunkCsv(check.data));
+  } catch (err) {
+    throw sgError('importChecksum', { file, reason: (err as Error).message });
+  }
+  if (records.length !== c.rows) throw sgError('importChecksum', { file, reason: `${records.length} rows, the manifest says ${c.rows}` });
+  const width = t.columns.length;
+  const bad = records.findIndex((r) => r.length !== width);
+  if (bad >= 0) throw sgError('importChecksum', { file, reason: `row ${bad + 1} has ${records[bad]!.length} fields, the table ${width} columns` });
+
+  const head = `INSERT INTO ${tableSql(t)} (${t.columns.map((col) => quoteIdent(col.name)).join(', ')}) VALUES `;
+  const tail = t.primaryKey.length > 0 ? ' ON CONFLICT DO NOTHING' : '';
+  const perInsert = Math.max(1, Math.floor(PARAMS_PER_INSERT / Math.max(width, 1)));
+  await gate.transaction(async (tx) => {
+    for (let at = 0; at < records.length; at += perInsert) {
+      const batch = records.slice(at, at + perInsert);
+      const values = batch.map((_, r) => `(${Array.from({ length: width }, (_c, k) => `$${r * width + k + 1}`).join(', ')})`).join(', ');
+      await tx.query(head + values + tail, batch.flat());
+    }
+    // In the same transaction as the rows: recorded exactly when they are committed.
+    await tx.query(`INSERT INTO ${DONE_TABLE} (cut_id, chunk, rows) VALUES ($1, $2, $3)`, [cutId, c.id, String(records.length)]);
+  });
+  return records.length;
+}

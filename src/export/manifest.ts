@@ -1,0 +1,109 @@
+import { randomUUID } from 'node:crypto';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+
+/** The manifest's file name inside an export folder. */
+export const MANIFEST_FILE = 'manifest.json';
+/** What the cut holder writes once every shard's snapshot is held (export-hold). */
+export const HOLD_FILE = 'hold.json';
+/** Touched by the exporting process while it works; the holder ends when it is left untouched too long. */
+export const LEASE_FILE = 'lease';
+
+/**
+ * A column type as format_type() writes it (`integer`, `numeric(12,2)`,
+ * `timestamp with time zone`, `text[]`, `"MyType"`): it is put into SQL as
+ * written, so the manifest admits nothing else (no quotes, semicolons or comments).
+ */
+const TYPE_TEXT = /^(?!.*--)[A-Za-z_"][A-Za-z0-9_ .,()"[\]]*$/;
+const columnSchema = z.object({ name: z.string(), type: z.string().regex(TYPE_TEXT, 'not a type name as format_type() writes it'), notNull: z.boolean() });
+const tableSchema = z.object({
+  schema: z.string(),
+  name: z.string(),
+  columns: z.array(columnSchema),
+  /** Primary-key columns in key order; empty for a table exported without one. */
+  primaryKey: z.array(z.string()),
+  /** Shards its rows were read from: every shard for a sharded table, the default shard otherwise. */
+  sources: z.array(z.string()),
+});
+const chunkSchema = z.object({
+  id: z.string(),
+  table: z.string(),
+  shard: z.string(),
+  /** Exclusive lower and inclusive upper key bound, as text of the key columns; null: unbounded. */
+  after: z.array(z.string()).nullable(),
+  upTo: z.array(z.string()).nullable(),
+  file: z.string(),
+  done: z.boolean(),
+  rows: z.number().nullable(),
+  sha256: z.string().nullable(),
+});
+const shardSchema = z.object({
+  lsn: z.string(),
+  snapshot: z.string(),
+  snapshotId: z.string(),
+  slot: z.string().nullable(),
+  publication: z.string().nullable(),
+});
+const manifestSchema = z.object({
+  format: z.literal('shardgate-export/1'),
+  cutId: z.string().min(1),
+  complete: z.boolean(),
+  createdAt: z.string(),
+  shards: z.record(z.string(), shardSchema),
+  tables: z.array(tableSchema),
+  chunks: z.array(chunkSchema),
+});
+
+export type ExportManifest = z.infer<typeof manifestSchema>;
+export type ExportTable = z.infer<typeof tableSchema>;
+export type ExportChunk = z.infer<typeof chunkSchema>;
+export type ExportShard = z.infer<typeof shardSchema>;
+
+const holdSchema = z.object({ cutId: z.string(), pid: z.number(), shards: z.record(z.string(), shardSchema) });
+/** What the holder publishes: the cut's id and each shard's held snapshot. */
+export type HoldRecord = z.infer<typeof holdSchema>;
+
+/** A fresh cut id. */
+export function newCutId(): string {
+  return randomUUID();
+}
+
+/** The table's name as `schema.name`, the key chunks and manifests use. */
+export function qualifiedName(t: { readonly schema: string; readonly name: string }): string {
+  return `${t.schema}.${t.name}`;
+}
+
+/** Reads and validates `file`; null when it does not exist. Throws (message names the problem) when it is not one. */
+async function readJson<T>(file: string, schema: z.ZodType<T>): Promise<T | null> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  const parsed = schema.safeParse(JSON.parse(text));
+  if (!parsed.success) throw new Error(`${file} is not a ShardGate export file (${parsed.error.issues.map((i) => `${i.path.join('.') || 'top'}: ${i.message}`).join('; ')})`);
+  return parsed.data;
+}
+
+/** The manifest of the export in `dir`, or null when there is none. */
+export function readManifest(dir: string): Promise<ExportManifest | null> {
+  return readJson(join(dir, MANIFEST_FILE), manifestSchema);
+}
+
+/** The holder's record in `dir`, or null when there is none yet. */
+export function readHold(dir: string): Promise<HoldRecord | null> {
+  return readJson(join(dir, HOLD_FILE), holdSchema);
+}
+
+/**
+ * Writes `value` as `dir/name` atomically (a temporary file renamed over it):
+ * a crash leaves the old file or the new one, never half of one.
+ */
+export async function writeJsonAtomic(dir: string, name: string, value: unknown): Promise<void> {
+  const tmp = join(dir, `${name}.tmp`);
+  await writeFile(tmp, `${JSON.stringify(value, null, 2)}\n`, { flush: true });
+  await rename(tmp, join(dir, name));
+}
