@@ -1,9 +1,9 @@
 import type { Node, RangeVar, SelectStmt } from 'libpg-query';
 import type { TableName } from '../config/names.js';
 import type { PgError } from '../errors/pg-error.js';
-import { cloneTree, funcName, quoteIdent, stringOf, walkTree } from '../sql/ast.js';
+import { cloneTree, columnRefNames, funcName, quoteIdent, stringOf, walkTree } from '../sql/ast.js';
 import { deparseNode } from '../sql/parser.js';
-import type { FuncCall } from 'libpg-query';
+import type { Alias, ColumnRef, FuncCall, JoinExpr } from 'libpg-query';
 import type { GatherPlan, GatherTable } from './plan.js';
 import type { RelationFacts } from './relations.js';
 import type { ShardSpace } from './routing.js';
@@ -70,6 +70,8 @@ export function planGather(stmt: SelectStmt, facts: RelationFacts, space: ShardS
     if (type === 'CommonTableExpr' && names.has(String((value as { ctename?: string }).ctename ?? ''))) safe = false;
   });
   if (!safe) return null;
+  const columns = referencedColumns(stmt, names);
+  if (columns === 'system') return null;
   const tree = cloneTree(stmt);
   const sources = new Map<string, RangeVar>();
   let conflict = false;
@@ -95,7 +97,79 @@ export function planGather(stmt: SelectStmt, facts: RelationFacts, space: ShardS
       copyOut: `COPY (SELECT * FROM ${source}) TO STDOUT`,
       create: `CREATE TEMP TABLE ${copy} (LIKE ${source}) ON COMMIT DROP`,
       copyIn: `COPY ${copy} FROM STDIN`,
+      analyze: `ANALYZE ${copy}`,
+      columns,
     };
   });
   return { kind: 'gather', refusal, tables, finalSql: deparseNode({ SelectStmt: tree } as Node) };
+}
+
+/** System columns: a copy has its own (ctid, xmin, tableoid …), so a statement naming one is not gathered. */
+const SYSTEM_COLUMNS = new Set(['ctid', 'xmin', 'xmax', 'cmin', 'cmax', 'tableoid', 'oid']);
+
+/**
+ * Every name a column reference of the statement may resolve to (each
+ * field of every ColumnRef, every JOIN … USING column), so that copying
+ * only the tables' columns of these names changes no name resolution: a
+ * name resolves in a scope to a table's column exactly when that table has
+ * it, and each table keeps every column of every name here. Null (copy all
+ * columns) when the statement sees columns it does not name: `*` or
+ * `t.*`, a NATURAL join, a whole-row reference (a bare name that is a
+ * table or an alias), or an alias column list on a table or a join (which
+ * renames columns by position). 'system' for a reference to a system column.
+ */
+function referencedColumns(stmt: SelectStmt, tables: ReadonlySet<string>): readonly string[] | null | 'system' {
+  const names = new Set<string>();
+  const relationNames = new Set<string>(tables);
+  let all = false;
+  walkTree(stmt, (type, value) => {
+    if (type === 'A_Star' || type === 'RangeTableFunc') all = true;
+    if (type === 'ColumnRef') {
+      const fields = columnRefNames(value as ColumnRef);
+      if (fields === null) all = true;
+      for (const f of fields ?? []) names.add(f);
+    }
+    if (type === 'RangeVar' || type === 'JoinExpr') {
+      const alias = (value as { alias?: Alias }).alias;
+      if (alias?.aliasname !== undefined) relationNames.add(alias.aliasname);
+      if ((alias?.colnames?.length ?? 0) > 0) all = true;
+    }
+    if (type === 'RangeSubselect' || type === 'RangeFunction') {
+      const alias = (value as { alias?: Alias }).alias;
+      if (alias?.aliasname !== undefined) relationNames.add(alias.aliasname);
+    }
+    if (type === 'JoinExpr') {
+      const join = value as JoinExpr;
+      if (join.isNatural === true) all = true;
+      for (const u of join.usingClause ?? []) {
+        const s = stringOf(u);
+        if (s === null) all = true;
+        else names.add(s);
+      }
+    }
+  });
+  if ([...names].some((n) => SYSTEM_COLUMNS.has(n))) return 'system';
+  // A bare name equal to a relation's name or alias may be a whole-row reference (`SELECT t FROM t`, `count(t)`).
+  walkTree(stmt, (type, value) => {
+    if (type !== 'ColumnRef') return;
+    const fields = columnRefNames(value as ColumnRef);
+    if (fields !== null && fields.length === 1 && relationNames.has(fields[0]!)) all = true;
+  });
+  return all ? null : [...names].sort();
+}
+
+/**
+ * The statements that copy only `kept` (the table's columns, in catalog
+ * order, whose names the statement references; never empty) of a gathered
+ * table: the copy has exactly those columns, with their types, typmods and
+ * collations (CREATE TABLE AS derives them from the table's own columns).
+ */
+export function prunedCopy(table: GatherTable, kept: readonly string[]): Pick<GatherTable, 'create' | 'copyOut' | 'copyIn'> {
+  const list = kept.map(quoteIdent).join(', ');
+  const copy = `pg_temp.${quoteIdent(table.table)}`;
+  return {
+    create: `CREATE TEMP TABLE ${copy} ON COMMIT DROP AS SELECT ${list} FROM ${table.source} WITH NO DATA`,
+    copyOut: `COPY (SELECT ${list} FROM ${table.source}) TO STDOUT`,
+    copyIn: `COPY ${copy} (${list}) FROM STDIN`,
+  };
 }

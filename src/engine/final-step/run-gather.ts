@@ -1,9 +1,13 @@
 import type { ShardName } from '../../config/names.js';
-import type { GatherPlan } from '../../planner/plan.js';
+import { prunedCopy } from '../../planner/gather.js';
+import type { GatherPlan, GatherTable } from '../../planner/plan.js';
 import type { ClientStatement, ExecEvent } from '../session-api.js';
 import type { ShardCursor } from '../shard-cursor.js';
 
-const RELKIND_SQL = 'SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)';
+/** The relation's kind and its columns in catalog order, one row per column (none for a missing relation or one without columns). */
+const COLUMNS_SQL =
+  'SELECT c.relkind, a.attname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid' +
+  ' WHERE c.oid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum';
 
 /** What running a GatherPlan needs from the session. */
 export interface GatherContext {
@@ -32,17 +36,19 @@ export async function* runGather(plan: GatherPlan, stmt: ClientStatement, ctx: G
   try {
     await compute.exec('BEGIN');
     for (const table of plan.tables) {
+      const rows = await (await ctx.connection(table.shards[0]!)).rows(COLUMNS_SQL, [table.source]);
       // A view or a function-backed relation would be read on one shard only: only plain tables are copied.
-      const kind = (await (await ctx.connection(table.shards[0]!)).rows(RELKIND_SQL, [table.source]))[0]?.[0];
+      const kind = rows[0]?.[0];
       if (kind !== 'r' && kind !== 'p') throw plan.refusal;
-      await compute.exec(table.create);
-      const sink = await compute.copyIn(table.copyIn);
+      const copy = copyStatements(table, rows.map((r) => String(r[1])));
+      await compute.exec(copy.create);
+      const sink = await compute.copyIn(copy.copyIn);
       try {
         for (const shard of table.shards) {
           const conn = await ctx.connection(shard);
           ctx.running.add(conn);
           try {
-            const out = conn.copyOut(table.copyOut);
+            const out = conn.copyOut(copy.copyOut);
             for (let r = await out.next(); r.done !== true; r = await out.next()) await sink.write(r.value);
           } finally {
             ctx.running.delete(conn);
@@ -53,6 +59,7 @@ export async function* runGather(plan: GatherPlan, stmt: ClientStatement, ctx: G
         throw e;
       }
       await sink.end();
+      await compute.exec(table.analyze);
     }
     ctx.running.add(compute);
     try {
@@ -73,4 +80,19 @@ export async function* runGather(plan: GatherPlan, stmt: ClientStatement, ctx: G
     if (!clean) await compute.exec('ROLLBACK').catch(() => undefined);
     compute.release(!clean);
   }
+}
+
+/**
+ * The copy of a table: only the columns whose names the statement
+ * references (in catalog order), the whole table when it may see columns it
+ * does not name or when it references all of them. A statement naming none
+ * of a table's columns (`count(*)`) still copies one, so every row is a
+ * line of COPY data.
+ */
+function copyStatements(table: GatherTable, tableColumns: readonly string[]): Pick<GatherTable, 'create' | 'copyOut' | 'copyIn'> {
+  if (table.columns === null) return table;
+  const wanted = new Set(table.columns);
+  const kept = tableColumns.filter((c) => wanted.has(c));
+  if (kept.length === tableColumns.length) return table;
+  return prunedCopy(table, kept.length > 0 ? kept : tableColumns.slice(0, 1));
 }

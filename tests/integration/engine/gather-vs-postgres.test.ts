@@ -90,6 +90,12 @@ const CASES: readonly { readonly q: string; readonly ordered: boolean; readonly 
   { q: 'SELECT user_id, sum(amount) / count(*) AS mean FROM orders GROUP BY user_id ORDER BY mean DESC, user_id LIMIT 7 OFFSET 2', ordered: true },
   { q: 'SELECT n.note, count(*), sum(o.amount) FROM notes n JOIN orders o ON o.user_id = n.user_id GROUP BY n.note ORDER BY n.note', ordered: true },
   { q: "SELECT u.id, u.name FROM users u WHERE u.id IN (SELECT user_id FROM notes WHERE note = 'vip') ORDER BY u.id", ordered: true },
+  // Gather copies only the columns a statement names; these see columns they do not name, so they copy all.
+  { q: 'SELECT count(*), sum(amount) FROM users NATURAL JOIN orders', ordered: true },
+  { q: 'SELECT a, b FROM users AS u (a, b) UNION SELECT user_id, status FROM orders ORDER BY 1, 2', ordered: true },
+  { q: 'SELECT u FROM users u WHERE u.id IN (SELECT user_id FROM orders WHERE amount > 80) ORDER BY u.id', ordered: true },
+  { q: 'SELECT o.* FROM orders o WHERE o.amount > (SELECT avg(amount) FROM orders) ORDER BY o.user_id, o.id', ordered: true },
+  { q: 'SELECT count(*) FROM users JOIN orders USING (id)', ordered: true },
   { q: 'SELECT id, random() FROM users ORDER BY id', ordered: false },
   { q: 'SELECT count(*) FROM orders FOR UPDATE', ordered: true },
 ];
