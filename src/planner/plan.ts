@@ -301,6 +301,16 @@ export interface GatherTable {
    * (`prunedCopy`), all of them when null.
    */
   readonly columns: readonly string[] | null;
+  /** The name the statement refers to the table by (its alias, or its name), under which `filters` are written. */
+  readonly refName: string;
+  /** Conditions every row of the table must meet to count in the answer (gather.ts `pushableFilters`), applied while copying. */
+  readonly filters: readonly GatherFilter[];
+}
+
+/** A condition on one gathered table's rows, and the column names it reads (applied only when all are the table's columns). */
+export interface GatherFilter {
+  readonly sql: string;
+  readonly columns: readonly string[];
 }
 
 /** An empty query string (EmptyQueryResponse) or a statement ShardGate answers itself with just a tag (DISCARD ALL…). */

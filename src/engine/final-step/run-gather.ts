@@ -85,14 +85,16 @@ export async function* runGather(plan: GatherPlan, stmt: ClientStatement, ctx: G
 /**
  * The copy of a table: only the columns whose names the statement
  * references (in catalog order), the whole table when it may see columns it
- * does not name or when it references all of them. A statement naming none
- * of a table's columns (`count(*)`) still copies one, so every row is a
- * line of COPY data.
+ * does not name; only the rows that meet the table's filters whose columns
+ * are all the table's (a name that is not may be another table's column).
+ * A statement naming none of a table's columns (`count(*)`) still copies
+ * one, so every row is a line of COPY data.
  */
 function copyStatements(table: GatherTable, tableColumns: readonly string[]): Pick<GatherTable, 'create' | 'copyOut' | 'copyIn'> {
-  if (table.columns === null) return table;
-  const wanted = new Set(table.columns);
+  const own = new Set(tableColumns);
+  const filters = table.filters.filter((f) => f.columns.every((c) => own.has(c)));
+  const wanted = table.columns === null ? own : new Set(table.columns);
   const kept = tableColumns.filter((c) => wanted.has(c));
-  if (kept.length === tableColumns.length) return table;
-  return prunedCopy(table, kept.length > 0 ? kept : tableColumns.slice(0, 1));
+  if (kept.length === tableColumns.length && filters.length === 0) return table;
+  return prunedCopy(table, kept.length > 0 ? kept : tableColumns.slice(0, 1), filters);
 }
