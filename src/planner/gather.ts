@@ -235,7 +235,7 @@ const FILTER_CAST_TYPES = new Set([
   'date', 'interval', 'int2', 'int4', 'int8', 'integer', 'int', 'bigint', 'smallint', 'numeric', 'decimal', 'float4', 'float8', 'text', 'varchar',
   'bpchar', 'char', 'timestamp', 'timestamptz', 'time', 'bool', 'boolean',
 ]);
-const FILTER_NODES = new Set(['A_Expr', 'BoolExpr', 'ColumnRef', 'A_Const', 'TypeCast', 'TypeName', 'NullTest', 'BooleanTest', 'String', 'Integer', 'Float', 'List']);
+const FILTER_NODES = new Set(['A_Expr', 'BoolExpr', 'ColumnRef', 'A_Const', 'TypeCast', 'NullTest', 'BooleanTest', 'String', 'Integer', 'Float', 'List']);
 
 /**
  * Conditions that every row of `table` must meet to count in the statement's
@@ -274,8 +274,9 @@ function pushableFilters(stmt: SelectStmt, name: string): { refName: string; fil
         const op = e.name !== undefined && e.name.length === 1 ? stringOf(e.name[0]) : null;
         if (!FILTER_EXPR_KINDS.has(e.kind ?? '') || op === null || !FILTER_OPERATORS.has(op)) ok = false;
       }
-      if (type === 'TypeName') {
-        const parts = ((value as { names?: Node[] }).names ?? []).map(stringOf);
+      if (type === 'TypeCast') {
+        // The type name is a plain field of the cast, not a node of its own.
+        const parts = ((value as { typeName?: { names?: Node[] } }).typeName?.names ?? []).map(stringOf);
         const last = parts[parts.length - 1];
         if (last === null || last === undefined || !FILTER_CAST_TYPES.has(last) || (parts.length > 1 && parts[0] !== 'pg_catalog')) ok = false;
       }
