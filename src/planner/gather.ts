@@ -227,6 +227,17 @@ export function prunedCopy(table: GatherTable, kept: readonly string[], filters:
   };
 }
 
+/**
+ * An index on the copy over `columns` (the table's primary key on the
+ * shard, when the copy kept all of its columns), so the statement over the
+ * copies can be planned as over the table (TPC-H Q20's correlated subquery
+ * runs per matching partsupp row instead of per row). Not unique: a key
+ * without the sharding key is unique on each shard only.
+ */
+export function copyIndex(table: GatherTable, columns: readonly string[]): string {
+  return `CREATE INDEX ON pg_temp.${quoteIdent(table.table)} (${columns.map(quoteIdent).join(', ')})`;
+}
+
 /** Operators a pushed-down filter may use: built-in comparisons, arithmetic and LIKE (a user-defined operator might read tables). */
 const FILTER_OPERATORS = new Set(['=', '<>', '!=', '<', '<=', '>', '>=', '+', '-', '*', '/', '%', '~~', '!~~', '~~*', '!~~*']);
 const FILTER_EXPR_KINDS = new Set(['AEXPR_OP', 'AEXPR_IN', 'AEXPR_LIKE', 'AEXPR_ILIKE', 'AEXPR_BETWEEN', 'AEXPR_NOT_BETWEEN']);

@@ -1,5 +1,5 @@
 import type { ShardName } from '../../config/names.js';
-import { prunedCopy } from '../../planner/gather.js';
+import { copyIndex, prunedCopy } from '../../planner/gather.js';
 import type { GatherPlan, GatherTable } from '../../planner/plan.js';
 import type { ClientStatement, ExecEvent } from '../session-api.js';
 import type { ShardCursor } from '../shard-cursor.js';
@@ -8,6 +8,11 @@ import type { ShardCursor } from '../shard-cursor.js';
 const COLUMNS_SQL =
   'SELECT c.relkind, a.attname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid' +
   ' WHERE c.oid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum';
+
+/** The columns of the relation's primary key, in key order (none without one). */
+const PRIMARY_KEY_SQL =
+  'SELECT a.attname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)' +
+  ' WHERE i.indrelid = pg_catalog.to_regclass($1) AND i.indisprimary ORDER BY pg_catalog.array_position(i.indkey::int2[], a.attnum)';
 
 /** What running a GatherPlan needs from the session. */
 export interface GatherContext {
@@ -36,7 +41,8 @@ export async function* runGather(plan: GatherPlan, stmt: ClientStatement, ctx: G
   try {
     await compute.exec('BEGIN');
     for (const table of plan.tables) {
-      const rows = await (await ctx.connection(table.shards[0]!)).rows(COLUMNS_SQL, [table.source]);
+      const first = await ctx.connection(table.shards[0]!);
+      const rows = await first.rows(COLUMNS_SQL, [table.source]);
       // A view or a function-backed relation would be read on one shard only: only plain tables are copied.
       const kind = rows[0]?.[0];
       if (kind !== 'r' && kind !== 'p') throw plan.refusal;
@@ -59,6 +65,8 @@ export async function* runGather(plan: GatherPlan, stmt: ClientStatement, ctx: G
         throw e;
       }
       await sink.end();
+      const key = (await first.rows(PRIMARY_KEY_SQL, [table.source])).map((r) => String(r[0]));
+      if (key.length > 0 && key.every((c) => copy.columns.includes(c))) await compute.exec(copyIndex(table, key));
       await compute.exec(table.analyze);
     }
     ctx.running.add(compute);
@@ -90,11 +98,15 @@ export async function* runGather(plan: GatherPlan, stmt: ClientStatement, ctx: G
  * A statement naming none of a table's columns (`count(*)`) still copies
  * one, so every row is a line of COPY data.
  */
-function copyStatements(table: GatherTable, tableColumns: readonly string[]): Pick<GatherTable, 'create' | 'copyOut' | 'copyIn'> {
+function copyStatements(
+  table: GatherTable,
+  tableColumns: readonly string[],
+): Pick<GatherTable, 'create' | 'copyOut' | 'copyIn'> & { readonly columns: readonly string[] } {
   const own = new Set(tableColumns);
   const filters = table.filters.filter((f) => f.columns.every((c) => own.has(c)));
   const wanted = table.columns === null ? own : new Set(table.columns);
   const kept = tableColumns.filter((c) => wanted.has(c));
-  if (kept.length === tableColumns.length && filters.length === 0) return table;
-  return prunedCopy(table, kept.length > 0 ? kept : tableColumns.slice(0, 1), filters);
+  if (kept.length === tableColumns.length && filters.length === 0) return { ...table, columns: tableColumns };
+  const copied = kept.length > 0 ? kept : tableColumns.slice(0, 1);
+  return { ...prunedCopy(table, copied, filters), columns: copied };
 }
