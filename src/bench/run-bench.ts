@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import type { BenchOptions } from './bench-options.js';
-import { CROSS_SHARD_QUERIES, loadOrders, ORDERS_RULE, ORDERS_TABLE, runCrossShardQueries } from './cross-shard-queries.js';
+import { CROSS_SHARD_QUERIES, LINEITEM_RULE, LINEITEM_TABLE, loadOrders, ORDERS_RULE, ORDERS_TABLE, runCrossShardQueries } from './cross-shard-queries.js';
 import { runInProcess } from './in-process.js';
 import { loadStreamTable, runMemory, STREAM_RULE, STREAM_TABLE } from './memory.js';
 import { startBenchClusters, type BenchCluster } from './pg-cluster.js';
@@ -27,7 +27,7 @@ import { runExportBench } from './export.js';
 const DATABASE = 'app';
 
 /** Every table rule the 4-shard proxy needs: pgbench's, and the tables of the query and memory comparisons. */
-const SHARDED_RULES = { ...PGBENCH_TABLE_RULES, [ORDERS_TABLE]: ORDERS_RULE, [STREAM_TABLE]: STREAM_RULE };
+const SHARDED_RULES = { ...PGBENCH_TABLE_RULES, [ORDERS_TABLE]: ORDERS_RULE, [LINEITEM_TABLE]: LINEITEM_RULE, [STREAM_TABLE]: STREAM_RULE };
 
 function proxyTarget(p: ShardGateProcess): PgbenchTarget {
   return { port: p.port, user: PROXY_USER.name, password: PROXY_USER.password, database: PROXY_DATABASE };

@@ -293,6 +293,31 @@ export interface GatherTable {
   readonly create: string;
   /** Run on the compute connection: `COPY pg_temp.<name> FROM STDIN`. */
   readonly copyIn: string;
+  /**
+   * Run on the compute connection once the copy is filled: `ANALYZE
+   * pg_temp.<name>`, so PostgreSQL plans the statement over the copies with
+   * their statistics (without them, a correlated subquery over a large copy
+   * may be planned as a nested loop and take minutes). Statistics change
+   * plans, never results.
+   */
+  readonly analyze: string;
+  /**
+   * Every name the statement's column references may resolve to, sorted, or
+   * null when it may see columns it does not name (`*`, NATURAL, whole-row
+   * references): the engine copies only the table's columns of these names
+   * (`prunedCopy`), all of them when null.
+   */
+  readonly columns: readonly string[] | null;
+  /** The name the statement refers to the table by (its alias, or its name), under which `filters` are written. */
+  readonly refName: string;
+  /** Conditions every row of the table must meet to count in the answer (gather.ts `pushableFilters`), applied while copying. */
+  readonly filters: readonly GatherFilter[];
+}
+
+/** A condition on one gathered table's rows, and the column names it reads (applied only when all are the table's columns). */
+export interface GatherFilter {
+  readonly sql: string;
+  readonly columns: readonly string[];
 }
 
 /** An empty query string (EmptyQueryResponse) or a statement ShardGate answers itself with just a tag (DISCARD ALL…). */

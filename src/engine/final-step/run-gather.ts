@@ -1,9 +1,18 @@
 import type { ShardName } from '../../config/names.js';
-import type { GatherPlan } from '../../planner/plan.js';
+import { copyIndex, prunedCopy } from '../../planner/gather.js';
+import type { GatherPlan, GatherTable } from '../../planner/plan.js';
 import type { ClientStatement, ExecEvent } from '../session-api.js';
 import type { ShardCursor } from '../shard-cursor.js';
 
-const RELKIND_SQL = 'SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)';
+/** The relation's kind and its columns in catalog order, one row per column (none for a missing relation or one without columns). */
+const COLUMNS_SQL =
+  'SELECT c.relkind, a.attname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid' +
+  ' WHERE c.oid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum';
+
+/** The columns of the relation's primary key, in key order (none without one). */
+const PRIMARY_KEY_SQL =
+  'SELECT a.attname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)' +
+  ' WHERE i.indrelid = pg_catalog.to_regclass($1) AND i.indisprimary ORDER BY pg_catalog.array_position(i.indkey::int2[], a.attnum)';
 
 /** What running a GatherPlan needs from the session. */
 export interface GatherContext {
@@ -32,17 +41,20 @@ export async function* runGather(plan: GatherPlan, stmt: ClientStatement, ctx: G
   try {
     await compute.exec('BEGIN');
     for (const table of plan.tables) {
+      const first = await ctx.connection(table.shards[0]!);
+      const rows = await first.rows(COLUMNS_SQL, [table.source]);
       // A view or a function-backed relation would be read on one shard only: only plain tables are copied.
-      const kind = (await (await ctx.connection(table.shards[0]!)).rows(RELKIND_SQL, [table.source]))[0]?.[0];
+      const kind = rows[0]?.[0];
       if (kind !== 'r' && kind !== 'p') throw plan.refusal;
-      await compute.exec(table.create);
-      const sink = await compute.copyIn(table.copyIn);
+      const copy = copyStatements(table, rows.map((r) => String(r[1])));
+      await compute.exec(copy.create);
+      const sink = await compute.copyIn(copy.copyIn);
       try {
         for (const shard of table.shards) {
           const conn = await ctx.connection(shard);
           ctx.running.add(conn);
           try {
-            const out = conn.copyOut(table.copyOut);
+            const out = conn.copyOut(copy.copyOut);
             for (let r = await out.next(); r.done !== true; r = await out.next()) await sink.write(r.value);
           } finally {
             ctx.running.delete(conn);
@@ -53,6 +65,9 @@ export async function* runGather(plan: GatherPlan, stmt: ClientStatement, ctx: G
         throw e;
       }
       await sink.end();
+      const key = (await first.rows(PRIMARY_KEY_SQL, [table.source])).map((r) => String(r[0]));
+      if (key.length > 0 && key.every((c) => copy.columns.includes(c))) await compute.exec(copyIndex(table, key));
+      await compute.exec(table.analyze);
     }
     ctx.running.add(compute);
     try {
@@ -73,4 +88,25 @@ export async function* runGather(plan: GatherPlan, stmt: ClientStatement, ctx: G
     if (!clean) await compute.exec('ROLLBACK').catch(() => undefined);
     compute.release(!clean);
   }
+}
+
+/**
+ * The copy of a table: only the columns whose names the statement
+ * references (in catalog order), the whole table when it may see columns it
+ * does not name; only the rows that meet the table's filters whose columns
+ * are all the table's (a name that is not may be another table's column).
+ * A statement naming none of a table's columns (`count(*)`) still copies
+ * one, so every row is a line of COPY data.
+ */
+function copyStatements(
+  table: GatherTable,
+  tableColumns: readonly string[],
+): Pick<GatherTable, 'create' | 'copyOut' | 'copyIn'> & { readonly columns: readonly string[] } {
+  const own = new Set(tableColumns);
+  const filters = table.filters.filter((f) => f.columns.every((c) => own.has(c)));
+  const wanted = table.columns === null ? own : new Set(table.columns);
+  const kept = tableColumns.filter((c) => wanted.has(c));
+  if (kept.length === tableColumns.length && filters.length === 0) return { ...table, columns: tableColumns };
+  const copied = kept.length > 0 ? kept : tableColumns.slice(0, 1);
+  return { ...prunedCopy(table, copied, filters), columns: copied };
 }

@@ -90,6 +90,22 @@ const CASES: readonly { readonly q: string; readonly ordered: boolean; readonly 
   { q: 'SELECT user_id, sum(amount) / count(*) AS mean FROM orders GROUP BY user_id ORDER BY mean DESC, user_id LIMIT 7 OFFSET 2', ordered: true },
   { q: 'SELECT n.note, count(*), sum(o.amount) FROM notes n JOIN orders o ON o.user_id = n.user_id GROUP BY n.note ORDER BY n.note', ordered: true },
   { q: "SELECT u.id, u.name FROM users u WHERE u.id IN (SELECT user_id FROM notes WHERE note = 'vip') ORDER BY u.id", ordered: true },
+  // Gather copies only the columns a statement names; these see columns they do not name, so they copy all.
+  { q: 'SELECT count(*), sum(amount) FROM users NATURAL JOIN orders', ordered: true },
+  { q: 'SELECT a, b FROM users AS u (a, b) UNION SELECT user_id, status FROM orders ORDER BY 1, 2', ordered: true },
+  { q: 'SELECT u FROM users u WHERE u.id IN (SELECT user_id FROM orders WHERE amount > 80) ORDER BY u.id', ordered: true },
+  { q: 'SELECT o.* FROM orders o WHERE o.amount > (SELECT avg(amount) FROM orders) ORDER BY o.user_id, o.id', ordered: true },
+  { q: 'SELECT count(*) FROM users JOIN orders USING (id)', ordered: true },
+  { q: 'SELECT u.id FROM users u WHERE EXISTS (SELECT * FROM orders o WHERE o.id = u.id * 10 + 2) ORDER BY 1', ordered: true },
+  { q: 'SELECT count(*) FROM users u WHERE EXISTS (SELECT DISTINCT * FROM orders o WHERE o.product_id = u.id OFFSET 1)', ordered: true },
+  { q: 'SELECT users, count(*) FROM (SELECT users.country AS users FROM users JOIN orders ON orders.id = users.id * 10 + 1) AS s GROUP BY users ORDER BY 1 NULLS FIRST', ordered: true },
+  { q: 'SELECT count(DISTINCT u) FROM users u JOIN orders o ON o.product_id = u.id', ordered: true },
+  // Gather copies only rows that meet the WHERE conjuncts on the table alone; outer joins, correlated and repeated tables.
+  { q: 'SELECT u.id, o.id FROM users u LEFT JOIN orders o ON o.user_id = u.id AND o.amount > 50 WHERE o.id IS NULL OR o.amount < 60 ORDER BY 1, 2 NULLS FIRST', ordered: true },
+  { q: "SELECT u.id FROM users u WHERE u.score > 20 AND u.id IN (SELECT o.user_id FROM orders o WHERE o.amount > 40 AND o.status <> 'new') ORDER BY 1", ordered: true },
+  { q: 'SELECT u.id, (SELECT count(*) FROM orders o WHERE o.user_id = u.id AND id > 100) FROM users u WHERE id % 3 = 0 ORDER BY 1', ordered: true },
+  { q: 'SELECT count(*) FROM orders a JOIN orders b ON a.id = b.id + 1 WHERE a.amount > 50', ordered: true },
+  { q: "SELECT p.title, count(*) FROM products p, orders o WHERE o.product_id = p.id AND p.price BETWEEN 10 AND 60 AND o.placed >= DATE '2026-01-10' GROUP BY p.title ORDER BY 1", ordered: true },
   { q: 'SELECT id, random() FROM users ORDER BY id', ordered: false },
   { q: 'SELECT count(*) FROM orders FOR UPDATE', ordered: true },
 ];
