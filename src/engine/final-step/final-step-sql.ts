@@ -23,6 +23,9 @@ export function needsFinalStep(fields: readonly FieldDescription[], spec: MergeS
   const text: TextRules = spec.otherCollation === true ? { order: false, equality: false } : shardText;
   const collatable = (c: number): boolean => isCollatable(fields[c]?.typeOid ?? 0);
   const agg = spec.aggregate;
+  // Sums the proxy cannot add itself (interval, money): PostgreSQL adds the partials.
+  const addable = (c: number): boolean => ADDED_IN_PROXY.has(fields[c]?.typeOid ?? 0);
+  if (agg?.columns.some((a) => (a.kind === 'sum' && !addable(a.column)) || (a.kind === 'avg' && !addable(a.sum)))) return true;
   const outType = (c: number): number => (agg?.columns.some((a) => a.column === c && a.kind === 'avg') ? TypeOid.numeric : (fields[c]?.typeOid ?? 0));
   if (!text.order) {
     if (spec.orderBy.some((k) => k.byteOrder !== true && isCollatable(outType(k.column)))) return true;
@@ -36,11 +39,20 @@ export function needsFinalStep(fields: readonly FieldDescription[], spec: MergeS
   return false;
 }
 
-/** The combined columns' types: avg columns are numeric (float8 for float partials), the rest keep the shard's. */
+/** Partial sums the streaming merge adds itself (engine/merge/aggregators.ts); any other goes to PostgreSQL. */
+const ADDED_IN_PROXY: ReadonlySet<number> = new Set([TypeOid.int8, TypeOid.numeric, TypeOid.float4, TypeOid.float8]);
+
+/** avg over partial sums of this type: float8 for floats, numeric for the other numbers, the sum's own type otherwise (interval). */
+function avgType(sumType: number): number {
+  if (sumType === TypeOid.float4 || sumType === TypeOid.float8) return TypeOid.float8;
+  return ADDED_IN_PROXY.has(sumType) ? TypeOid.numeric : sumType;
+}
+
+/** The combined columns' types: avg columns as `avgType` says, the rest keep the shard's. */
 function aggregatedTypes(fields: readonly FieldDescription[], spec: MergeSpec): FieldDescription[] {
   return fields.map((f, i) => {
     const avg = spec.aggregate?.columns.find((a) => a.kind === 'avg' && a.column === i);
-    return avg === undefined ? f : { ...f, typeOid: TypeOid.numeric };
+    return avg === undefined || avg.kind !== 'avg' ? f : { ...f, typeOid: avgType(fields[avg.sum]?.typeOid ?? 0) };
   });
 }
 
@@ -125,9 +137,13 @@ export function finalSql(fields: readonly FieldDescription[], spec: MergeSpec, o
         case 'max':
           return `pg_catalog.max(${c})`;
         case 'avg': {
-          // avg(float4/float8) is float8, every other avg numeric; a count of 0 gives NULL.
-          const float = fields[a.sum]!.typeOid === TypeOid.float4 || fields[a.sum]!.typeOid === TypeOid.float8;
-          const type = float ? 'pg_catalog.float8' : 'pg_catalog.numeric';
+          // avg(float4/float8) is float8, of other numbers numeric; a count of 0 gives NULL.
+          const sumType = fields[a.sum]!.typeOid;
+          if (!ADDED_IN_PROXY.has(sumType)) {
+            // avg(interval) is PostgreSQL's interval_avg: the exact sum divided by the count as float8.
+            return `pg_catalog.sum(${columns[a.sum]!}) / NULLIF(pg_catalog.sum(${columns[a.count]!}), 0)::pg_catalog.float8`;
+          }
+          const type = avgType(sumType) === TypeOid.float8 ? 'pg_catalog.float8' : 'pg_catalog.numeric';
           return `pg_catalog.sum(${columns[a.sum]!})::${type} / NULLIF(pg_catalog.sum(${columns[a.count]!}), 0)::${type}`;
         }
       }

@@ -46,6 +46,10 @@ const QUERIES: readonly { readonly q: string; readonly ordered: boolean }[] = [
   { q: 'SELECT id, name FROM users WHERE id IN (3, 4, 5, 50) ORDER BY id', ordered: true },
   { q: 'SELECT id FROM users WHERE id BETWEEN 10 AND 20 ORDER BY id DESC', ordered: true },
   { q: 'SELECT * FROM countries ORDER BY code', ordered: true },
+  // Interval partials are added and averaged by PostgreSQL on the final step, exactly as interval_avg does.
+  { q: "SELECT avg(interval '1 day 3 hours' * score), sum(interval '1 month 7 seconds' * score) FROM users", ordered: true },
+  { q: "SELECT country, avg(interval '1 day' * score / 7), count(*) FROM users GROUP BY country ORDER BY country NULLS FIRST", ordered: true },
+  { q: "SELECT avg(interval '1 minute' * score) FROM users WHERE score IS NULL", ordered: true },
 ];
 
 describe('cross-shard queries through the engine match one PostgreSQL server', () => {
