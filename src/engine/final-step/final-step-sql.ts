@@ -1,6 +1,7 @@
 import type { FieldDescription } from '../../protocol/fields.js';
 import type { MergeSpec, Operand, Predicate, SortKey } from '../../planner/plan.js';
 import { quoteLiteral } from '../../sql/ast.js';
+import { quoteIdent } from '../../tx/gid.js';
 import { sgError } from '../../errors/catalogue.js';
 import { isCollatable, TypeOid } from '../values.js';
 import type { TextRules } from '../values.js';
@@ -95,8 +96,9 @@ function predicateSql(p: Predicate, fields: readonly FieldDescription[], params:
   }
 }
 
+// Qualified: a bare name in ORDER BY would match an output column's alias first (a client column named "c1").
 function orderItem(key: SortKey): string {
-  return `${finalColumn(key.column)}${key.descending ? ' DESC' : ''} NULLS ${key.nullsFirst ? 'FIRST' : 'LAST'}`;
+  return `sg_rows.${finalColumn(key.column)}${key.descending ? ' DESC' : ''} NULLS ${key.nullsFirst ? 'FIRST' : 'LAST'}`;
 }
 
 /**
@@ -156,7 +158,9 @@ export function finalSql(fields: readonly FieldDescription[], spec: MergeSpec, o
   if (spec.distinct && spec.orderBy.some((k) => k.column >= spec.visibleColumns)) throw refuse('DISTINCT ordered by a column not in the select list');
   const order = spec.orderBy.length > 0 ? ` ORDER BY ${spec.orderBy.map(orderItem).join(', ')}` : '';
   const cut = `${offset > 0 ? ` OFFSET ${offset}` : ''}${limit !== null ? ` LIMIT ${limit}` : ''}`;
-  return `SELECT ${spec.distinct ? 'DISTINCT ' : ''}${visible.join(', ')} FROM (${inner}) AS sg_rows${order}${cut}`;
+  // The client's column names, as the shards described them (one server would answer with the same).
+  const named = visible.map((c, i) => `${c} AS ${quoteIdent(fields[i]?.name ?? c)}`);
+  return `SELECT ${spec.distinct ? 'DISTINCT ' : ''}${named.join(', ')} FROM (${inner}) AS sg_rows${order}${cut}`;
 }
 
 /** One row in COPY text format: values escaped (backslash, tab, newline, carriage return), NULL as \N. */

@@ -37,7 +37,7 @@ describe('finalSql', () => {
   it('orders with explicit NULL placement, cuts with OFFSET/LIMIT and shows the visible columns only', () => {
     const fields = [field('id', OID.int4), field('name', OID.text), field('h', OID.text)];
     expect(finalSql(fields, spec({ visibleColumns: 2, orderBy: [asc(2), desc(0)] }), 3, 10)).toBe(
-      'SELECT c0, c1 FROM (SELECT c0, c1, c2 FROM pg_temp.sg_final) AS sg_rows ORDER BY c2 NULLS LAST, c0 DESC NULLS FIRST OFFSET 3 LIMIT 10',
+      'SELECT c0 AS "id", c1 AS "name" FROM (SELECT c0, c1, c2 FROM pg_temp.sg_final) AS sg_rows ORDER BY sg_rows.c2 NULLS LAST, sg_rows.c0 DESC NULLS FIRST OFFSET 3 LIMIT 10',
     );
   });
   it('combines partial aggregates with the types one server gives, and HAVING with numbers kept as numbers', () => {
@@ -57,9 +57,9 @@ describe('finalSql', () => {
       orderBy: [asc(0)],
     });
     expect(finalSql(fields, s, 0, null, ["it's"])).toBe(
-      'SELECT c0, c1, c2, c3, c4 FROM (SELECT * FROM (SELECT c0 AS c0, COALESCE(pg_catalog.sum(c1), 0)::pg_catalog.int8 AS c1, pg_catalog.sum(c2)::pg_catalog.int8 AS c2, pg_catalog.min(c3) AS c3, ' +
+      'SELECT c0 AS "g", c1 AS "count", c2 AS "sum", c3 AS "min", c4 AS "avg" FROM (SELECT * FROM (SELECT c0 AS c0, COALESCE(pg_catalog.sum(c1), 0)::pg_catalog.int8 AS c1, pg_catalog.sum(c2)::pg_catalog.int8 AS c2, pg_catalog.min(c3) AS c3, ' +
         'pg_catalog.sum(c5)::pg_catalog.numeric / NULLIF(pg_catalog.sum(c6), 0)::pg_catalog.numeric AS c4, NULL::pg_catalog.int8 AS c5, NULL::pg_catalog.int8 AS c6 FROM pg_temp.sg_final GROUP BY c0) AS sg_groups ' +
-        "WHERE ((c2 > 2.5) AND (c0 <> 'it''s'))) AS sg_rows ORDER BY c0 NULLS LAST",
+        "WHERE ((c2 > 2.5) AND (c0 <> 'it''s'))) AS sg_rows ORDER BY sg_rows.c0 NULLS LAST",
     );
   });
   it('refuses DISTINCT ordered by a hidden column (0A000)', () => {
