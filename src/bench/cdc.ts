@@ -11,7 +11,7 @@ import { sampleRss } from './memory.js';
 import { startBenchClusters, type BenchCluster } from './pg-cluster.js';
 import { initPgbench, pgbenchThreads, runPgbench, type PgbenchTarget } from './pgbench.js';
 import { processCpuMs } from './process-cpu.js';
-import type { Cell, ResultRow, ResultTable } from './result-table.js';
+import { roundRows, type ResultTable } from './result-table.js';
 import { shortReason, type BenchLog } from './select-only.js';
 import { PGBENCH_TABLE_RULES, PROXY_DATABASE, PROXY_USER, proxyConfig, REPO_ROOT, startShardGate } from './shardgate-process.js';
 import { percentile } from './stats.js';
@@ -170,21 +170,7 @@ export async function runCdcBench(opts: BenchOptions, cores: number, log: BenchL
     await rm(dir, { recursive: true, force: true });
   }
 
-  const cell = (side: Side, pick: (r: Round) => number | undefined): Cell => {
-    const problem = problems.get(side);
-    if (problem !== undefined) return { kind: 'missing', reason: problem };
-    const samples = rounds.get(side)!.flatMap((r) => {
-      const v = pick(r);
-      return v === undefined ? [] : [v];
-    });
-    return samples.length === 0 ? { kind: 'missing', reason: 'not measured' } : { kind: 'samples', samples };
-  };
-  const row = (id: string, label: string, unit: string, pick: (r: Round) => number | undefined, sides: readonly Side[] = SIDES): ResultRow => ({
-    id,
-    label,
-    unit,
-    cells: Object.fromEntries(sides.map((s) => [s, cell(s, pick)])),
-  });
+  const { row } = roundRows(rounds, problems, SIDES);
   const streaming: Side[] = ['tpcb+cdc', 'tpcb+cdc-slow-sink'];
   return {
     id: 'cdc',

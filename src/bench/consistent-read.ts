@@ -3,7 +3,7 @@ import type { BenchOptions } from './bench-options.js';
 import { freePort, startBenchClusters, type BenchCluster } from './pg-cluster.js';
 import { initPgbench, pgbenchThreads, runPgbench, type PgbenchTarget } from './pgbench.js';
 import { commandLatency } from './pgbench-output.js';
-import type { Cell, ResultRow, ResultTable } from './result-table.js';
+import { roundRows, type Cell, type ResultTable } from './result-table.js';
 import { shortReason, type BenchLog } from './select-only.js';
 import { PGBENCH_TABLE_RULES, PROXY_DATABASE, PROXY_USER, proxyConfig, startShardGate, type ShardGateProcess } from './shardgate-process.js';
 import { percentile } from './stats.js';
@@ -156,33 +156,12 @@ export async function runConsistentReadBench(opts: BenchOptions, cores: number, 
     await Promise.all(clusters.map((c) => c.destroy()));
   }
 
-  const cell = (side: Side, pick: (r: Round) => number | undefined): Cell => {
-    const problem = problems.get(side);
-    if (problem !== undefined) return { kind: 'missing', reason: problem };
-    const samples = rounds.get(side)!.flatMap((r) => {
-      const v = pick(r);
-      return v === undefined ? [] : [v];
-    });
-    return samples.length === 0 ? { kind: 'missing', reason: 'not measured' } : { kind: 'samples', samples };
-  };
+  const { cell, row } = roundRows(rounds, problems, SIDES);
   // Counts are summed over the rounds: one bad read in any round must show.
   const total = (side: Side, pick: (r: Round) => number | undefined): Cell => {
     const c = cell(side, pick);
     return c.kind === 'missing' ? c : { kind: 'samples', samples: [c.samples.reduce((a, b) => a + b, 0)] };
   };
-  const row = (
-    id: string,
-    label: string,
-    unit: string,
-    pick: (r: Round) => number | undefined,
-    sides: readonly Side[] = SIDES,
-    of: typeof cell = cell,
-  ): ResultRow => ({
-    id,
-    label,
-    unit,
-    cells: Object.fromEntries(sides.map((s) => [s, of(s, pick)])),
-  });
   const consistent: Side[] = ['tpcb+consistent-reader'];
   const readers: Side[] = ['tpcb+consistent-reader', 'tpcb+plain-reader'];
   return {

@@ -31,6 +31,34 @@ export interface ResultTable {
   readonly notes: readonly string[];
 }
 
+/**
+ * A row builder for sections that keep one record per side and round: a
+ * cell holds `pick` of each round that measured it, or the side's failure,
+ * or "not measured". `of` may turn that cell into another (a total).
+ */
+export function roundRows<S extends string, R>(
+  rounds: ReadonlyMap<S, readonly R[]>,
+  problems: ReadonlyMap<S, string>,
+  allSides: readonly S[],
+): {
+  cell(side: S, pick: (r: R) => number | undefined): Cell;
+  row(id: string, label: string, unit: string, pick: (r: R) => number | undefined, sides?: readonly S[], of?: (side: S, pick: (r: R) => number | undefined) => Cell): ResultRow;
+} {
+  const cell = (side: S, pick: (r: R) => number | undefined): Cell => {
+    const problem = problems.get(side);
+    if (problem !== undefined) return { kind: 'missing', reason: problem };
+    const samples = (rounds.get(side) ?? []).flatMap((r) => {
+      const v = pick(r);
+      return v === undefined ? [] : [v];
+    });
+    return samples.length === 0 ? { kind: 'missing', reason: 'not measured' } : { kind: 'samples', samples };
+  };
+  return {
+    cell,
+    row: (id, label, unit, pick, sides = allSides, of = cell) => ({ id, label, unit, cells: Object.fromEntries(sides.map((s) => [s, of(s, pick)])) }),
+  };
+}
+
 /** The value a cell stands for: the median of its samples (rounds), or null when missing or empty. */
 export function cellValue(cell: Cell | undefined): number | null {
   if (cell === undefined || cell.kind === 'missing' || cell.samples.length === 0) return null;
