@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../../src/engine/engine.js';
 import { PgError } from '../../../src/errors/pg-error.js';
 import { startClusters, type PgCluster } from '../../harness/cluster.js';
-import { clusterConfig, direct, openClusterEngine, sql } from './engine-fixture.js';
+import { clusterConfig, direct, openClusterEngine, onBoth, sql } from './engine-fixture.js';
 
 /**
  * Text order across shards whose databases use the ICU `en-US` collation,
@@ -73,10 +73,7 @@ describe('text ordering across shards with an ICU en-US collation matches one Po
     control = clusters[3]!;
     engine = await openClusterEngine(clusterConfig(shards));
     const session = engine.session({ user: 'app', database: 'app' });
-    for (const s of ['CREATE TABLE users (id int PRIMARY KEY, name text, grp int NOT NULL)', ...dataStatements()]) {
-      await sql(session, s);
-      await direct(control, s);
-    }
+    await onBoth(session, control, ['CREATE TABLE users (id int PRIMARY KEY, name text, grp int NOT NULL)', ...dataStatements()]);
     await session.close();
   });
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../../src/engine/engine.js';
 import { startClusters, type PgCluster } from '../../harness/cluster.js';
-import { clusterConfig, direct, openClusterEngine, sql } from './engine-fixture.js';
+import { clusterConfig, direct, openClusterEngine, onBoth, sql } from './engine-fixture.js';
 
 const SCHEMA = [
   'CREATE TABLE users (id int PRIMARY KEY, name text NOT NULL, country text, score int)',
@@ -64,10 +64,7 @@ describe('cross-shard queries through the engine match one PostgreSQL server', (
     control = clusters[3]!;
     engine = await openClusterEngine(clusterConfig(shards));
     const session = engine.session({ user: 'app', database: 'app' });
-    for (const s of [...SCHEMA, ...dataStatements()]) {
-      await sql(session, s);
-      await direct(control, s);
-    }
+    await onBoth(session, control, [...SCHEMA, ...dataStatements()]);
     await session.close();
   });
 

@@ -44,6 +44,14 @@ export async function sql(session: Session, text: string, params: readonly (stri
   return { rows, tag };
 }
 
+/** Runs `statements` through the engine session and on the control server alike, in order: the same rows on both sides of a differential test. */
+export async function onBoth(session: Session, control: PgCluster, statements: readonly string[]): Promise<void> {
+  for (const s of statements) {
+    await sql(session, s);
+    await direct(control, s);
+  }
+}
+
 /** Runs SQL on a cluster directly; rows as text arrays (no type parsing). */
 export async function direct(cluster: PgCluster, text: string, params: unknown[] = []): Promise<(string | null)[][]> {
   const client = new pg.Client({ connectionString: cluster.url('app') });

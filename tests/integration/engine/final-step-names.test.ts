@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../../src/engine/engine.js';
 import type { Session } from '../../../src/engine/session.js';
 import { startClusters, type PgCluster } from '../../harness/cluster.js';
-import { clusterConfig, direct, openClusterEngine, sql } from './engine-fixture.js';
+import { clusterConfig, direct, openClusterEngine, onBoth, sql } from './engine-fixture.js';
 
 /**
  * Statements whose combining step PostgreSQL evaluates on a compute
@@ -22,10 +22,7 @@ describe('column names of statements combined on the final step', () => {
     session = engine.session({ user: 'app', database: 'app' });
     const ddl = 'CREATE TABLE users (id int PRIMARY KEY, name text, country text, score int)';
     const data = "INSERT INTO users SELECT g, 'n' || g, CASE WHEN g % 3 = 0 THEN 'fr' ELSE 'de' END, g % 7 FROM generate_series(1, 40) g";
-    for (const s of [ddl, data]) {
-      await sql(session, s);
-      await direct(clusters[2]!, s);
-    }
+    await onBoth(session, clusters[2]!, [ddl, data]);
   });
   afterAll(async () => {
     await session?.close();

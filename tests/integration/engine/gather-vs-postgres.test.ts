@@ -5,7 +5,7 @@ import type { Engine } from '../../../src/engine/engine.js';
 import type { Session } from '../../../src/engine/session.js';
 import { PgError } from '../../../src/errors/pg-error.js';
 import { startClusters, type PgCluster } from '../../harness/cluster.js';
-import { clusterConfig, direct, openClusterEngine, sql } from './engine-fixture.js';
+import { clusterConfig, direct, openClusterEngine, onBoth, sql } from './engine-fixture.js';
 
 /**
  * Statements the streaming merge refuses, answered by PostgreSQL over copies
@@ -184,10 +184,7 @@ describe('statements the merge refuses, gathered and answered by PostgreSQL, mat
     control = clusters[3]!;
     engine = await openClusterEngine(clusterConfig(clusters.slice(0, 3), { tables: TABLES }));
     session = engine.session({ user: 'app', database: 'app' });
-    for (const s of [...SCHEMA, ...dataStatements()]) {
-      await sql(session, s);
-      await direct(control, s);
-    }
+    await onBoth(session, control, [...SCHEMA, ...dataStatements()]);
   });
 
   afterAll(async () => {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../../src/engine/engine.js';
 import { startClusters, type PgCluster } from '../../harness/cluster.js';
-import { clusterConfig, direct, openClusterEngine, sql } from './engine-fixture.js';
+import { clusterConfig, direct, openClusterEngine, onBoth, sql } from './engine-fixture.js';
 
 /**
  * A HAVING the merge evaluates in the proxy is removed from the shards'
@@ -21,10 +21,7 @@ describe('parameters in HAVING and elsewhere in a merged statement', () => {
     const session = engine.session({ user: 'app', database: 'app' });
     const ddl = 'CREATE TABLE orders (user_id int NOT NULL, id int NOT NULL, amount int NOT NULL, PRIMARY KEY (user_id, id))';
     const data = 'INSERT INTO orders SELECT u, k, (u * 7 + k * 11) % 97 FROM generate_series(1, 60) u, generate_series(1, 5) k';
-    for (const s of [ddl, data]) {
-      await sql(session, s);
-      await direct(clusters[3]!, s);
-    }
+    await onBoth(session, clusters[3]!, [ddl, data]);
     await session.close();
   });
   afterAll(async () => {

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../../src/engine/engine.js';
 import type { Session } from '../../../src/engine/session.js';
 import { startClusters, type PgCluster } from '../../harness/cluster.js';
-import { clusterConfig, direct, openClusterEngine, sql } from './engine-fixture.js';
+import { clusterConfig, direct, openClusterEngine, onBoth, sql } from './engine-fixture.js';
 
 /**
  * SQL PREPARE/EXECUTE/DEALLOCATE and SQL cursors through the engine, each
@@ -157,10 +157,7 @@ describe('SQL prepared statements and cursors through the engine match one Postg
     engine = await openClusterEngine(clusterConfig(shards));
     const session = engine.session({ user: 'app', database: 'app' });
     const values = Array.from({ length: ROWS }, (_, i) => `(${i + 1}, 'user ${i + 1}', ${(i * 7919) % 101})`).join(', ');
-    for (const s of [SCHEMA, `INSERT INTO users (id, name, score) VALUES ${values}`]) {
-      await sql(session, s);
-      await direct(control, s);
-    }
+    await onBoth(session, control, [SCHEMA, `INSERT INTO users (id, name, score) VALUES ${values}`]);
     await session.close();
   });
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../../src/engine/engine.js';
 import { startClusters, type PgCluster } from '../../harness/cluster.js';
-import { clusterConfig, direct, openClusterEngine, sql } from './engine-fixture.js';
+import { clusterConfig, direct, openClusterEngine, onBoth, sql } from './engine-fixture.js';
 
 /**
  * TABLESAMPLE over sharded tables, through the engine on three shards, against
@@ -46,10 +46,7 @@ describe('TABLESAMPLE over a sharded table reads every shard, as one PostgreSQL 
     control = clusters[3]!;
     engine = await openClusterEngine(clusterConfig(shards));
     const session = engine.session({ user: 'app', database: 'app' });
-    for (const s of [...SCHEMA, ...dataStatements()]) {
-      await sql(session, s);
-      await direct(control, s);
-    }
+    await onBoth(session, control, [...SCHEMA, ...dataStatements()]);
     await session.close();
   });
 

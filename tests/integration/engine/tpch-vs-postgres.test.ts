@@ -7,7 +7,7 @@ import type { Engine } from '../../../src/engine/engine.js';
 import type { Session } from '../../../src/engine/session.js';
 import { PgError } from '../../../src/errors/pg-error.js';
 import { startClusters, type PgCluster } from '../../harness/cluster.js';
-import { clusterConfig, direct, openClusterEngine, sql } from './engine-fixture.js';
+import { clusterConfig, direct, openClusterEngine, onBoth, sql } from './engine-fixture.js';
 import { generateTpch, insertStatements, type TpchData } from './tpch/dbgen.js';
 
 /**
@@ -83,10 +83,7 @@ describe('TPC-H: the 22 queries across three shards equal one server', () => {
     const schema = readFileSync(join(DIR, 'schema.sql'), 'utf8').split(';').map((s) => s.replace(/--.*$/gm, '').trim()).filter((s) => s !== '');
     const data = generateTpch(SEED);
     const load = (Object.keys(COLUMNS) as (keyof TpchData)[]).flatMap((t) => insertStatements(t, COLUMNS[t], data[t]));
-    for (const s of [...schema, ...load, 'ANALYZE']) {
-      await sql(session, s);
-      await direct(control, s);
-    }
+    await onBoth(session, control, [...schema, ...load, 'ANALYZE']);
   });
 
   afterAll(async () => {
