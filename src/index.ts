@@ -3,7 +3,7 @@
  * `transaction()`. The engine and its session interface are exported for
  * embedding ShardGate in other servers.
  */
-export { ShardGate, type QueryResult, type ResultField, type Queryable, type OpenOptions } from './library/shard-gate.js';
+export { ShardGate, type QueryResult, type ResultField, type Queryable, type Transaction, type CopySource, type OpenOptions } from './library/shard-gate.js';
 export { Engine, type EngineDeps, type EngineLog, type SessionInfo } from './engine/engine.js';
 export type { EngineSession, ClientStatement, ExecEvent } from './engine/session-api.js';
 export { PgError, isRetryable, type ErrorFields } from './errors/index.js';

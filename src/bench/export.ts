@@ -101,7 +101,7 @@ export async function runExportBench(opts: BenchOptions, log: BenchLog): Promise
     notes: [
       'pg_dump -Fd -j 4 runs on the three shards at once, each under its own snapshot: no common cut, so a cross-shard transaction can be torn in it.',
       'shardgate export takes one cut over the three shards and writes gzip CSV chunks of 50 000 rows with sha256 checksums; process start is included on both sides.',
-      'The import row compares shardgate import (through the engine: multi-row INSERT … ON CONFLICT DO NOTHING, one two-phase transaction per chunk) with psql restoring plain dumps (COPY into each shard directly, no routing).',
+      'The import row compares shardgate import (through the engine: COPY routed row by row by the target rules, one two-phase transaction per chunk) with psql restoring plain dumps (COPY into each shard directly, no routing).',
     ],
   };
 }

@@ -49,7 +49,7 @@ export async function readVerified(dir: string, file: string, expected: string):
   return actual === expected ? { ok: true, data } : { ok: false, reason: `sha256 ${actual}, the manifest says ${expected}` };
 }
 
-/** The CSV text of a verified chunk file. */
-export async function chunkCsv(data: Buffer): Promise<string> {
-  return (await gunzipAsync(data)).toString('utf8');
+/** The CSV bytes of a verified chunk file. */
+export async function chunkBytes(data: Buffer): Promise<Buffer> {
+  return gunzipAsync(data);
 }

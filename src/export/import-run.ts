@@ -1,8 +1,9 @@
 import { join } from 'node:path';
 import { sgError } from '../errors/catalogue.js';
-import type { ShardGate } from '../library/shard-gate.js';
+import type { Queryable, ShardGate } from '../library/shard-gate.js';
+import { PgError } from '../errors/index.js';
 import { quoteIdent } from '../tx/gid.js';
-import { chunkCsv, readVerified } from './chunk-file.js';
+import { chunkBytes, readVerified } from './chunk-file.js';
 import { parseCsv } from './csv.js';
 import { qualifiedName, readManifest, type ExportChunk, type ExportTable } from './manifest.js';
 import { tableSql } from './plan.js';
@@ -44,7 +45,8 @@ export function createTableSql(t: ExportTable): string {
  * before anything of it is sent, then loaded in one transaction together with
  * its row in shardgate_import.chunks: a chunk is loaded wholly or not at all,
  * and a rerun skips exactly the chunks recorded there (README.md, "Import").
- * Rows are inserted with ON CONFLICT DO NOTHING on tables with a primary key.
+ * Rows go in with COPY; a chunk meeting keys the target already has is
+ * loaded with INSERT … ON CONFLICT DO NOTHING instead (tables with a key).
  */
 export async function runImport(gate: ShardGate, opts: ImportOptions): Promise<ImportResult> {
   const started = performance.now();
@@ -90,14 +92,43 @@ export async function runImport(gate: ShardGate, opts: ImportOptions): Promise<I
   return { cutId: manifest.cutId, chunks: manifest.chunks.length, loaded, rows, ms: performance.now() - started };
 }
 
-/** Verifies one chunk file, then loads it and records it in one transaction; returns its row count. */
+/**
+ * Verifies one chunk file, then loads it and records it in one transaction;
+ * returns its row count. The rows go in with COPY (routed row by row by the
+ * engine); when the target already holds some of their keys (23505), that
+ * transaction rolls back and the chunk is loaded again with INSERT … ON
+ * CONFLICT DO NOTHING, so loading stays idempotent on the primary key.
+ */
 async function loadChunk(gate: ShardGate, cutId: string, t: ExportTable, c: ExportChunk, dir: string): Promise<number> {
   const file = join(dir, c.file);
   const check = await readVerified(dir, c.file, c.sha256 ?? '');
   if (!check.ok) throw sgError('importChecksum', { file, reason: check.reason });
+  let csv: Buffer;
+  try {
+    csv = await chunkBytes(check.data);
+  } catch (err) {
+    throw sgError('importChecksum', { file, reason: (err as Error).message });
+  }
+  const columns = t.columns.map((col) => quoteIdent(col.name)).join(', ');
+  try {
+    return await gate.transaction(async (tx) => {
+      const copied = await tx.copyFrom(`COPY ${tableSql(t)} (${columns}) FROM STDIN WITH (FORMAT csv)`, csv);
+      // Rolls the chunk back: its rows are not what the manifest counted.
+      if (copied !== c.rows) throw sgError('importChecksum', { file, reason: `${copied} rows, the manifest says ${c.rows}` });
+      await recordChunk(tx, cutId, c.id, copied);
+      return copied;
+    });
+  } catch (err) {
+    if (!(err instanceof PgError) || err.code !== '23505' || t.primaryKey.length === 0) throw err;
+  }
+  return insertChunk(gate, cutId, t, c, file, csv);
+}
+
+/** Loads a verified chunk with multi-row INSERT … ON CONFLICT DO NOTHING (rows the target has are skipped). */
+async function insertChunk(gate: ShardGate, cutId: string, t: ExportTable, c: ExportChunk, file: string, csv: Buffer): Promise<number> {
   let records: (string | null)[][];
   try {
-    records = parseCsv(await chunkCsv(check.data));
+    records = parseCsv(csv.toString('utf8'));
   } catch (err) {
     throw sgError('importChecksum', { file, reason: (err as Error).message });
   }
@@ -107,16 +138,19 @@ async function loadChunk(gate: ShardGate, cutId: string, t: ExportTable, c: Expo
   if (bad >= 0) throw sgError('importChecksum', { file, reason: `row ${bad + 1} has ${records[bad]!.length} fields, the table ${width} columns` });
 
   const head = `INSERT INTO ${tableSql(t)} (${t.columns.map((col) => quoteIdent(col.name)).join(', ')}) VALUES `;
-  const tail = t.primaryKey.length > 0 ? ' ON CONFLICT DO NOTHING' : '';
   const perInsert = Math.max(1, Math.floor(PARAMS_PER_INSERT / Math.max(width, 1)));
   await gate.transaction(async (tx) => {
     for (let at = 0; at < records.length; at += perInsert) {
       const batch = records.slice(at, at + perInsert);
       const values = batch.map((_, r) => `(${Array.from({ length: width }, (_c, k) => `$${r * width + k + 1}`).join(', ')})`).join(', ');
-      await tx.query(head + values + tail, batch.flat());
+      await tx.query(`${head}${values} ON CONFLICT DO NOTHING`, batch.flat());
     }
-    // In the same transaction as the rows: recorded exactly when they are committed.
-    await tx.query(`INSERT INTO ${DONE_TABLE} (cut_id, chunk, rows) VALUES ($1, $2, $3)`, [cutId, c.id, String(records.length)]);
+    await recordChunk(tx, cutId, c.id, records.length);
   });
   return records.length;
+}
+
+/** The chunk's row in shardgate_import.chunks, in the transaction of its rows: recorded exactly when they are committed. */
+async function recordChunk(tx: Queryable, cutId: string, chunk: string, rows: number): Promise<void> {
+  await tx.query(`INSERT INTO ${DONE_TABLE} (cut_id, chunk, rows) VALUES ($1, $2, $3)`, [cutId, chunk, String(rows)]);
 }

@@ -31,6 +31,15 @@ export interface Queryable {
   query<T = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<QueryResult<T>>;
 }
 
+/** The data of a `COPY … FROM STDIN`: bytes or text in the statement's format, whole or in pieces. */
+export type CopySource = Buffer | string | Iterable<Buffer | string> | AsyncIterable<Buffer | string>;
+
+/** What `transaction()` hands to its callback: statements and COPY FROM STDIN in that transaction. */
+export interface Transaction extends Queryable {
+  /** Runs `COPY … FROM STDIN` with `data` as its input; resolves with the rows copied. */
+  copyFrom(sql: string, data: CopySource): Promise<number>;
+}
+
 /** Options of `ShardGate.open`. */
 export interface OpenOptions {
   readonly log?: EngineLog;
@@ -47,7 +56,7 @@ export interface OpenOptions {
  * at a time in call order (concurrent calls queue). After the transaction
  * (or savepoint) ended, every call fails with 25000 and nothing runs.
  */
-class LibraryTransaction implements Queryable {
+class LibraryTransaction implements Transaction {
   readonly #session: EngineSession;
   #queue: Promise<unknown> = Promise.resolve();
   #ended = false;
@@ -59,6 +68,11 @@ class LibraryTransaction implements Queryable {
   query<R = Record<string, unknown>>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
     if (this.#ended) return Promise.reject(sgError('transactionEnded'));
     return this.run(() => runQuery<R>(this.#session, sql, params));
+  }
+
+  copyFrom(sql: string, data: CopySource): Promise<number> {
+    if (this.#ended) return Promise.reject(sgError('transactionEnded'));
+    return this.run(() => runCopyFrom(this.#session, sql, data));
   }
 
   /** Runs `work` after every statement queued before it; refuses once ended unless `evenIfEnded` (the final COMMIT). */
@@ -162,6 +176,26 @@ export class ShardGate implements Queryable {
   }
 
   /**
+   * Runs one `COPY table [(columns)] FROM STDIN [WITH (…)]` with `data` as its
+   * input, routed row by row as the proxy routes a client's COPY: each row to
+   * the shard its key value belongs to (all of them atomically), a broadcast
+   * table's to every shard. Resolves with the number of rows copied. Inside
+   * `transaction()` it joins that transaction. An error of `data` (a throwing
+   * iterable) aborts the copy; nothing of it is kept.
+   */
+  async copyFrom(sql: string, data: CopySource): Promise<number> {
+    this.#assertOpen();
+    const tx = currentTransaction<LibraryTransaction>(this);
+    if (tx !== undefined) return tx.copyFrom(sql, data);
+    const session = this.#session();
+    try {
+      return await runCopyFrom(session, sql, data);
+    } finally {
+      await session.close();
+    }
+  }
+
+  /**
    * Runs `fn` in one transaction: COMMIT when it resolves (atomic across
    * shards), ROLLBACK when it throws, and the error is rethrown. If a
    * statement failed inside and `fn` still resolved, nothing is committed and
@@ -172,7 +206,7 @@ export class ShardGate implements Queryable {
    * `tx` (and `this.query()` from work `fn` left behind) fails with 25000 once
    * the transaction or savepoint ended.
    */
-  async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+  async transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T> {
     this.#assertOpen();
     const outer = currentTransaction<LibraryTransaction>(this);
     if (outer !== undefined) return this.#savepoint(outer, fn);
@@ -201,7 +235,7 @@ export class ShardGate implements Queryable {
   }
 
   /** A nested transaction(): SAVEPOINT, then RELEASE when `fn` resolves or ROLLBACK TO (and RELEASE) when it throws. */
-  async #savepoint<T>(outer: LibraryTransaction, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+  async #savepoint<T>(outer: LibraryTransaction, fn: (tx: Transaction) => Promise<T>): Promise<T> {
     const name = `sg_library_${++savepointCounter}`;
     await outer.query(`SAVEPOINT ${name}`);
     const inner = outer.child();
@@ -232,6 +266,41 @@ export class ShardGate implements Queryable {
 
   #assertOpen(): void {
     if (this.#closed) throw sgError('internal', { reason: 'ShardGate is closed' });
+  }
+}
+
+/** Runs one COPY … FROM STDIN on a session with `data` as its input; resolves with the rows copied. */
+async function runCopyFrom(session: EngineSession, sql: string, data: CopySource): Promise<number> {
+  let tag: string | null = null;
+  let fed = false;
+  for await (const ev of session.execute({ sql, params: [], paramFormats: [0], resultFormats: [0] })) {
+    if (ev.kind === 'copyIn') {
+      fed = true;
+      try {
+        for await (const piece of copyPieces(data)) await ev.sink.write(piece);
+      } catch (err) {
+        await ev.sink.fail(err instanceof Error ? err.message : String(err));
+        throw err;
+      }
+      await ev.sink.end();
+    } else if (ev.kind === 'copyOut') {
+      throw sgError('featureNotSupported', { feature: 'COPY TO STDOUT through copyFrom', hint: 'Pass a COPY … FROM STDIN statement.' });
+    } else if (ev.kind === 'complete') {
+      tag = ev.tag;
+    }
+  }
+  if (!fed) throw sgError('featureNotSupported', { feature: 'a statement other than COPY … FROM STDIN in copyFrom', hint: 'Use query() for it.' });
+  return Number(/\s(\d+)$/.exec(tag ?? '')?.[1] ?? 0);
+}
+
+async function* copyPieces(data: CopySource): AsyncIterable<Buffer> {
+  if (typeof data === 'string' || Buffer.isBuffer(data)) {
+    yield typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    return;
+  }
+  for await (const piece of data) {
+    const b = typeof piece === 'string' ? Buffer.from(piece, 'utf8') : piece;
+    if (b.length > 0) yield b;
   }
 }
 

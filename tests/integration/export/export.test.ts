@@ -97,6 +97,16 @@ describe('shardgate export and import', () => {
         const again = await shardgate(['import', exportDir, '--config', target.proxy.configFile]).done;
         expect(again.code, again.stderr).toBe(0);
         expect(again.stdout).toMatch(/ 0 loaded by this run/);
+        if (n === 2) {
+          // Chunks whose records are gone meet rows the target has: COPY fails on the key, the chunk is loaded again with ON CONFLICT DO NOTHING.
+          const forget = await psql(target.proxy.port, "DELETE FROM shardgate_import.chunks WHERE chunk LIKE '%pgbench_accounts%'");
+          expect(forget.code, forget.stderr).toBe(0);
+          const reload = await shardgate(['import', exportDir, '--config', target.proxy.configFile]).done;
+          expect(reload.code, reload.stderr).toBe(0);
+          expect(reload.stdout).not.toMatch(/ 0 loaded by this run/);
+          const accounts = await Promise.all(target.clusters.map((c) => serverRows(c.url('app'), 'public.pgbench_accounts')));
+          expect(sortedLines(accounts.flat())).toEqual(sortedLines(rows.get('public.pgbench_accounts')!));
+        }
         const count = (await psql(target.proxy.port, 'SELECT count(*) FROM pgbench_history', { args: ['-A', '-t'] })).stdout.trim();
         expect(Number(count)).toBe(rows.get('public.pgbench_history')!.length);
       } finally {

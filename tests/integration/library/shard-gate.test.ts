@@ -15,7 +15,7 @@ describe('ShardGate library over PostgreSQL shards', () => {
       coordinatorId: 'lib1',
       shards: { s0: clusters[0]!.url('app'), s1: clusters[1]!.url('app'), s2: clusters[2]!.url('app') },
       transactions: { recoveryIntervalMs: 0 },
-      tables: { accounts: { key: 'id', algorithm: 'mod' } },
+      tables: { accounts: { key: 'id', algorithm: 'mod' }, copied: { key: 'id', algorithm: 'mod' } },
     });
     await gate.query('CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance bigint NOT NULL, opened timestamptz, tags text[], meta jsonb)');
   });
@@ -88,6 +88,39 @@ describe('ShardGate library over PostgreSQL shards', () => {
     expect(res.rows.map((r) => r.id)).toEqual([3, 2, 1]);
     const multi = await gate.query<{ n: string }>("INSERT INTO accounts (id, owner, balance) VALUES (30, 'm', 0); SELECT count(*) AS n FROM accounts");
     expect(multi.rows).toEqual([{ n: '4' }]);
+  });
+
+  it('copyFrom routes COPY rows by key, atomically in autocommit and inside transaction()', async () => {
+    await gate.query('CREATE TABLE copied (id int PRIMARY KEY, note text)');
+    const all = Array.from({ length: 300 }, (_, i) => `${i + 1},"n ${i + 1}, with ""quotes"""\n`).join('');
+    // In pieces that cut rows in the middle.
+    const pieces = async function* (): AsyncIterable<string> {
+      for (let at = 0; at < all.length; at += 97) yield all.slice(at, at + 97);
+    };
+    expect(await gate.copyFrom('COPY copied (id, note) FROM STDIN WITH (FORMAT csv)', pieces())).toBe(300);
+    const counts = await Promise.all([0, 1, 2].map((i) => onShard(i, 'SELECT count(*)::int AS n FROM copied')));
+    expect(counts.map((c) => c[0]!.n)).toEqual([100, 100, 100]);
+    expect((await gate.query('SELECT note FROM copied WHERE id = 7')).rows).toEqual([{ note: 'n 7, with "quotes"' }]);
+    // A key already present: nothing of the copy is kept on any shard.
+    await expect(gate.copyFrom('COPY copied FROM STDIN WITH (FORMAT csv)', '1000,a\n1001,b\n1002,c\n7,dup\n')).rejects.toMatchObject({ code: '23505' });
+    // Inside a transaction: rolled back with it.
+    await expect(
+      gate.transaction(async (tx) => {
+        expect(await tx.copyFrom('COPY copied FROM STDIN', '2000\tx\n2001\ty\n2002\tz\n')).toBe(3);
+        expect((await tx.query('SELECT count(*)::int AS n FROM copied WHERE id >= 1000')).rows).toEqual([{ n: 3 }]);
+        throw new Error('undo');
+      }),
+    ).rejects.toThrow('undo');
+    // A source that fails midway aborts the copy.
+    const failing = async function* (): AsyncIterable<string> {
+      yield '3000,a\n3001,b\n';
+      throw new Error('source broke');
+    };
+    await expect(gate.copyFrom('COPY copied FROM STDIN WITH (FORMAT csv)', failing())).rejects.toThrow('source broke');
+    expect((await gate.query('SELECT count(*)::int AS n FROM copied WHERE id >= 1000')).rows).toEqual([{ n: 0 }]);
+    await expect(gate.copyFrom('SELECT 1', 'x')).rejects.toMatchObject({ code: '0A000' });
+    // The session still works after all of that.
+    expect((await gate.query('SELECT count(*)::int AS n FROM copied')).rows).toEqual([{ n: 300 }]);
   });
 
   it('rejects queries after close', async () => {
