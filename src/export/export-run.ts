@@ -7,8 +7,8 @@ import { PgError } from '../errors/pg-error.js';
 import { Failpoints } from '../tx/failpoints.js';
 import { readTables } from './catalogue.js';
 import { writeChunk, readVerified } from './chunk-file.js';
-import { RELEASE_FILE } from './cut-holder.js';
-import { HOLD_FILE, LEASE_FILE, MANIFEST_FILE, newCutId, qualifiedName, readHold, readManifest, writeJsonAtomic, type ExportChunk, type ExportManifest, type ExportTable, type HoldRecord } from './manifest.js';
+import { dropSlots, RELEASE_FILE } from './cut-holder.js';
+import { HOLD_FILE, LEASE_FILE, MANIFEST_FILE, newCutId, qualifiedName, readHold, readManifest, writeJsonAtomic, type ExportChunk, type ExportManifest, type ExportShard, type ExportTable, type HoldRecord } from './manifest.js';
 import { chunkCopySql, planChunks } from './plan.js';
 import { withSnapshot } from './snapshot-session.js';
 
@@ -91,12 +91,27 @@ export async function runExport(connector: BackendConnector, config: ShardGateCo
   } catch (err) {
     // A lost cut is given up for good: the holder (if alive) ends instead of waiting for its lease.
     const code = (err as { code?: string }).code;
-    if (hold !== null && (code === '72000' || code === '55000')) await writeFile(join(dir, RELEASE_FILE), '').catch(() => undefined);
+    if (code === '72000' || code === '55000') {
+      if (hold !== null) await writeFile(join(dir, RELEASE_FILE), '').catch(() => undefined);
+      // Nothing can continue from the slots of a cut given up, and a slot nobody reads keeps WAL until the disk fills.
+      const slots = cdcSlotsOf(hold?.shards ?? existing?.shards ?? {});
+      if (slots.size > 0) {
+        await dropSlots(connector, slots);
+        opts.say(`shardgate export: dropped the replication slots of the lost cut: ${[...slots.values()].map((s) => s.slot).join(', ')}`);
+      }
+    }
     throw err;
   } finally {
     clearInterval(leaseTimer);
     await unlock();
   }
+}
+
+/** The `--cdc` slots of a cut's shards (none when the export ran without it). */
+function cdcSlotsOf(shards: Readonly<Record<string, ExportShard>>): Map<string, { slot: string }> {
+  const out = new Map<string, { slot: string }>();
+  for (const [shard, s] of Object.entries(shards)) if (s.slot !== null) out.set(shard, { slot: s.slot });
+  return out;
 }
 
 /** Held by the process exporting into a folder: two exports writing one manifest would lose chunks. */

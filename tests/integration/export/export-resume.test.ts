@@ -53,9 +53,9 @@ describe('shardgate export killed mid-export', () => {
   });
 
   /** Starts an export that kills itself mid-way; returns its folder, with the holder still holding the cut. */
-  async function crashedExport(name: string): Promise<{ dir: string; holder: number }> {
+  async function crashedExport(name: string, extra: readonly string[] = []): Promise<{ dir: string; holder: number }> {
     const dir = join(work, name);
-    const crashed = await shardgate(args(dir), CRASH).done;
+    const crashed = await shardgate([...args(dir), ...extra], CRASH).done;
     expect(crashed.signal, crashed.stderr).toBe('SIGKILL');
     const manifest = (await readManifest(dir))!;
     expect(manifest.complete).toBe(false);
@@ -105,12 +105,16 @@ describe('shardgate export killed mid-export', () => {
     expect(again.stderr).toContain('ERROR 72000');
   });
 
-  it('a resume after the holder died refuses with 72000', { timeout: 180_000 }, async () => {
-    const { dir, holder } = await crashedExport('holder-killed');
+  it('a resume after the holder died refuses with 72000 and drops the --cdc slots nothing can continue from', { timeout: 180_000 }, async () => {
+    const slots = (): Promise<unknown[]> => Promise.all(setup.clusters.map((c) => c.query("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'lost_%'", [], 'app')));
+    const { dir, holder } = await crashedExport('holder-killed', ['--cdc', '--slot-prefix', 'lost_']);
+    expect((await slots()).flat()).toHaveLength(3);
     process.kill(holder, 'SIGKILL');
     expect(await waitGone(holder)).toBe(true);
-    const refused = await shardgate(args(dir)).done;
+    const refused = await shardgate([...args(dir), '--cdc', '--slot-prefix', 'lost_']).done;
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('ERROR 72000');
+    expect(refused.stderr).toMatch(/dropped the replication slots of the lost cut: lost_s0, lost_s1, lost_s2/);
+    expect((await slots()).flat()).toEqual([]);
   });
 });
