@@ -86,6 +86,13 @@ export function ddlRouter(stmt: Node, sql: string, collector: RelationCollector,
       })));
     }
   }
+  const unenforceable = uniqueWithoutKey(stmt, collector);
+  if (unenforceable !== null) {
+    return fixed(refusePlan(sgError('unsupportedCrossShard', {
+      reason: unenforceable,
+      hint: 'Each shard checks uniqueness only among its own rows. Include the sharding key column in the constraint or index, or make the table broadcast.',
+    })));
+  }
   if (shared && local) {
     const ifExists = type === 'DropStmt' && v.missing_ok === true;
     if (!ifExists) {
@@ -111,6 +118,70 @@ export function ddlRouter(stmt: Node, sql: string, collector: RelationCollector,
     return fixed(all());
   }
   return fixed(buildShardsPlan({ ...info, ddl: false, writes: true }, space, 'default', [space.defaultIndex], null, null));
+}
+
+/**
+ * Why a PRIMARY KEY, UNIQUE or EXCLUDE constraint (or unique index) the
+ * statement creates on a sharded table could not hold across shards, or null.
+ * Rows equal in the sharding key live on one shard, so a constraint is
+ * enforced for the whole table exactly when its columns include the key
+ * column itself (for EXCLUDE: compared with `=`); otherwise two shards could
+ * each accept one of two rows the constraint forbids together.
+ */
+function uniqueWithoutKey(stmt: Node, collector: RelationCollector): string | null {
+  const type = nodeType(stmt);
+  const v = nodeFields(stmt);
+  const rv = v.relation as RangeVar | undefined;
+  if (rv === undefined || !['CreateStmt', 'IndexStmt', 'AlterTableStmt'].includes(type)) return null;
+  const { table, rule } = collector.placementOf(rv);
+  if (rule === null || rule.kind === 'broadcast') return null;
+  const key = rule.key;
+  const refuse = (what: string, lacks = `does not include its sharding key column ${key}`): string => `${what} on the sharded table ${table} ${lacks}`;
+  const checkConstraint = (c: Record<string, unknown>, column: string | null): string | null => {
+    const kind = c.contype === 'CONSTR_PRIMARY' ? 'a PRIMARY KEY' : c.contype === 'CONSTR_UNIQUE' ? 'a UNIQUE constraint' : c.contype === 'CONSTR_EXCLUSION' ? 'an EXCLUDE constraint' : null;
+    if (kind === null) return null;
+    // A constraint on an existing index (ADD … USING INDEX) was checked when that index was created.
+    if (c.indexname !== undefined) return null;
+    if (c.contype === 'CONSTR_EXCLUSION') {
+      const pairs = ((c.exclusions as Node[] | undefined) ?? []).map((p) => ('List' in p ? (p.List.items ?? []) : []));
+      const keyed = pairs.some(([elem, ops]) => {
+        const name = elem !== undefined && 'IndexElem' in elem ? elem.IndexElem.name : undefined;
+        const op = ops !== undefined && 'List' in ops ? (ops.List.items ?? []).map((o) => stringOf(o)) : [];
+        return name === key && op.length === 1 && op[0] === '=';
+      });
+      return keyed ? null : refuse(kind, `does not compare its sharding key column ${key} with =`);
+    }
+    const columns = column !== null ? [column] : ((c.keys as Node[] | undefined) ?? []).map((k) => stringOf(k));
+    return columns.includes(key) ? null : refuse(kind);
+  };
+  const fromColumn = (def: Record<string, unknown>): string | null => {
+    for (const c of (def.constraints as Node[] | undefined) ?? []) {
+      const why = 'Constraint' in c ? checkConstraint(c.Constraint as Record<string, unknown>, String(def.colname)) : null;
+      if (why !== null) return why;
+    }
+    return null;
+  };
+  const fromElement = (el: Node): string | null =>
+    'Constraint' in el ? checkConstraint(el.Constraint as Record<string, unknown>, null) : 'ColumnDef' in el ? fromColumn(el.ColumnDef as Record<string, unknown>) : null;
+  if (type === 'CreateStmt') {
+    for (const el of (v.tableElts as Node[] | undefined) ?? []) {
+      const why = fromElement(el);
+      if (why !== null) return why;
+    }
+    return null;
+  }
+  if (type === 'IndexStmt') {
+    if (v.unique !== true) return null;
+    const plain = ((v.indexParams as Node[] | undefined) ?? []).map((p) => ('IndexElem' in p && p.IndexElem.expr === undefined ? p.IndexElem.name : undefined));
+    return plain.includes(key) ? null : refuse('a UNIQUE index');
+  }
+  for (const cmd of (v.cmds as Node[] | undefined) ?? []) {
+    const c = 'AlterTableCmd' in cmd ? cmd.AlterTableCmd : undefined;
+    if (c?.def === undefined || (c.subtype !== 'AT_AddConstraint' && c.subtype !== 'AT_AddColumn')) continue;
+    const why = fromElement(c.def);
+    if (why !== null) return why;
+  }
+  return null;
 }
 
 /** Statements PostgreSQL refuses inside a transaction block (PreventInTransactionBlock), so never wrapped in one. */

@@ -17,7 +17,7 @@ export const INITIAL_BALANCE = 1_000_000;
 const DDL = [
   'CREATE TABLE account (id bigint PRIMARY KEY, balance bigint NOT NULL)',
   // One row per leg; `legs` says how many rows the transfer wrote, so a missing leg shows.
-  'CREATE TABLE trade (transfer_id text NOT NULL, leg int NOT NULL, legs int NOT NULL, account_id bigint NOT NULL, from_id bigint NOT NULL, amount bigint NOT NULL, PRIMARY KEY (transfer_id, leg))',
+  'CREATE TABLE trade (transfer_id text NOT NULL, leg int NOT NULL, legs int NOT NULL, account_id bigint NOT NULL, from_id bigint NOT NULL, amount bigint NOT NULL, PRIMARY KEY (account_id, transfer_id, leg))',
 ];
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

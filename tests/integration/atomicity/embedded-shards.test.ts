@@ -158,7 +158,7 @@ describe('embedded (PGlite) shards keep cross-shard transactions atomic', () => 
       await withClient(proxy, async (client) => {
         await client.query('CREATE TABLE account (id bigint PRIMARY KEY, balance bigint NOT NULL)');
         await client.query(
-          'CREATE TABLE trade (transfer_id text NOT NULL, leg int NOT NULL, legs int NOT NULL, account_id bigint NOT NULL, from_id bigint NOT NULL, amount bigint NOT NULL, PRIMARY KEY (transfer_id, leg))',
+          'CREATE TABLE trade (transfer_id text NOT NULL, leg int NOT NULL, legs int NOT NULL, account_id bigint NOT NULL, from_id bigint NOT NULL, amount bigint NOT NULL, PRIMARY KEY (account_id, transfer_id, leg))',
         );
         const values = Array.from({ length: ACCOUNTS }, (_, i) => `(${i + 1}, ${INITIAL_BALANCE})`).join(', ');
         await client.query(`INSERT INTO account (id, balance) VALUES ${values}`);
