@@ -5,7 +5,7 @@ import type { ShardGateConfig } from '../config/types.js';
 import { sgError } from '../errors/catalogue.js';
 import { PgError } from '../errors/pg-error.js';
 import { Failpoints } from '../tx/failpoints.js';
-import { readTables } from './catalogue.js';
+import { readExtensions, readTables } from './catalogue.js';
 import { writeChunk, readVerified } from './chunk-file.js';
 import { dropSlots, RELEASE_FILE } from './cut-holder.js';
 import { HOLD_FILE, LEASE_FILE, MANIFEST_FILE, newCutId, qualifiedName, readHold, readManifest, writeJsonAtomic, type ExportChunk, type ExportManifest, type ExportShard, type ExportTable, type HoldRecord } from './manifest.js';
@@ -194,10 +194,14 @@ async function checkCut(connector: BackendConnector, config: ShardGateConfig, ho
 
 /** Reads the tables at the cut and plans every chunk; refuses a table without a primary key unless allowed. */
 async function newManifest(connector: BackendConnector, config: ShardGateConfig, hold: HoldRecord, opts: ExportOptions, ctx: { dir: string; acquireTimeoutMs: number }): Promise<ExportManifest> {
-  const tables = await withSnapshot(connector, config.defaultShard, hold.shards[config.defaultShard]!, ctx, (conn) => readTables(conn, config));
+  const { tables, extensions } = await withSnapshot(connector, config.defaultShard, hold.shards[config.defaultShard]!, ctx, async (conn) => ({
+    tables: await readTables(conn, config),
+    extensions: await readExtensions(conn),
+  }));
   refuseNoPrimaryKey(tables, opts);
   for (const t of tables) {
     if (t.primaryKey.length === 0) opts.say(`shardgate export: WARNING: table ${qualifiedName(t)} has no primary key: exported as one chunk per shard, and an import skips it only by its chunk records, never row by row`);
+    for (const what of t.notCarried) opts.say(`shardgate export: WARNING: table ${qualifiedName(t)}: ${what} is not carried; create it on the target yourself`);
   }
   // Each (table, shard) is planned on its own connection, `jobs` at a time; the plan keeps table and shard order.
   const parts = tables.flatMap((t, i) => t.sources.map((shard) => ({ t, i, shard })));
@@ -212,7 +216,7 @@ async function newManifest(connector: BackendConnector, config: ShardGateConfig,
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.jobs, parts.length)) }, planner));
   const chunks = planned.flat();
-  return { format: 'shardgate-export/1', cutId: hold.cutId, complete: false, createdAt: new Date().toISOString(), shards: hold.shards, tables, chunks };
+  return { format: 'shardgate-export/1', cutId: hold.cutId, complete: false, createdAt: new Date().toISOString(), shards: hold.shards, extensions, tables, chunks };
 }
 
 /** Throws exportNoPrimaryKey for the first table without a primary key, unless they are allowed. */

@@ -7,6 +7,7 @@ import { chunkBytes, readVerified } from './chunk-file.js';
 import { parseCsv } from './csv.js';
 import { qualifiedName, readManifest, type ExportChunk, type ExportTable } from './manifest.js';
 import { tableSql } from './plan.js';
+import { initParser, parseSql } from '../sql/parser.js';
 
 /** Where an import records the chunks it loaded, in the target (on its default shard). */
 const DONE_TABLE = 'shardgate_import.chunks';
@@ -31,11 +32,46 @@ export interface ImportResult {
   readonly ms: number;
 }
 
-/** `CREATE TABLE IF NOT EXISTS` for a table as the export read it: columns, types, NOT NULL, primary key. */
+/**
+ * `CREATE TABLE IF NOT EXISTS` for a table as the export read it: columns,
+ * types, defaults, NOT NULL, primary key, CHECK, UNIQUE and EXCLUDE
+ * constraints. The manifest is a file anyone could edit, so the statement is
+ * parsed first and must be exactly one CREATE TABLE of that table (a default
+ * or constraint text cannot smuggle in a statement of its own).
+ */
 export function createTableSql(t: ExportTable): string {
-  const cols = t.columns.map((c) => `${quoteIdent(c.name)} ${c.type}${c.notNull ? ' NOT NULL' : ''}`);
+  const cols = t.columns.map((c) => `${quoteIdent(c.name)} ${c.type}${c.default !== null ? ` DEFAULT ${c.default}` : ''}${c.notNull ? ' NOT NULL' : ''}`);
   const pk = t.primaryKey.length > 0 ? [`PRIMARY KEY (${t.primaryKey.map(quoteIdent).join(', ')})`] : [];
-  return `CREATE TABLE IF NOT EXISTS ${tableSql(t)} (${[...cols, ...pk].join(', ')})`;
+  const constraints = t.constraints.map((c) => `CONSTRAINT ${quoteIdent(c.name)} ${c.definition}`);
+  const sql = `CREATE TABLE IF NOT EXISTS ${tableSql(t)} (${[...cols, ...pk, ...constraints].join(', ')})`;
+  requireOneStatement(t, sql, 'CreateStmt');
+  return sql;
+}
+
+/**
+ * The table's other indexes as `CREATE [UNIQUE] INDEX IF NOT EXISTS`, run
+ * once its rows are in (building an index once is cheaper than keeping it
+ * up to date row by row). Each is checked as createTableSql's statement is.
+ */
+export function createIndexSql(t: ExportTable): string[] {
+  return t.indexes.map((def) => {
+    const sql = def.replace(/^CREATE (UNIQUE )?INDEX /, (_m, unique: string | undefined) => `CREATE ${unique ?? ''}INDEX IF NOT EXISTS `);
+    requireOneStatement(t, sql, 'IndexStmt');
+    return sql;
+  });
+}
+
+/** Throws (runImport makes it importManifest) unless `sql` parses as exactly one statement of `kind` on table `t`. */
+function requireOneStatement(t: ExportTable, sql: string, kind: 'CreateStmt' | 'IndexStmt'): void {
+  let ok = false;
+  try {
+    const stmts = parseSql(sql);
+    const node = stmts.length === 1 ? (stmts[0]!.stmt as Record<string, { relation?: { relname?: string; schemaname?: string }; if_not_exists?: boolean }>)[kind] : undefined;
+    ok = node !== undefined && node.if_not_exists === true && node.relation?.relname === t.name && (node.relation.schemaname ?? 'public') === t.schema;
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new Error(`table ${qualifiedName(t)}: its ${kind === 'CreateStmt' ? 'columns or constraints' : 'index definitions'} do not form one ${kind === 'CreateStmt' ? 'CREATE TABLE' : 'CREATE INDEX'} of the table: ${sql}`);
 }
 
 /**
@@ -57,7 +93,16 @@ export async function runImport(gate: ShardGate, opts: ImportOptions): Promise<I
   if (!manifest.complete) throw sgError('importManifest', { dir: opts.dir, reason: 'the export did not finish; resume it (shardgate export --out with the same folder) first' });
 
   for (const schema of new Set(manifest.tables.map((t) => t.schema))) if (schema !== 'public') await gate.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
-  for (const t of manifest.tables) await gate.query(createTableSql(t));
+  await initParser();
+  // Every statement is built and checked before the first one runs.
+  let creates: { table: string; indexes: string[] }[];
+  try {
+    creates = manifest.tables.map((t) => ({ table: createTableSql(t), indexes: createIndexSql(t) }));
+  } catch (err) {
+    throw sgError('importManifest', { dir: opts.dir, reason: (err as Error).message });
+  }
+  for (const ext of manifest.extensions) await gate.query(`CREATE EXTENSION IF NOT EXISTS ${quoteIdent(ext)}`);
+  for (const c of creates) await gate.query(c.table);
   await gate.query('CREATE SCHEMA IF NOT EXISTS shardgate_import');
   await gate.query(`CREATE TABLE IF NOT EXISTS ${DONE_TABLE} (cut_id text NOT NULL, chunk text NOT NULL, rows bigint NOT NULL, PRIMARY KEY (cut_id, chunk))`);
   const done = new Set((await gate.query<{ chunk: string }>(`SELECT chunk FROM ${DONE_TABLE} WHERE cut_id = $1`, [manifest.cutId])).rows.map((r) => r.chunk));
@@ -88,6 +133,7 @@ export async function runImport(gate: ShardGate, opts: ImportOptions): Promise<I
   const results = await Promise.allSettled(Array.from({ length: Math.max(1, Math.min(opts.jobs, todo.length)) }, worker));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed !== undefined) throw failed.reason;
+  for (const c of creates) for (const index of c.indexes) await gate.query(index);
   opts.say(`shardgate import: ${manifest.chunks.length}/${manifest.chunks.length} chunks, ${rows} rows loaded by this run`);
   return { cutId: manifest.cutId, chunks: manifest.chunks.length, loaded, rows, ms: performance.now() - started };
 }

@@ -16,13 +16,25 @@ export const LEASE_FILE = 'lease';
  * written, so the manifest admits nothing else (no quotes, semicolons or comments).
  */
 const TYPE_TEXT = /^(?!.*--)[A-Za-z_"][A-Za-z0-9_ .,()"[\]]*$/;
-const columnSchema = z.object({ name: z.string(), type: z.string().regex(TYPE_TEXT, 'not a type name as format_type() writes it'), notNull: z.boolean() });
+const columnSchema = z.object({
+  name: z.string(),
+  type: z.string().regex(TYPE_TEXT, 'not a type name as format_type() writes it'),
+  notNull: z.boolean(),
+  /** The default expression as pg_get_expr() writes it; checked by the parser before import runs it. */
+  default: z.string().nullable().default(null),
+});
 const tableSchema = z.object({
   schema: z.string(),
   name: z.string(),
   columns: z.array(columnSchema),
   /** Primary-key columns in key order; empty for a table exported without one. */
   primaryKey: z.array(z.string()),
+  /** CHECK, UNIQUE and EXCLUDE constraints, each as pg_get_constraintdef() writes it. */
+  constraints: z.array(z.object({ name: z.string(), definition: z.string() })).default([]),
+  /** CREATE INDEX statements (pg_get_indexdef()) of indexes no constraint owns. */
+  indexes: z.array(z.string()).default([]),
+  /** What the export saw but does not carry (foreign keys, defaults drawing from a sequence), for the warning. */
+  notCarried: z.array(z.string()).default([]),
   /** Shards its rows were read from: every shard for a sharded table, the default shard otherwise. */
   sources: z.array(z.string()),
 });
@@ -51,6 +63,8 @@ const manifestSchema = z.object({
   complete: z.boolean(),
   createdAt: z.string(),
   shards: z.record(z.string(), shardSchema),
+  /** Extensions the source database has (CREATE EXTENSION IF NOT EXISTS on import, before the tables). */
+  extensions: z.array(z.string()).default([]),
   tables: z.array(tableSchema),
   chunks: z.array(chunkSchema),
 });
