@@ -61,6 +61,12 @@ export interface SagaStep {
   readonly compensation?: StepCall;
   /** Runs together with the step before it (same stage). */
   readonly parallel?: boolean;
+  /**
+   * False for an action that must not be refused once the steps before it
+   * are done (a TCC confirm): its FAILURE answer is retried as an error, until
+   * it succeeds or is exhausted, instead of compensating the saga. True by default.
+   */
+  readonly mayRefuse?: boolean;
 }
 
 /** A saga: its steps in order and how they retry. */
