@@ -15,6 +15,7 @@ import { outgoingHeaders, runWithPropagation } from '../observe/propagation/inde
 import { decide, defaultRetryPolicy, type RetryDecision, type StepResult } from './retry-policy.js';
 import { callHttp, checkDefinition, runInStep, stagesOf, type SagaDefinition, type StepCall, type StepContext, type StepPhase } from './saga-definition.js';
 import { cleanupBarrier } from './barrier.js';
+import { callGrpc } from './grpc-step.js';
 import { cleanupOutbox } from './outbox.js';
 import { createIdempotently, deleteInBatches, inTransactionClient, olderThan, qualified, type CleanupResult } from './saga-schema.js';
 import { ConfigError } from '../config/config-error.js';
@@ -547,6 +548,7 @@ export class SagaCoordinator {
         const attempt = (): Promise<StepResult> => {
           if (call === undefined) return Promise.resolve({ kind: 'success' });
           if (call.kind === 'http') return timed(() => callHttp(call, ctx));
+          if (call.kind === 'grpc') return timed(() => callGrpc(call, ctx));
           const mine = localTurn.then(() => timed(() => this.#inSavepoint(client, () => call.run(client, ctx))));
           localTurn = mine.catch(() => undefined);
           return mine;
