@@ -8,6 +8,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Metrics } from '../../../src/observe/metrics.js';
 import type { RetryPolicy } from '../../../src/saga/retry-policy.js';
+import { SagaAdmin } from '../../../src/saga/saga-admin.js';
 import { SagaCoordinator, type SagaLog } from '../../../src/saga/saga-coordinator.js';
 import { chooseMode, outboxSaga, tccSaga, type SagaModeConfig } from '../../../src/saga/transaction-class.js';
 import { parseProm } from '../../unit/observe/prom-text.js';
@@ -155,10 +156,13 @@ describe('transaction classes: the mode of each global transaction, switched by 
     await second.line((l) => l === 'ready');
     const late = await second.submit(['pay-late-0', 'pay-late-1']);
     expect([...late.values()]).toEqual(['tcc', 'tcc']);
+    // The admin API shows each one, still running behind the gate, with its mode.
+    const all = new Map([...beforeModes, ...afterModes, ...keptModes, ...late]);
+    const listed = (await new SagaAdmin({ pool }).list(['running'], 1000)).filter((s) => all.has(s.gid));
+    expect(listed.map((s) => [s.gid, s.mode]).sort()).toEqual([...all].sort());
     open();
 
     // Every payment ends in the mode it was submitted in, with that mode's calls only.
-    const all = new Map([...beforeModes, ...afterModes, ...keptModes, ...late]);
     for (const [gid, mode] of all) {
       const log = await settled(gid);
       expect([gid, log.status, log.mode]).toEqual([gid, 'committed', mode]);
