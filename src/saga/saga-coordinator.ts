@@ -133,7 +133,7 @@ export async function ensureSagaTables(client: Queryable, schema?: string): Prom
     `CREATE TABLE IF NOT EXISTS ${saga} (
        gid text PRIMARY KEY,
        definition text NOT NULL,
-       mode text,
+       mode text CHECK (mode IN ('saga', 'tcc', 'outbox')),
        payload jsonb NOT NULL,
        status text NOT NULL CHECK (status IN ${SAGA_CHECK}),
        traceparent text,
@@ -158,7 +158,7 @@ export async function ensureSagaTables(client: Queryable, schema?: string): Prom
        result jsonb,
        PRIMARY KEY (gid, step))`,
     // A log written before transaction classes existed gets the column; its sagas are plain definitions (NULL).
-    `ALTER TABLE ${saga} ADD COLUMN IF NOT EXISTS mode text`,
+    `ALTER TABLE ${saga} ADD COLUMN IF NOT EXISTS mode text CHECK (mode IN ('saga', 'tcc', 'outbox'))`,
     `CREATE INDEX IF NOT EXISTS saga_step_gid_status ON ${step} (gid, status)`,
     `CREATE INDEX IF NOT EXISTS saga_step_due ON ${step} (next_attempt_at) WHERE status IN ('pending', 'compensating')`,
     `CREATE INDEX IF NOT EXISTS saga_open ON ${saga} (started_at) WHERE status IN ('running', 'compensating')`,

@@ -187,6 +187,17 @@ describe('transaction classes: the mode of each global transaction, switched by 
     expect(logged.rows.reduce((a, r) => a + Number(r.n), 0)).toBe(60);
   });
 
+  it('adds the mode column to a log written before transaction classes; its sagas are plain definitions', async () => {
+    await pool.query(`CREATE SCHEMA legacy;
+      CREATE TABLE legacy.saga (gid text PRIMARY KEY, definition text NOT NULL, payload jsonb NOT NULL, status text NOT NULL, traceparent text, tracestate text,
+        started_at timestamptz NOT NULL DEFAULT now(), finished_at timestamptz, last_error text, max_attempts int NOT NULL, retried_at timestamptz);
+      INSERT INTO legacy.saga (gid, definition, payload, status, max_attempts) VALUES ('old-1', 'order', 'null', 'committed', 3)`);
+    const c = new SagaCoordinator({ pool, id: 'legacy', definitions: {}, schema: 'legacy' });
+    await c.ensureTables();
+    expect(await c.inspect('old-1')).toMatchObject({ gid: 'old-1', definition: 'order', mode: null, status: 'committed' });
+    await expect(pool.query("UPDATE legacy.saga SET mode = 'xa' WHERE gid = 'old-1'")).rejects.toMatchObject({ code: '23514' });
+  });
+
   it('refuses mode settings that do not fit the classes when the coordinator is built', () => {
     const classes = { payment: paymentClass(shop.url) };
     expect(() => new SagaCoordinator({ pool, id: 'x', definitions: {}, classes, modes: { payment: { mode: 'outbox' } } })).toThrow(
