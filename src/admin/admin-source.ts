@@ -90,7 +90,10 @@ export interface SagaStepSummary {
 /** One saga as the admin API shows it. */
 export interface SagaSummary {
   readonly gid: string;
+  /** The definition's name, or the transaction class's. */
   readonly definition: string;
+  /** For a transaction class: the mode chosen at submit (saga, tcc, outbox); null for a plain definition. */
+  readonly mode: string | null;
   readonly status: string;
   /** ISO 8601 time of submission. */
   readonly startedAt: string;

@@ -21,7 +21,9 @@ export interface ReloadResult {
  * `pool.maxPerShard`, `slowStatementMs`. Refused: any change to the shard
  * list (names, order, URLs, folders) — it moves rows or points at other
  * data — and to keys that need a restart (listen, admin, database, auth, tls,
- * coordinatorId, transactions, pool timeouts, saga). New statements use the new
+ * coordinatorId, transactions, pool timeouts, saga other than
+ * `saga.classes`). A change of `saga.classes` is taken: it only chooses the
+ * mode of global transactions started after it. New statements use the new
  * rules; statements already running finish under the old ones.
  */
 export async function reloadEngineConfig(engine: ReloadTarget, next: ShardGateConfig): Promise<ReloadResult> {
@@ -72,10 +74,17 @@ function firstRestartOnlyChange(a: ShardGateConfig, b: ShardGateConfig): string 
     ['pool.acquireTimeoutMs', a.pool.acquireTimeoutMs, b.pool.acquireTimeoutMs],
     ['pool.maxClients', a.pool.maxClients, b.pool.maxClients],
     ['tls', a.tls ?? null, b.tls ?? null],
-    ['saga', a.saga ?? null, b.saga ?? null],
+    ['saga', withoutClasses(a.saga), withoutClasses(b.saga)],
   ];
   for (const [key, x, y] of keys) if (!same(x, y)) return key;
   return null;
+}
+
+/** The saga settings that need a restart: all but `classes`, which only chooses the mode of new global transactions. */
+function withoutClasses(saga: ShardGateConfig['saga']): unknown {
+  if (saga == null) return null;
+  const { classes: _classes, ...rest } = saga;
+  return rest;
 }
 
 /** Tables whose placement differs between two rule sets (a table with no rule lives on the default shard). */

@@ -35,6 +35,8 @@ export const tableRuleSchema = z.union([
   }),
 ]);
 
+const transactionMode = z.enum(['saga', 'tcc', 'outbox'], { message: 'expected saga, tcc or outbox' });
+
 export const userSchema = z.strictObject({ name: z.string().min(1), password: z.string().min(1) });
 
 export const configSchema = z
@@ -84,6 +86,21 @@ export const configSchema = z
         schema: z.string().min(1).max(63, 'expected at most 63 characters (a PostgreSQL identifier)').default('shardgate_saga'),
         retentionMs: z.number().int().min(0).default(7 * 24 * 3_600_000),
         cleanupBatch: z.number().int().min(1).max(100_000).default(1000),
+        /** Per transaction class: the mode of its new global transactions, and a percentage rollout to another mode. */
+        classes: z
+          .record(
+            z.string().min(1),
+            z.strictObject({
+              mode: transactionMode,
+              rollout: z
+                .strictObject({
+                  mode: transactionMode,
+                  percent: z.number().min(0, 'expected a percentage from 0 to 100').max(100, 'expected a percentage from 0 to 100'),
+                })
+                .optional(),
+            }),
+          )
+          .default({}),
       })
       .optional(),
     /** Log statements that take at least this many milliseconds (0 logs every statement); absent: off. */

@@ -38,9 +38,29 @@ export interface ShardGateConfig {
   /**
    * The saga log (src/saga): its database and schema; finished sagas, sent
    * outbox rows and barrier fences older than `retentionMs` are deleted in
-   * batches of `cleanupBatch`. Null or absent: no saga log is configured.
+   * batches of `cleanupBatch`. `classes` chooses the mode of each
+   * transaction class's new global transactions (reloadable). Null or
+   * absent: no saga log is configured.
    */
-  readonly saga?: { readonly database: string; readonly schema: string; readonly retentionMs: number; readonly cleanupBatch: number } | null;
+  readonly saga?: {
+    readonly database: string;
+    readonly schema: string;
+    readonly retentionMs: number;
+    readonly cleanupBatch: number;
+    readonly classes?: Readonly<Record<string, SagaModeConfig>>;
+  } | null;
   /** Statements taking at least this many milliseconds are logged (duration, shards, gid, SQL truncated); null or absent: off. */
   readonly slowStatementMs?: number | null;
+}
+
+/** How a global transaction of a transaction class runs (src/saga/transaction-class.ts). */
+export type TransactionMode = 'saga' | 'tcc' | 'outbox';
+
+/**
+ * The mode of a transaction class's new global transactions: `mode`, except
+ * for the `rollout.percent` of gids (by hash) that get `rollout.mode`.
+ */
+export interface SagaModeConfig {
+  readonly mode: TransactionMode;
+  readonly rollout?: { readonly mode: TransactionMode; readonly percent: number };
 }

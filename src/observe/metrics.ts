@@ -110,6 +110,7 @@ export class Metrics {
   readonly #cutDelayed: Counter;
   readonly #routingDecisions: Counter<'route'>;
   readonly #sagaEnds: Counter<'status'>;
+  readonly #sagaStarts: Counter<'class' | 'mode'>;
   readonly #sagaRetries: Counter<'phase' | 'cause'>;
   readonly #sagaExhausted: Counter<'phase'>;
   readonly #sagaStepSeconds: Histogram<'phase' | 'outcome'>;
@@ -244,6 +245,12 @@ export class Metrics {
       name: 'shardgate_saga_finished_total',
       help: 'Sagas that reached a terminal state in this process, by status (committed, compensated, exhausted by a coordinator; abandoned by an operator).',
       labelNames: ['status'],
+      registers,
+    });
+    this.#sagaStarts = new Counter({
+      name: 'shardgate_saga_started_total',
+      help: 'Global transactions of a transaction class submitted by this process, by class and the mode chosen for them (mode setting and rollout).',
+      labelNames: ['class', 'mode'],
       registers,
     });
     const sagaEnds = this.#sagaEnds;
@@ -393,6 +400,11 @@ export class Metrics {
   /** A saga step was exhausted (RETRY_EXHAUSTED). */
   sagaStepExhausted(phase: SagaPhase): void {
     if (this.enabled) this.#sagaExhausted.inc({ phase });
+  }
+
+  /** A global transaction of transaction class `cls` was submitted in `mode`. */
+  sagaStarted(cls: string, mode: string): void {
+    if (this.enabled) this.#sagaStarts.inc({ class: cls, mode });
   }
 
   /** A saga reached a terminal state. */

@@ -23,6 +23,7 @@ export interface SagaAdminOptions {
 interface SagaRow {
   gid: string;
   definition: string;
+  mode: string | null;
   status: string;
   started_at: Date;
   age: number;
@@ -156,7 +157,7 @@ export class SagaAdmin implements SagaAdminSource {
   async #summaries(client: pg.Pool | pg.PoolClient, where: string, params: unknown[]): Promise<SagaSummary[]> {
     const sagas = (
       await client.query<SagaRow>(
-        `SELECT gid, definition, status, started_at, extract(epoch FROM now() - started_at)::float8 AS age, last_error FROM ${this.#saga} WHERE ${where}`,
+        `SELECT gid, definition, mode, status, started_at, extract(epoch FROM now() - started_at)::float8 AS age, last_error FROM ${this.#saga} WHERE ${where}`,
         params,
       )
     ).rows;
@@ -174,6 +175,7 @@ export class SagaAdmin implements SagaAdminSource {
     return sagas.map((s) => ({
       gid: s.gid,
       definition: s.definition,
+      mode: s.mode,
       status: s.status,
       startedAt: s.started_at.toISOString(),
       ageSeconds: s.age,

@@ -15,8 +15,11 @@ import { outgoingHeaders, runWithPropagation } from '../observe/propagation/inde
 import { decide, defaultRetryPolicy, type RetryDecision, type StepResult } from './retry-policy.js';
 import { callHttp, checkDefinition, runInStep, stagesOf, type SagaDefinition, type StepCall, type StepContext, type StepPhase } from './saga-definition.js';
 import { cleanupBarrier } from './barrier.js';
+import { callGrpc } from './grpc-step.js';
 import { cleanupOutbox } from './outbox.js';
 import { createIdempotently, deleteInBatches, inTransactionClient, olderThan, qualified, type CleanupResult } from './saga-schema.js';
+import { ConfigError } from '../config/config-error.js';
+import { checkClass, checkModes, chooseMode, declaredModes, type SagaModeConfig, type TransactionClass, type TransactionMode } from './transaction-class.js';
 
 /**
  * A saga's state: running forward, compensating, or a terminal state.
@@ -48,7 +51,10 @@ export interface StepLog {
 /** A saga's log: its row and its steps' rows. */
 export interface SagaLog {
   readonly gid: string;
+  /** The definition's name, or the transaction class's. */
   readonly definition: string;
+  /** The mode chosen at submit for a transaction class; null for a plain definition. */
+  readonly mode: TransactionMode | null;
   readonly status: SagaStatus;
   /** For `exhausted`: `RETRY_EXHAUSTED: step <name>: <last error>`; for `compensated`: the FAILURE reason. */
   readonly lastError: string | null;
@@ -62,6 +68,14 @@ export interface CoordinatorOptions {
   /** Recorded as the owner of the attempts it runs. */
   readonly id: string;
   readonly definitions: Readonly<Record<string, SagaDefinition>>;
+  /**
+   * Transaction classes (transaction-class.ts): each runs in one of the modes
+   * it declares, chosen per global transaction at submit. Their names share
+   * the namespace of `definitions`.
+   */
+  readonly classes?: Readonly<Record<string, TransactionClass>>;
+  /** The mode settings of the classes (the configuration's `saga.classes`); replaced at run time by `setModes`. */
+  readonly modes?: Readonly<Record<string, SagaModeConfig>>;
   readonly schema?: string;
   /** Sleep between polls that found nothing due; 200 ms by default. */
   readonly pollIntervalMs?: number;
@@ -89,6 +103,7 @@ export interface CoordinatorOptions {
 interface ClaimedSaga {
   gid: string;
   definition: string;
+  mode: TransactionMode | null;
   payload: unknown;
   status: SagaStatus;
   traceparent: string | null;
@@ -118,6 +133,7 @@ export async function ensureSagaTables(client: Queryable, schema?: string): Prom
     `CREATE TABLE IF NOT EXISTS ${saga} (
        gid text PRIMARY KEY,
        definition text NOT NULL,
+       mode text CHECK (mode IN ('saga', 'tcc', 'outbox')),
        payload jsonb NOT NULL,
        status text NOT NULL CHECK (status IN ${SAGA_CHECK}),
        traceparent text,
@@ -141,6 +157,8 @@ export async function ensureSagaTables(client: Queryable, schema?: string): Prom
        last_error text,
        result jsonb,
        PRIMARY KEY (gid, step))`,
+    // A log written before transaction classes existed gets the column; its sagas are plain definitions (NULL).
+    `ALTER TABLE ${saga} ADD COLUMN IF NOT EXISTS mode text CHECK (mode IN ('saga', 'tcc', 'outbox'))`,
     `CREATE INDEX IF NOT EXISTS saga_step_gid_status ON ${step} (gid, status)`,
     `CREATE INDEX IF NOT EXISTS saga_step_due ON ${step} (next_attempt_at) WHERE status IN ('pending', 'compensating')`,
     `CREATE INDEX IF NOT EXISTS saga_open ON ${saga} (started_at) WHERE status IN ('running', 'compensating')`,
@@ -203,15 +221,69 @@ export class SagaCoordinator {
   readonly #opts: CoordinatorOptions;
   readonly #saga: string;
   readonly #step: string;
+  readonly #classes: Readonly<Record<string, TransactionClass>>;
+  #modes: Readonly<Record<string, SagaModeConfig>>;
+  /** The (definition or class, mode or '') pairs this coordinator runs: the only sagas it claims. */
+  readonly #runs: readonly (readonly [string, string])[];
   #workers: Promise<void>[] = [];
   #closed = false;
   #wake: (() => void)[] = [];
 
   constructor(opts: CoordinatorOptions) {
     for (const [name, def] of Object.entries(opts.definitions)) checkDefinition(name, def);
+    this.#classes = opts.classes ?? {};
+    for (const [name, cls] of Object.entries(this.#classes)) {
+      if (opts.definitions[name] !== undefined) throw new Error(`"${name}" is both a saga definition and a transaction class; give them different names`);
+      checkClass(name, cls);
+      for (const [mode, def] of Object.entries(cls.modes)) if (def !== undefined) checkDefinition(`${name} (${mode})`, def);
+    }
+    this.#runs = [
+      ...Object.keys(opts.definitions).map((name) => [name, ''] as const),
+      ...Object.entries(this.#classes).flatMap(([name, cls]) => declaredModes(cls).map((mode) => [name, mode] as const)),
+    ];
+    this.#modes = opts.modes ?? {};
+    checkModes(this.#classes, this.#modes);
     this.#opts = opts;
     this.#saga = qualified(opts.schema, 'saga');
     this.#step = qualified(opts.schema, 'saga_step');
+  }
+
+  /** The mode settings in force: the ones given to the constructor or to the last successful `setModes`. */
+  get modes(): Readonly<Record<string, SagaModeConfig>> {
+    return this.#modes;
+  }
+
+  /**
+   * Puts new mode settings in force for global transactions submitted from
+   * now on; the ones already in the log keep the mode they were given. Throws
+   * a ConfigError (every problem, by key path) and keeps the settings in force
+   * when a setting names a class this coordinator does not run, a mode its
+   * class does not declare, or a percent outside 0–100.
+   */
+  setModes(modes: Readonly<Record<string, SagaModeConfig>>): void {
+    checkModes(this.#classes, modes);
+    this.#modes = modes;
+  }
+
+  /**
+   * Reads the configuration again with `read` (e.g. `() => loadConfig(file)`)
+   * and puts its `saga.classes` in force with `setModes`. Never throws: a file
+   * that does not load or settings that do not fit the classes are refused
+   * with the reason, and the settings in force stay.
+   */
+  reloadModes(read: () => { readonly saga?: { readonly classes?: Readonly<Record<string, SagaModeConfig>> } | null }): { ok: boolean; reason?: string } {
+    try {
+      this.setModes(read().saga?.classes ?? {});
+      return { ok: true };
+    } catch (err) {
+      if (err instanceof ConfigError || err instanceof Error) return { ok: false, reason: err.message };
+      return { ok: false, reason: String(err) };
+    }
+  }
+
+  /** The definition a saga of `name` runs under in `mode` (null for a plain definition). */
+  #definition(name: string, mode: TransactionMode | null): SagaDefinition | undefined {
+    return mode === null ? this.#opts.definitions[name] : this.#classes[name]?.modes[mode];
   }
 
   /** Creates the log tables if missing. */
@@ -230,25 +302,29 @@ export class SagaCoordinator {
    * returns its gid. The current trace context is kept for its steps.
    */
   async submit(client: Queryable, definition: string, payload: unknown, opts: { gid?: string } = {}): Promise<string> {
-    const def = this.#opts.definitions[definition];
-    if (def === undefined) throw new Error(`unknown saga "${definition}"; define it in the coordinator's definitions`);
     const gid = opts.gid ?? `saga-${randomUUID()}`;
+    const cls = this.#classes[definition];
+    // Chosen once, here, and written to the log row: a reload changes only the sagas submitted after it.
+    const mode = cls === undefined ? null : chooseMode(gid, cls.defaultMode, this.#modes[definition]);
+    const def = this.#definition(definition, mode);
+    if (def === undefined) throw new Error(`unknown saga "${definition}"; define it in the coordinator's definitions or classes`);
     const stages = stagesOf(def);
     const trace = outgoingHeaders();
     await client.query(
-      `WITH g AS (INSERT INTO ${this.#saga} (gid, definition, payload, status, traceparent, tracestate, max_attempts)
-                  VALUES ($1, $2, $3, 'running', $4, $5, $9) RETURNING gid)
+      `WITH g AS (INSERT INTO ${this.#saga} (gid, definition, mode, payload, status, traceparent, tracestate, max_attempts)
+                  VALUES ($1, $2, $10, $3, 'running', $4, $5, $9) RETURNING gid)
        INSERT INTO ${this.#step} (gid, step, name, stage, status, next_attempt_at)
        SELECT g.gid, t.step, t.name, t.stage, 'pending', CASE WHEN t.stage = 0 THEN now() ELSE 'infinity' END FROM g, unnest($6::int[], $7::text[], $8::int[]) AS t(step, name, stage)`,
-      [gid, definition, JSON.stringify(payload ?? null), trace.traceparent ?? null, trace.tracestate ?? null, def.steps.map((_, i) => i), def.steps.map((s) => s.name), stages, (def.retry ?? defaultRetryPolicy).maxAttempts],
+      [gid, definition, JSON.stringify(payload ?? null), trace.traceparent ?? null, trace.tracestate ?? null, def.steps.map((_, i) => i), def.steps.map((s) => s.name), stages, (def.retry ?? defaultRetryPolicy).maxAttempts, mode],
     );
+    if (mode !== null) this.#opts.metrics?.sagaStarted(definition, mode);
     return gid;
   }
 
   /** The saga's log, or undefined when no saga has this gid. */
   async inspect(gid: string): Promise<SagaLog | undefined> {
-    const s = await this.#opts.pool.query<{ gid: string; definition: string; status: SagaStatus; last_error: string | null }>(
-      `SELECT gid, definition, status, last_error FROM ${this.#saga} WHERE gid = $1`,
+    const s = await this.#opts.pool.query<{ gid: string; definition: string; mode: TransactionMode | null; status: SagaStatus; last_error: string | null }>(
+      `SELECT gid, definition, mode, status, last_error FROM ${this.#saga} WHERE gid = $1`,
       [gid],
     );
     const row = s.rows[0];
@@ -260,6 +336,7 @@ export class SagaCoordinator {
     return {
       gid: row.gid,
       definition: row.definition,
+      mode: row.mode,
       status: row.status,
       lastError: row.last_error,
       steps: steps.rows.map((r) => ({
@@ -398,16 +475,17 @@ export class SagaCoordinator {
         await client.query('BEGIN');
         // The deadline counts from an operator's retry when there was one, so a retried saga has its whole deadline again.
         const claim: pg.QueryResult<ClaimedSaga> = await client.query<ClaimedSaga>(
-          `SELECT g.gid, g.definition, g.payload, g.status, g.traceparent, g.tracestate,
+          `SELECT g.gid, g.definition, g.mode, g.payload, g.status, g.traceparent, g.tracestate,
                   (extract(epoch FROM COALESCE(g.retried_at, g.started_at)) * 1000)::float8 AS started_ms
              FROM ${this.#saga} g
-            WHERE g.status IN ('running', 'compensating') AND g.definition = ANY($1::text[]) AND ($2::text IS NULL OR g.gid = $2)
+            WHERE g.status IN ('running', 'compensating') AND ($2::text IS NULL OR g.gid = $2)
+              AND (g.definition, COALESCE(g.mode, '')) IN (SELECT * FROM unnest($1::text[], $3::text[]))
               AND EXISTS (SELECT 1 FROM ${this.#step} s
                            WHERE s.gid = g.gid AND s.status IN ('pending', 'compensating') AND s.next_attempt_at <= now())
             ORDER BY g.started_at
             LIMIT 1
             FOR UPDATE OF g SKIP LOCKED`,
-          [Object.keys(this.#opts.definitions), gid],
+          [this.#runs.map((r) => r[0]), gid, this.#runs.map((r) => r[1])],
         );
         const saga: ClaimedSaga | undefined = claim.rows[0];
         if (saga === undefined) {
@@ -432,7 +510,9 @@ export class SagaCoordinator {
     const report = (m: Metrics | undefined): void => {
       if (m !== undefined) for (const e of events) e(m);
     };
-    const def = this.#opts.definitions[saga.definition]!;
+    const def = this.#definition(saga.definition, saga.mode);
+    // A class that no longer declares the mode a saga was given: leave the saga due for a coordinator that does.
+    if (def === undefined) throw new Error(`saga ${saga.gid} is of class "${saga.definition}" in mode ${saga.mode ?? 'saga'}, which this coordinator does not run; it stays due for one that does`);
     const policy = def.retry ?? defaultRetryPolicy;
     const rows = (
       await client.query<StepRow>(
@@ -468,6 +548,7 @@ export class SagaCoordinator {
         const attempt = (): Promise<StepResult> => {
           if (call === undefined) return Promise.resolve({ kind: 'success' });
           if (call.kind === 'http') return timed(() => callHttp(call, ctx));
+          if (call.kind === 'grpc') return timed(() => callGrpc(call, ctx));
           const mine = localTurn.then(() => timed(() => this.#inSavepoint(client, () => call.run(client, ctx))));
           localTurn = mine.catch(() => undefined);
           return mine;
@@ -480,6 +561,9 @@ export class SagaCoordinator {
     let failed: string | undefined;
     let exhausted: string | undefined;
     for (const [i, row] of due.entries()) {
+      const answer = results[i]!;
+      // A step that may not refuse (a TCC confirm) treats a refusal as an error: retried, never compensated.
+      if (forward && answer.kind === 'failure' && def.steps[row.step]!.mayRefuse === false) results[i] = { kind: 'error', error: `refused, but this step may not refuse: ${answer.reason}` };
       const d = decide(policy, results[i]!, { attempts: row.attempts, lastIntervalMs: row.interval_ms, sagaStartedAt: saga.started_ms, now });
       const u = forward ? forwardUpdate(row, d) : compensationUpdate(row, d);
       if (d.kind === 'retry') events.push((m) => m.sagaStepRetried(phase, results[i]!.kind === 'ongoing' ? 'ongoing' : 'error'));

@@ -1,12 +1,13 @@
 /**
  * What a saga is made of: ordered steps, each an action and an optional
- * compensation, run either as a local function in the coordinator's claim
- * transaction or as an HTTP call. How one attempt of either answers is the
+ * compensation, run as a local function in the coordinator's claim
+ * transaction, an HTTP call or a gRPC unary call. How one attempt of either answers is the
  * typed StepResult of retry-policy.ts.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Queryable } from '../library/shard-gate.js';
 import { outgoingHeaders } from '../observe/propagation/index.js';
+import type { GrpcCall } from './grpc-step.js';
 import type { RetryPolicy, StepResult } from './retry-policy.js';
 
 /** Which half of a step is running. */
@@ -50,7 +51,8 @@ export interface HttpCall {
   readonly timeoutMs?: number;
 }
 
-export type StepCall = LocalCall | HttpCall;
+/** A step's call: local, HTTP, or a gRPC unary call (grpc-step.ts). */
+export type StepCall = LocalCall | HttpCall | GrpcCall;
 
 /** One step of a saga. */
 export interface SagaStep {
@@ -61,6 +63,12 @@ export interface SagaStep {
   readonly compensation?: StepCall;
   /** Runs together with the step before it (same stage). */
   readonly parallel?: boolean;
+  /**
+   * False for an action that must not be refused once the steps before it
+   * are done (a TCC confirm): its FAILURE answer is retried as an error, until
+   * it succeeds or is exhausted, instead of compensating the saga. True by default.
+   */
+  readonly mayRefuse?: boolean;
 }
 
 /** A saga: its steps in order and how they retry. */

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { SagaDefinition } from '../../../src/saga/saga-definition.js';
+import { tccSaga, type TransactionClass } from '../../../src/saga/transaction-class.js';
 
 /** One request a participant received. */
 export interface Received {
@@ -88,4 +89,22 @@ export function threeStepSaga(base: string, retry?: SagaDefinition['retry']): Sa
     compensation: { kind: 'http', url: `${base}/${name}/undo` },
   });
   return { steps: [step('reserve'), step('charge'), step('notify')], ...(retry !== undefined ? { retry } : {}) };
+}
+
+/**
+ * A payment that runs as a saga (`/saga/debit`, undone by `/saga/refund`)
+ * or as TCC (`/tcc/try`, `/tcc/confirm`, `/tcc/cancel`); a saga by default.
+ */
+export function paymentClass(base: string, retry?: SagaDefinition['retry']): TransactionClass {
+  const r = retry !== undefined ? { retry } : {};
+  return {
+    defaultMode: 'saga',
+    modes: {
+      saga: { steps: [{ name: 'debit', action: { kind: 'http', url: `${base}/saga/debit` }, compensation: { kind: 'http', url: `${base}/saga/refund` } }], ...r },
+      tcc: tccSaga({
+        branches: [{ name: 'account', try: { kind: 'http', url: `${base}/tcc/try` }, confirm: { kind: 'http', url: `${base}/tcc/confirm` }, cancel: { kind: 'http', url: `${base}/tcc/cancel` } }],
+        ...r,
+      }),
+    },
+  };
 }

@@ -1,35 +1,30 @@
-import pg from 'pg';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AdminServer } from '../../../src/admin/admin-server.js';
 import { Metrics } from '../../../src/observe/metrics.js';
-import { ensureOutboxTables, readOutboxStats, writeOutbox } from '../../../src/saga/outbox.js';
+import { readOutboxStats, writeOutbox } from '../../../src/saga/outbox.js';
 import type { RetryPolicy } from '../../../src/saga/retry-policy.js';
 import { SagaCoordinator, type SagaLog } from '../../../src/saga/saga-coordinator.js';
 import { FakeAdminSource } from '../../unit/admin/fake-admin-source.js';
 import { parseProm } from '../../unit/observe/prom-text.js';
-import { PgCluster } from '../../harness/cluster.js';
-import { Participant, threeStepSaga } from './participant.js';
+import { openSagaFixture, type SagaFixture } from './saga-fixture.js';
+import type { Participant} from './participant.js';
+import { threeStepSaga } from './participant.js';
 
 const fast: RetryPolicy = { baseMs: 5, maxMs: 20, maxAttempts: 3, deadlineMs: 60_000 };
 
 describe('saga and outbox metrics, scraped from the admin server', () => {
-  let cluster: PgCluster;
   let pool: pg.Pool;
   let shop: Participant;
+  let fixture: SagaFixture;
 
   beforeAll(async () => {
-    cluster = await PgCluster.create({ databases: ['app'] });
-    pool = new pg.Pool({ connectionString: cluster.url('app'), max: 6 });
-    shop = await Participant.start();
-    await new SagaCoordinator({ pool, id: 'setup', definitions: {} }).ensureTables();
-    const client = await pool.connect();
-    await ensureOutboxTables(client).finally(() => client.release());
+    fixture = await openSagaFixture();
+    ({ pool, shop } = fixture);
   });
 
   afterAll(async () => {
-    await pool?.end();
-    await shop?.close();
-    await cluster?.destroy();
+    await fixture?.close();
   });
 
   async function settled(c: SagaCoordinator, gid: string): Promise<SagaLog> {

@@ -69,6 +69,17 @@ describe('configuration reload decisions', () => {
     expect(engine.applied).toEqual([]);
   });
 
+  it('takes a change of saga.classes (the mode of new global transactions) and refuses other saga changes', async () => {
+    const saga = { database: 'postgres://h/app', classes: { payment: { mode: 'saga' } } };
+    const engine = fakeEngine(parseConfig({ ...base, saga }), []);
+    const rolled = parseConfig({ ...base, saga: { ...saga, classes: { payment: { mode: 'saga', rollout: { mode: 'tcc', percent: 10 } } } } });
+    expect(await reloadEngineConfig(engine, rolled)).toEqual({ ok: true, changedTables: [] });
+    expect(engine.applied).toEqual([rolled]);
+    const moved = await reloadEngineConfig(engine, parseConfig({ ...base, saga: { ...saga, database: 'postgres://other/app' } }));
+    expect(moved).toEqual({ ok: false, reason: 'saga cannot change while running; restart ShardGate to change it' });
+    expect(engine.applied).toEqual([rolled]);
+  });
+
   it('treats a table as changed when a rule appears, disappears or differs', () => {
     const a = parseConfig(base).tables;
     const b = parseConfig({ ...base, tables: { items: { key: 'id' }, fresh: { key: 'id' } } }).tables;

@@ -168,11 +168,26 @@ describe('parseConfig: every error names its key path', () => {
 
   it('fills the saga defaults and refuses a bad saga section', () => {
     expect(parseConfig({ shards }).saga).toBeNull();
-    expect(parseConfig({ shards, saga: { database: 'postgres://h/app' } }).saga).toEqual({ database: 'postgres://h/app', schema: 'shardgate_saga', retentionMs: 604_800_000, cleanupBatch: 1000 });
+    expect(parseConfig({ shards, saga: { database: 'postgres://h/app' } }).saga).toEqual({ database: 'postgres://h/app', schema: 'shardgate_saga', retentionMs: 604_800_000, cleanupBatch: 1000, classes: {} });
     expect(pathsOf({ shards, saga: {} })).toEqual(['saga.database']);
     expect(pathsOf({ shards, saga: { database: 'mysql://h/app' } })).toEqual(['saga.database']);
     expect(pathsOf({ shards, saga: { database: 'postgres://h/app', retentionMs: -1, cleanupBatch: 0 } })).toEqual(['saga.retentionMs', 'saga.cleanupBatch']);
     expect(pathsOf({ shards, saga: { database: 'postgres://h/app', retention: 5 } })).toEqual(['saga.retention']);
+  });
+
+  it('reads the mode settings of transaction classes and refuses unknown modes and percentages outside 0–100', () => {
+    const saga = (classes: unknown): unknown => ({ shards, saga: { database: 'postgres://h/app', classes } });
+    const payment = { mode: 'saga', rollout: { mode: 'tcc', percent: 12.5 } };
+    expect((parseConfig(saga({ payment })) as { saga: { classes: unknown } }).saga.classes).toEqual({ payment });
+    expect(pathsOf(saga({ payment: { mode: 'xa' } }))).toEqual(['saga.classes.payment.mode']);
+    expect(issueAt(saga({ payment: { mode: 'xa' } }), 'saga.classes.payment.mode')).toBe('expected saga, tcc or outbox');
+    expect(pathsOf(saga({ payment: { mode: 'saga', rollout: { mode: 'tcc', percent: 101 } }, refund: { mode: 'tcc', rollout: { mode: 'saga', percent: -1 } } }))).toEqual([
+      'saga.classes.payment.rollout.percent',
+      'saga.classes.refund.rollout.percent',
+    ]);
+    expect(issueAt(saga({ payment: { mode: 'saga', rollout: { mode: 'tcc', percent: 101 } } }), 'saga.classes.payment.rollout.percent')).toBe('expected a percentage from 0 to 100');
+    expect(pathsOf(saga({ payment: { mode: 'saga', rollout: { mode: 'tcc' } } }))).toEqual(['saga.classes.payment.rollout.percent']);
+    expect(pathsOf(saga({ payment: { mode: 'saga', percent: 5 } }))).toEqual(['saga.classes.payment.percent']);
   });
 
   it('refuses a sharding key that is not a column name', () => {

@@ -155,6 +155,7 @@ describe('Metrics', () => {
       'shardgate_saga_finished_total',
       'shardgate_saga_outbox_lag_seconds',
       'shardgate_saga_outbox_unsent_messages',
+      'shardgate_saga_started_total',
       'shardgate_saga_step_duration_seconds',
       'shardgate_saga_step_retries_total',
       'shardgate_saga_steps_exhausted_total',
