@@ -158,6 +158,7 @@ class SelectMerge {
     // Evaluated on the final step, which orders the combined rows itself: an ORDER BY on the shards would be wasted work,
     // and one over an expression of aggregates would evaluate it over one shard's partial aggregates.
     const final = this.#exprs.length > 0 || havingSql !== null;
+    if (final) this.#everyColumnCombined(groupBy);
     if (final && sel.sortClause !== undefined) {
       delete sel.sortClause;
       this.#rewritten = true;
@@ -271,6 +272,29 @@ class SelectMerge {
     this.#hidden.push({ name: `__sg_${this.#hidden.length}`, val: { A_Const: { isnull: true } } });
     this.#exprs.push({ column, sql });
     return column;
+  }
+
+  /**
+   * On the final step every column must be a group key, a combined aggregate
+   * or an expression over them: a column computed per partial group from the
+   * group keys (`g || 'x'`, a hidden `ORDER BY g` beside the group column
+   * `g`) becomes an expression over the group columns (refused, and then
+   * gathered, when it is not one).
+   */
+  #everyColumnCombined(groupBy: readonly number[]): void {
+    const used = new Set<number>([...groupBy, ...this.#exprs.map((e) => e.column)]);
+    for (const a of this.#aggs) for (const c of a.kind === 'avg' ? [a.column, a.sum, a.count] : [a.column]) used.add(c);
+    const width = this.#targets.length + this.#hidden.length;
+    for (let c = 0; c < width; c++) {
+      if (used.has(c)) continue;
+      const target = c < this.#targets.length ? this.#targets[c]! : this.#hidden[c - this.#targets.length]!;
+      const val = c < this.#targets.length ? this.#written[c] : target.val;
+      if (val === undefined) continue;
+      this.#exprs.push({ column: c, sql: this.#combinedSql(val) });
+      target.name ??= figureColname(val);
+      target.val = { A_Const: { isnull: true } };
+      this.#rewritten = true;
+    }
   }
 
   #noteGroupKeys(groupBy: readonly number[]): void {

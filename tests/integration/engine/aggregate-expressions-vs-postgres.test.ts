@@ -74,6 +74,11 @@ const CASES: readonly string[] = [
   'SELECT round(avg(i * $1), 2), coalesce(sum(n + $1), 0) FROM t',
   'SELECT sum(i) AS s, sum(i) / count(*) AS m, count(*) FROM t GROUP BY g HAVING count(*) > 5 ORDER BY m DESC, s',
   'SELECT DISTINCT count(*) % 3 FROM t GROUP BY g ORDER BY 1',
+  // Columns computed from the group keys beside expressions: evaluated over the group columns on the final step too.
+  "SELECT g || 'x', 1 AS one, sum(i) / count(*) FROM t GROUP BY g ORDER BY 1 NULLS FIRST",
+  'SELECT sum(i) / count(*) FROM t GROUP BY g ORDER BY g NULLS FIRST',
+  "SELECT count(*) FROM t GROUP BY g HAVING sum(i) / count(*) > 1 ORDER BY g || 'z' DESC",
+  'SELECT id % 5, max(i) - min(i) FROM t GROUP BY id % 5 ORDER BY id % 5 + 1 DESC',
   // Divides by zero on one server (every group's sum(e) is 0 where e > 0 fails): the same error.
   'SELECT g, sum(i) / sum(e) FROM t WHERE id < 17 GROUP BY g ORDER BY 1',
 ];
@@ -209,6 +214,13 @@ describe('expressions over aggregates across shards, combined by PostgreSQL, mat
     const perShard = await Promise.all(both.clusters.slice(0, 3).map(async (c) => onOneServer(await connected(c), q, [])));
     expect(perShard.some((o) => 'error' in o && o.error === '22012')).toBe(true);
     await check(q, [], 'zero on one shard');
+  });
+
+  it('refuses binary results of an expression over aggregates with 0A000 (the final step reads and answers text)', async () => {
+    const run = async (): Promise<void> => {
+      for await (const ev of session.execute({ sql: 'SELECT coalesce(sum(i), 0) FROM t', params: [], paramFormats: [], resultFormats: [1] })) void ev;
+    };
+    await expect(run()).rejects.toMatchObject({ code: '0A000' });
   });
 
   it('an expression with a parameter outside its aggregates is still answered (gathered)', async () => {
