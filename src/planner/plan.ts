@@ -188,6 +188,11 @@ export interface CombinedExpression {
 /** The alias of the combined group row that `CombinedExpression.sql` and `AggregateSpec.havingSql` refer to. */
 export const COMBINED_ROW = 'sg_combined';
 
+/** Whether the spec holds expressions over aggregates (or a HAVING in SQL), which only the final step evaluates. */
+export function hasCombinedExpressions(spec: MergeSpec): boolean {
+  return (spec.aggregate?.expressions?.length ?? 0) > 0 || spec.aggregate?.havingSql !== undefined;
+}
+
 /** The name of column `k` of the combined group row (and of the final step's temporary table): c0, c1, … */
 export function combinedColumn(k: number): string {
   return `c${k}`;

@@ -1,6 +1,6 @@
 import type { FieldDescription } from '../../protocol/fields.js';
 import type { MergeSpec, Operand, Predicate, SortKey } from '../../planner/plan.js';
-import { COMBINED_ROW, combinedColumn } from '../../planner/plan.js';
+import { COMBINED_ROW, combinedColumn, hasCombinedExpressions } from '../../planner/plan.js';
 import { quoteLiteral } from '../../sql/ast.js';
 import { quoteIdent } from '../../tx/gid.js';
 import { sgError } from '../../errors/catalogue.js';
@@ -15,10 +15,6 @@ export function finalColumn(i: number): string {
   return combinedColumn(i);
 }
 
-/** Whether the spec holds expressions over aggregates (or a HAVING in SQL) that only the final step evaluates. */
-export function hasCombinedExpressions(spec: MergeSpec): boolean {
-  return (spec.aggregate?.expressions?.length ?? 0) > 0 || spec.aggregate?.havingSql !== undefined;
-}
 
 /**
  * Whether merging by `spec` (indexes absolute) would compare text values

@@ -1,5 +1,6 @@
 import type { FieldDescription, RawRow } from '../../protocol/fields.js';
 import type { MergeSpec, SortKey } from '../../planner/plan.js';
+import { hasCombinedExpressions } from '../../planner/plan.js';
 import { sgError } from '../../errors/catalogue.js';
 import { aggregateAdjacent, aggregatedFields, aggregateHashed, compileGroups, streamingGroupOrder } from './aggregate-groups.js';
 import { distinctAdjacent, distinctHashed, sortedOnVisible } from './distinct-rows.js';
@@ -145,7 +146,7 @@ async function* runMerge(
  * compute connection refuses them (0A000) rather than answer without them.
  */
 function refuseCombinedExpressions(spec: MergeSpec): void {
-  if ((spec.aggregate?.expressions?.length ?? 0) === 0 && spec.aggregate?.havingSql === undefined) return;
+  if (!hasCombinedExpressions(spec)) return;
   throw sgError('featureNotSupported', {
     feature: 'an expression over aggregates (or a HAVING condition beyond comparisons) across shards without a compute connection',
     hint: 'Run it through shards that are PostgreSQL servers (not embedded), select the aggregates themselves and compute the expression in the application, or filter by the sharding key so one shard answers.',
