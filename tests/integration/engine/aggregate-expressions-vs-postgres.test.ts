@@ -223,6 +223,16 @@ describe('expressions over aggregates across shards, combined by PostgreSQL, mat
     await expect(run()).rejects.toMatchObject({ code: '0A000' });
   });
 
+  it('refuses a cursor over an expression over aggregates at DECLARE (0A000), and the transaction goes on as on PostgreSQL after an error', async () => {
+    await sql(session, 'BEGIN');
+    try {
+      await expect(sql(session, 'DECLARE c CURSOR FOR SELECT coalesce(sum(i), 0) FROM t')).rejects.toMatchObject({ code: '0A000' });
+    } finally {
+      await sql(session, 'ROLLBACK');
+    }
+    expect((await sql(session, 'SELECT coalesce(sum(i), 0) FROM t WHERE id < 0')).rows).toEqual([['0']]);
+  });
+
   it('an expression with a parameter outside its aggregates is still answered (gathered)', async () => {
     const q = 'SELECT coalesce(sum(i), $1) FROM t WHERE id < 0';
     expect(await throughShardGate(session, q, ['7'])).toEqual(await onOneServer(controlClient, q, ['7']));
