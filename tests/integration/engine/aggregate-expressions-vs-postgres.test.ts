@@ -233,6 +233,16 @@ describe('expressions over aggregates across shards, combined by PostgreSQL, mat
     expect((await sql(session, 'SELECT coalesce(sum(i), 0) FROM t WHERE id < 0')).rows).toEqual([['0']]);
   });
 
+  it('refuses an INSERT … SELECT whose rows would come from a gathered or expression-over-aggregates SELECT (0A000), inserting nothing', async () => {
+    for (const q of [
+      "INSERT INTO t (id, g) SELECT 1000 + count(DISTINCT g), 'x' FROM t",
+      "INSERT INTO t (id, g) SELECT 1000 + sum(e) / count(*), 'x' FROM t",
+    ]) {
+      await expect(sql(session, q), q).rejects.toMatchObject({ code: '0A000' });
+    }
+    expect((await sql(session, 'SELECT count(*) FROM t WHERE id >= 1000')).rows).toEqual([['0']]);
+  });
+
   it('an expression with a parameter outside its aggregates is still answered (gathered)', async () => {
     const q = 'SELECT coalesce(sum(i), $1) FROM t WHERE id < 0';
     expect(await throughShardGate(session, q, ['7'])).toEqual(await onOneServer(controlClient, q, ['7']));
