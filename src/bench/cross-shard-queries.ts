@@ -29,6 +29,18 @@ export const CROSS_SHARD_QUERIES: readonly { readonly id: string; readonly label
     sql: `SELECT region, count(*), sum(amount) FROM ${ORDERS_TABLE} GROUP BY region ORDER BY region`,
   },
   {
+    id: 'agg-expression',
+    label: 'expressions over aggregates: coalesce(sum), round(avg, 2), max - min over all rows',
+    sql: `SELECT coalesce(sum(amount), 0), round(avg(amount), 2), max(amount) - min(amount) FROM ${ORDERS_TABLE}`,
+  },
+  {
+    id: 'group-expression',
+    label: 'GROUP BY region with round(avg), sum * 100.0 / count, HAVING sum / count, ORDER BY the expression LIMIT 5',
+    sql:
+      `SELECT region, round(avg(amount), 2) AS mean, sum(amount) * 100.0 / count(*) FROM ${ORDERS_TABLE} ` +
+      'GROUP BY region HAVING sum(amount) / count(*) > 40000 ORDER BY mean DESC, region LIMIT 5',
+  },
+  {
     id: 'order-limit',
     label: 'ORDER BY amount DESC, id LIMIT 20',
     sql: `SELECT id, region, amount FROM ${ORDERS_TABLE} ORDER BY amount DESC, id LIMIT 20`,

@@ -1,4 +1,5 @@
 import type { MergeSpec } from '../planner/plan.js';
+import { hasCombinedExpressions } from '../planner/plan.js';
 import type { TextRules } from './values.js';
 import type { ShardCursor } from './shard-cursor.js';
 
@@ -24,6 +25,8 @@ SELECT
 /** Whether merging by `spec` may compare values (ordering, grouping, DISTINCT, min/max, HAVING), so text rules matter. */
 export function specComparesValues(spec: MergeSpec): boolean {
   const agg = spec.aggregate;
+  // PostgreSQL compares everything on the final step (or, without a compute connection, the merge refuses the spec).
+  if (hasCombinedExpressions(spec)) return false;
   if (spec.orderBy.length > 0 || spec.distinct) return true;
   if (agg === null) return false;
   return agg.groupBy.length > 0 || agg.having !== null || agg.columns.some((c) => c.kind === 'min' || c.kind === 'max');

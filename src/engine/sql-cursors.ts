@@ -1,6 +1,7 @@
 import type { ShardName } from '../config/names.js';
 import { sgError } from '../errors/catalogue.js';
 import type { DeclarePlan, FetchPlan, MergeSpec, ShardsPlan } from '../planner/plan.js';
+import { hasCombinedExpressions } from '../planner/plan.js';
 import type { FieldDescription, RawRow } from '../protocol/fields.js';
 import { breaksConnection, combineErrors } from './combine-errors.js';
 import { mergedFields, mergeStreams } from './merge/merge-streams.js';
@@ -79,7 +80,8 @@ export class SqlCursors {
   async *declare(plan: DeclarePlan, stmt: ClientStatement, params: readonly (string | null | undefined)[], scope: TxScope | null): AsyncGenerator<ExecEvent, void, undefined> {
     const query = plan.query;
     if (query.kind === 'refuse') throw query.error;
-    if (query.kind !== 'shards' || query.writes) {
+    // Expressions over aggregates are evaluated on the final step, which a cursor does not run (the streaming merge refuses them).
+    if (query.kind !== 'shards' || query.writes || (query.merge !== null && hasCombinedExpressions(query.merge))) {
       throw sgError('unsupportedCrossShard', {
         reason: 'a cursor over this query (it needs intermediate results computed by ShardGate)',
         hint: 'Declare cursors over queries that one shard answers, or that merge as a stream (ORDER BY, GROUP BY, count/sum/min/max/avg, DISTINCT, LIMIT).',

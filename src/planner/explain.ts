@@ -40,7 +40,11 @@ function count(c: Count): string {
 function aggregateText(a: AggregateSpec): string {
   const funcs = a.columns.map((c) => (c.kind === 'avg' ? `avg(sum of column ${c.sum + 1} ÷ count of column ${c.count + 1})` : `${c.kind}(column ${c.column + 1})`));
   const by = a.groupBy.length === 0 ? 'one group' : `groups by column${a.groupBy.length === 1 ? '' : 's'} ${a.groupBy.map((g) => g + 1).join(', ')}`;
-  return `combine partial aggregates ${funcs.join(', ')} into ${by}${a.having === null ? '' : ', then HAVING'}`;
+  const having = a.having !== null || a.havingSql !== undefined ? ', then HAVING' : '';
+  const exprs = a.expressions ?? [];
+  const computed = exprs.length === 0 ? '' : `, then compute column${exprs.length === 1 ? '' : 's'} ${exprs.map((e) => e.column + 1).join(', ')} from them`;
+  const where = exprs.length > 0 || a.havingSql !== undefined ? ' (in PostgreSQL, on a compute connection)' : '';
+  return `combine partial aggregates ${funcs.join(', ')} into ${by}${having}${computed}${where}`;
 }
 
 /** What the proxy does with the shards' rows, one line per step; columns are 1-based positions of the shard query's select list. */

@@ -7,6 +7,7 @@ import { isNonDistributive } from './aggregates.js';
 import type { ValueRef } from './key-conditions.js';
 import { valueRef } from './key-conditions.js';
 import type { InsertSelectPlan, Plan } from './plan.js';
+import { hasCombinedExpressions } from './plan.js';
 import type { Occurrence, RelationFacts } from './relations.js';
 import { sameShape } from './relations.js';
 import type { Params, ShardSpace } from './routing.js';
@@ -322,7 +323,13 @@ function insertSelectRouter(stmt: InsertStmt, src: SelectStmt, keyIndex: number,
       source ??= planSource(select);
       template ??= insertTemplate(stmt, keyIndex);
       const plan = source.route(params, ctx);
+      // A gathered SELECT's plan is that SELECT over copies: run as the INSERT it would return rows and insert nothing.
+      if (plan.kind === 'gather') return refusePlan(plan.refusal);
       if (plan.kind !== 'shards') return plan;
+      // The rows are merged as a stream, which never evaluates expressions over aggregates (they need the final step).
+      if (plan.merge !== null && hasCombinedExpressions(plan.merge)) {
+        return refusePlan(unsupported('an INSERT … SELECT that moves rows computed by expressions over aggregates across shards', `Insert the aggregates themselves and compute the expression afterwards. ${MOVE_HINT}`).error);
+      }
       const out: InsertSelectPlan = {
         kind: 'insertSelect',
         table: target.table,

@@ -157,6 +157,45 @@ export interface AggregateSpec {
   readonly columns: readonly AggregateColumn[];
   /** Predicate evaluated on each merged group (from HAVING); rows failing it are dropped. */
   readonly having: Predicate | null;
+  /**
+   * Present when the select list or ORDER BY holds expressions over
+   * aggregates (`round(avg(x), 2)`, `sum(a) / count(*)`): each replaces a
+   * shard result column (the shards send NULL there) and is evaluated by
+   * PostgreSQL on the final step over the combined group (engine/final-step).
+   * The streaming merge never evaluates them: it refuses such a spec (0A000).
+   */
+  readonly expressions?: readonly CombinedExpression[];
+  /**
+   * Present when HAVING is not a `Predicate` (an expression over aggregates,
+   * a function, arithmetic): the condition in SQL over the combined group,
+   * evaluated on the final step like `expressions` (`having` is then null).
+   */
+  readonly havingSql?: string;
+}
+
+/**
+ * An expression over combined aggregates and group keys, as SQL in which
+ * column k of the combined group is written `sg_combined.ck` (`COMBINED_ROW`,
+ * `combinedColumn`): PostgreSQL evaluates it over the combined rows, so its
+ * type, rounding and output text are one server's.
+ */
+export interface CombinedExpression {
+  /** The shard result column it fills (the shard statement has NULL there). */
+  readonly column: number;
+  readonly sql: string;
+}
+
+/** The alias of the combined group row that `CombinedExpression.sql` and `AggregateSpec.havingSql` refer to. */
+export const COMBINED_ROW = 'sg_combined';
+
+/** Whether the spec holds expressions over aggregates (or a HAVING in SQL), which only the final step evaluates. */
+export function hasCombinedExpressions(spec: MergeSpec): boolean {
+  return (spec.aggregate?.expressions?.length ?? 0) > 0 || spec.aggregate?.havingSql !== undefined;
+}
+
+/** The name of column `k` of the combined group row (and of the final step's temporary table): c0, c1, … */
+export function combinedColumn(k: number): string {
+  return `c${k}`;
 }
 
 export type AggregateColumn =

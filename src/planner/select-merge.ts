@@ -1,8 +1,11 @@
 import type { FuncCall, Node, ResTarget, SelectStmt, SortBy } from 'libpg-query';
 import { cloneTree, columnRefNames, constText, exprKey, funcName, isStarRef, stringOf, uncast, walkTree } from '../sql/ast.js';
 import { paramCount, renumberParams } from '../sql/renumber-params.js';
+import { deparseNode } from '../sql/parser.js';
 import { exprShape, isAggregateCall } from './aggregates.js';
-import type { AggregateColumn, Count, MergeSpec, Operand, Predicate, SortKey } from './plan.js';
+import { figureColname } from './column-name.js';
+import type { AggregateColumn, CombinedExpression, Count, MergeSpec, Operand, Predicate, SortKey } from './plan.js';
+import { COMBINED_ROW, combinedColumn } from './plan.js';
 
 /** A multi-shard SELECT rewritten for merging, or why it cannot be. */
 export type MergeRewrite =
@@ -17,6 +20,22 @@ class Refusal extends Error {
 }
 
 const COMBINABLE = new Set(['count', 'sum', 'min', 'max', 'avg']);
+/**
+ * Functions an expression over aggregates may call on the final step: their
+ * result depends only on their arguments (and the session settings the
+ * compute connection shares), so evaluating them there gives one server's.
+ */
+const FINAL_STEP_FUNCTIONS = new Set([
+  'abs', 'round', 'trunc', 'ceil', 'ceiling', 'floor', 'mod', 'power', 'pow', 'sqrt', 'cbrt', 'sign', 'div', 'exp', 'ln', 'log', 'log10',
+  'greatest', 'least', 'coalesce', 'nullif', 'scale', 'width_bucket',
+  'lower', 'upper', 'length', 'char_length', 'octet_length', 'substr', 'substring', 'concat', 'concat_ws', 'left', 'right', 'replace',
+  'btrim', 'ltrim', 'rtrim', 'lpad', 'rpad', 'strpos', 'split_part', 'initcap', 'reverse', 'md5', 'format',
+  'date_trunc', 'date_part', 'extract', 'to_char', 'age', 'justify_interval', 'justify_hours', 'justify_days', 'make_date',
+]);
+/** Operators an expression over aggregates may use on the final step (built-in arithmetic, comparison, concatenation). */
+const FINAL_STEP_OPERATORS = new Set(['+', '-', '*', '/', '%', '^', '||', '=', '<>', '!=', '<', '<=', '>', '>=', '|/', '@']);
+const EXPRESSION_HINT =
+  'Use arithmetic, comparisons, CASE, COALESCE, NULLIF and built-in numeric, text and date functions over the aggregates and GROUP BY columns, without parameters or subqueries, or filter by the sharding key.';
 const SINGLE_SHARD_HINT = 'Filter by the sharding key so the query reads one shard, or force a shard with /* shardgate:shard=NAME */.';
 const STAR_HINT = 'List the columns instead of * (ShardGate needs their positions to merge the shards\' rows).';
 
@@ -83,6 +102,13 @@ class SelectMerge {
   readonly #fromEnd = new Set<SortKey>();
   readonly #hidden: ResTarget[] = [];
   readonly #aggs: AggregateColumn[] = [];
+  /** The select list as the client wrote it (entries that become expressions are replaced by NULL in the shard SQL). */
+  readonly #written: (Node | undefined)[];
+  /** Select-list entries that are expressions over aggregates, compiled once the group columns are known. */
+  readonly #pending: { readonly val: Node; readonly column: number }[] = [];
+  readonly #exprs: CombinedExpression[] = [];
+  /** exprKey of each group key (as written and as the select-list entry it names) → its shard result column. */
+  readonly #groupKeys = new Map<string, number>();
   #rewritten = false;
 
   constructor(sel: SelectStmt, clientSql: string) {
@@ -91,6 +117,7 @@ class SelectMerge {
     let first = sel;
     while ((first.op ?? 'SETOP_NONE') !== 'SETOP_NONE' && first.larg !== undefined) first = first.larg;
     this.#targets = (first.targetList ?? []).map((t) => ('ResTarget' in t ? t.ResTarget : {}));
+    this.#written = this.#targets.map((t) => t.val);
     this.#star = this.#targets.findIndex((t) => isStarRef(t.val));
     let last = -1;
     this.#targets.forEach((t, i) => {
@@ -117,15 +144,23 @@ class SelectMerge {
 
     let groupBy: number[] = [];
     if (grouped) {
-      this.#targets.forEach((t, i) => {
-        if (t.val !== undefined) this.#aggregateTarget(t.val, i);
-      });
+      this.#targets.forEach((t, i) => this.#aggregateTarget(t, i));
       groupBy = (sel.groupClause ?? []).map((g) => this.#groupColumn(g));
+      this.#noteGroupKeys(groupBy);
+      for (const p of this.#pending) this.#exprs.push({ column: p.column, sql: this.#combinedSql(p.val) });
     }
     const orderBy = (sel.sortClause ?? []).map((s) => this.#sortKey(s, setOp, grouped));
-    const having = grouped && sel.havingClause !== undefined ? this.#predicate(sel.havingClause) : null;
-    if (having !== null) {
+    const { having, havingSql } = grouped && sel.havingClause !== undefined ? this.#having(sel.havingClause) : { having: null, havingSql: null };
+    if (having !== null || havingSql !== null) {
       delete sel.havingClause;
+      this.#rewritten = true;
+    }
+    // Evaluated on the final step, which orders the combined rows itself: an ORDER BY on the shards would be wasted work,
+    // and one over an expression of aggregates would evaluate it over one shard's partial aggregates.
+    const final = this.#exprs.length > 0 || havingSql !== null;
+    if (final) this.#everyColumnCombined(groupBy);
+    if (final && sel.sortClause !== undefined) {
+      delete sel.sortClause;
       this.#rewritten = true;
     }
     const otherCollation = namesOtherCollation(sel);
@@ -136,7 +171,9 @@ class SelectMerge {
       // table and sorts afterwards, and an order on the shards would be wasted work.
       const prefix = new Set(orderBy.slice(0, groupBy.length).map((k) => k.column));
       const streamable = groupBy.length > 0 && prefix.size === new Set(groupBy).size && groupBy.every((c) => prefix.has(c));
-      if (groupBy.length > 0 && orderBy.length === 0) {
+      if (final) {
+        // The final step groups in PostgreSQL: no order to choose for streaming.
+      } else if (groupBy.length > 0 && orderBy.length === 0) {
         mergeOrder = groupBy.map((column) => ({ column, descending: false, nullsFirst: false }));
         sel.sortClause = groupBy.map((c) => sortByOrdinal(c + 1));
         this.#rewritten = true;
@@ -164,7 +201,9 @@ class SelectMerge {
     const width = this.#targets.length + this.#hidden.length;
     const merge: MergeSpec = {
       visibleColumns: star ? -this.#hidden.length : this.#targets.length,
-      aggregate: grouped ? { groupBy, columns: this.#aggs, having } : null,
+      aggregate: grouped
+        ? { groupBy, columns: this.#aggs, having, ...(this.#exprs.length > 0 ? { expressions: this.#exprs } : {}), ...(havingSql !== null ? { havingSql } : {}) }
+        : null,
       distinct,
       orderBy: mergeOrder.map((key) => (this.#fromEnd.has(key) ? { ...key, column: key.column - width } : key)),
       offset,
@@ -204,13 +243,152 @@ class SelectMerge {
     return index;
   }
 
-  /** Registers an aggregate output column; refuses aggregates that cannot be combined. */
-  #aggregateTarget(val: Node, column: number): void {
-    if (!('FuncCall' in val) || !isAggregateCall(val.FuncCall)) {
-      if (exprShape([val]).aggregates) refuse('an expression over aggregates cannot be combined across shards', 'Select the aggregates themselves and compute the expression in the application, or filter by the sharding key.');
+  /**
+   * Registers an aggregate output column (refusing aggregates that cannot be
+   * combined), or an expression over aggregates: the shards send NULL in its
+   * place, under the name one server would give it, and the final step
+   * evaluates it over the combined group. Evaluating it on a shard would be
+   * wasted, and could fail where the whole answer does not (a division by one
+   * shard's zero count).
+   */
+  #aggregateTarget(target: ResTarget, column: number): void {
+    const val = target.val;
+    if (val === undefined) return;
+    if ('FuncCall' in val && isAggregateCall(val.FuncCall)) {
+      this.#aggs.push(this.#aggregateColumn(val.FuncCall, this.#known(column)));
       return;
     }
-    this.#aggs.push(this.#aggregateColumn(val.FuncCall, this.#known(column)));
+    if (!exprShape([val]).aggregates) return;
+    this.#pending.push({ val, column: this.#known(column) });
+    target.name ??= figureColname(val);
+    target.val = { A_Const: { isnull: true } };
+    this.#rewritten = true;
+  }
+
+  /** A hidden column the final step fills with `node`, an expression over aggregates. */
+  #appendExpression(node: Node): number {
+    const sql = this.#combinedSql(node);
+    const column = this.#targets.length + this.#hidden.length;
+    this.#hidden.push({ name: `__sg_${this.#hidden.length}`, val: { A_Const: { isnull: true } } });
+    this.#exprs.push({ column, sql });
+    return column;
+  }
+
+  /**
+   * On the final step every column must be a group key, a combined aggregate
+   * or an expression over them: a column computed per partial group from the
+   * group keys (`g || 'x'`, a hidden `ORDER BY g` beside the group column
+   * `g`) becomes an expression over the group columns (refused, and then
+   * gathered, when it is not one).
+   */
+  #everyColumnCombined(groupBy: readonly number[]): void {
+    const used = new Set<number>([...groupBy, ...this.#exprs.map((e) => e.column)]);
+    for (const a of this.#aggs) for (const c of a.kind === 'avg' ? [a.column, a.sum, a.count] : [a.column]) used.add(c);
+    const width = this.#targets.length + this.#hidden.length;
+    for (let c = 0; c < width; c++) {
+      if (used.has(c)) continue;
+      const target = c < this.#targets.length ? this.#targets[c]! : this.#hidden[c - this.#targets.length]!;
+      const val = c < this.#targets.length ? this.#written[c] : target.val;
+      if (val === undefined) continue;
+      this.#exprs.push({ column: c, sql: this.#combinedSql(val) });
+      target.name ??= figureColname(val);
+      target.val = { A_Const: { isnull: true } };
+      this.#rewritten = true;
+    }
+  }
+
+  #noteGroupKeys(groupBy: readonly number[]): void {
+    (this.#sel.groupClause ?? []).forEach((g, j) => {
+      const column = groupBy[j]!;
+      if (this.#ordinal(g) === null) this.#groupKeys.set(exprKey(g), column);
+      const named = column < this.#targets.length ? this.#written[column] : this.#hidden[column - this.#targets.length]?.val;
+      if (named !== undefined) this.#groupKeys.set(exprKey(named), column);
+    });
+  }
+
+  /** The column holding the aggregate `node` (combined): a select-list entry, a hidden column added before, or a new hidden one. */
+  #aggregateOperand(node: Node & { FuncCall: FuncCall }): number {
+    const registered = (c: number): boolean => this.#aggs.some((a) => a.column === c);
+    const key = exprKey(node);
+    const listed = this.#findExpr(node);
+    if (listed !== -1 && registered(listed)) return listed;
+    const hidden = this.#hidden.findIndex((h, i) => h.val !== undefined && exprKey(h.val) === key && registered(this.#targets.length + i));
+    if (hidden !== -1) return this.#targets.length + hidden;
+    const column = this.#appendHidden(node);
+    this.#aggs.push(this.#aggregateColumn(node.FuncCall, column));
+    return column;
+  }
+
+  /** `node` (an expression over aggregates and group keys) as SQL over the combined group row (plan.ts CombinedExpression). */
+  #combinedSql(node: Node): string {
+    return deparseNode(this.#combined(node));
+  }
+
+  /** `node` with every aggregate and group key replaced by its combined column; refuses what the final step could evaluate otherwise than one server. */
+  #combined(node: Node): Node {
+    const ref = (column: number): Node => ({ ColumnRef: { fields: [{ String: { sval: COMBINED_ROW } }, { String: { sval: combinedColumn(column) } }] } });
+    const fail = (what: string): never => refuse(`an expression over aggregates with ${what} cannot be combined across shards`, EXPRESSION_HINT);
+    if ('FuncCall' in node && isAggregateCall(node.FuncCall)) return ref(this.#aggregateOperand(node));
+    const group = this.#groupKeys.get(exprKey(node));
+    if (group !== undefined) return ref(group);
+    const one = (n: Node | undefined): Node | undefined => (n === undefined ? undefined : this.#combined(n));
+    const all = (ns: Node[] | undefined): Node[] | undefined => ns?.map((n) => this.#combined(n));
+    if ('A_Const' in node) return node;
+    if ('TypeCast' in node) return { TypeCast: { ...node.TypeCast, arg: one(node.TypeCast.arg) } };
+    if ('CollateClause' in node) return { CollateClause: { ...node.CollateClause, arg: one(node.CollateClause.arg) } };
+    if ('List' in node) return { List: { ...node.List, items: all(node.List.items) } };
+    if ('A_Expr' in node) {
+      const e = node.A_Expr;
+      const op = e.name?.length === 1 ? stringOf(e.name[0]) : null;
+      const kinds = ['AEXPR_OP', 'AEXPR_NULLIF', 'AEXPR_IN', 'AEXPR_DISTINCT', 'AEXPR_NOT_DISTINCT', 'AEXPR_BETWEEN', 'AEXPR_NOT_BETWEEN'];
+      if (!kinds.includes(e.kind ?? '') || op === null || !(FINAL_STEP_OPERATORS.has(op) || (e.kind ?? '').includes('BETWEEN'))) fail('this operator');
+      return { A_Expr: { ...e, lexpr: one(e.lexpr), rexpr: one(e.rexpr) } };
+    }
+    if ('FuncCall' in node) {
+      const fc = node.FuncCall;
+      const schema = (fc.funcname?.length ?? 0) > 1 ? stringOf(fc.funcname![0]) : 'pg_catalog';
+      if (schema !== 'pg_catalog' || !FINAL_STEP_FUNCTIONS.has(funcName(fc)) || fc.agg_order !== undefined || fc.agg_filter !== undefined || fc.func_variadic === true) {
+        fail(`the function ${funcName(fc)}()`);
+      }
+      return { FuncCall: { ...fc, args: all(fc.args) } };
+    }
+    if ('CoalesceExpr' in node) return { CoalesceExpr: { ...node.CoalesceExpr, args: all(node.CoalesceExpr.args) } };
+    if ('MinMaxExpr' in node) return { MinMaxExpr: { ...node.MinMaxExpr, args: all(node.MinMaxExpr.args) } };
+    if ('BoolExpr' in node) return { BoolExpr: { ...node.BoolExpr, args: all(node.BoolExpr.args) } };
+    if ('NullTest' in node) return { NullTest: { ...node.NullTest, arg: one(node.NullTest.arg) } };
+    if ('BooleanTest' in node) return { BooleanTest: { ...node.BooleanTest, arg: one(node.BooleanTest.arg) } };
+    if ('CaseExpr' in node) {
+      const c = node.CaseExpr;
+      const whens = (c.args ?? []).map((w): Node => {
+        if (!('CaseWhen' in w)) fail('this CASE');
+        const cw = (w as { CaseWhen: { expr?: Node; result?: Node } }).CaseWhen;
+        return { CaseWhen: { ...cw, expr: one(cw.expr), result: one(cw.result) } };
+      });
+      return { CaseExpr: { ...c, arg: one(c.arg), args: whens, defresult: one(c.defresult) } };
+    }
+    if ('ColumnRef' in node) fail('a column that is neither grouped nor inside an aggregate');
+    if ('ParamRef' in node) fail('a parameter');
+    if ('SubLink' in node) fail('a subquery');
+    return fail(`a ${Object.keys(node)[0] ?? 'node'}`);
+  }
+
+  /**
+   * HAVING as a Predicate the streaming merge evaluates, or, when it is more
+   * than comparisons of aggregates, group keys, constants and parameters, as
+   * SQL the final step evaluates over the combined group.
+   */
+  #having(node: Node): { having: Predicate | null; havingSql: string | null } {
+    const hidden = this.#hidden.length;
+    const aggs = this.#aggs.length;
+    try {
+      return { having: this.#predicate(node), havingSql: null };
+    } catch (e) {
+      if (!(e instanceof Refusal) || !exprShape([node]).aggregates) throw e;
+      // Columns the attempt appended are not needed by the SQL form (it appends its own).
+      this.#hidden.length = hidden;
+      this.#aggs.length = aggs;
+      return { having: null, havingSql: this.#combinedSql(node) };
+    }
   }
 
   #aggregateColumn(fc: FuncCall, column: number): AggregateColumn {
@@ -229,7 +407,7 @@ class SelectMerge {
   /** Index of a select-list entry equal to `node` (ignoring where it was written), or -1. */
   #findExpr(node: Node): number {
     const key = exprKey(node);
-    return this.#targets.findIndex((t) => t.val !== undefined && exprKey(t.val) === key);
+    return this.#written.findIndex((v) => v !== undefined && exprKey(v) === key);
   }
 
   #findName(node: Node): number {
@@ -288,11 +466,11 @@ class SelectMerge {
         column = fromEnd ? byExpr : this.#known(byExpr);
       } else if (setOp) refuse('ORDER BY of a UNION ALL must name an output column');
       else {
+        const aggregate = grouped && 'FuncCall' in node && isAggregateCall(node.FuncCall);
         // Also a column inside a *: a hidden copy is the only way to locate it.
-        column = this.#appendHidden(node);
+        column = grouped && !aggregate && exprShape([node]).aggregates ? this.#appendExpression(node) : this.#appendHidden(node);
         fromEnd = this.#star !== -1;
-        if (grouped && 'FuncCall' in node && isAggregateCall(node.FuncCall)) this.#aggs.push(this.#aggregateColumn(node.FuncCall, column));
-        else if (grouped && exprShape([node]).aggregates) refuse('ORDER BY an expression over aggregates cannot be merged across shards');
+        if (aggregate) this.#aggs.push(this.#aggregateColumn((node as { FuncCall: FuncCall }).FuncCall, column));
       }
     }
     const key: SortKey = byteOrder ? { column, descending, nullsFirst, byteOrder: true } : { column, descending, nullsFirst };
@@ -325,6 +503,8 @@ class SelectMerge {
     if ('A_Const' in bare) return { kind: 'literal', value: constText(bare.A_Const).text };
     if ('ParamRef' in bare) return { kind: 'param', index: (bare.ParamRef.number ?? 1) - 1 };
     const existing = this.#findExpr(node);
+    // An expression column's type is known on the final step only: HAVING then goes there as SQL (#having).
+    if (existing !== -1 && this.#exprs.some((e) => e.column === existing)) refuse('HAVING compares an expression over aggregates');
     if (existing !== -1) return { kind: 'column', column: this.#known(existing) };
     if ('FuncCall' in node && isAggregateCall(node.FuncCall)) {
       const column = this.#appendHidden(node);

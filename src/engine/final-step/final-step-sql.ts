@@ -1,5 +1,6 @@
 import type { FieldDescription } from '../../protocol/fields.js';
 import type { MergeSpec, Operand, Predicate, SortKey } from '../../planner/plan.js';
+import { COMBINED_ROW, combinedColumn, hasCombinedExpressions } from '../../planner/plan.js';
 import { quoteLiteral } from '../../sql/ast.js';
 import { quoteIdent } from '../../tx/gid.js';
 import { sgError } from '../../errors/catalogue.js';
@@ -11,8 +12,9 @@ export const FINAL_TABLE = 'pg_temp.sg_final';
 
 /** Column `i` of the temporary table (and of the combined rows): c0, c1, … */
 export function finalColumn(i: number): string {
-  return `c${i}`;
+  return combinedColumn(i);
 }
+
 
 /**
  * Whether merging by `spec` (indexes absolute) would compare text values
@@ -24,6 +26,7 @@ export function needsFinalStep(fields: readonly FieldDescription[], spec: MergeS
   const text: TextRules = spec.otherCollation === true ? { order: false, equality: false } : shardText;
   const collatable = (c: number): boolean => isCollatable(fields[c]?.typeOid ?? 0);
   const agg = spec.aggregate;
+  if (hasCombinedExpressions(spec)) return true;
   // Sums the proxy cannot add itself (interval, money): PostgreSQL adds the partials.
   const addable = (c: number): boolean => ADDED_IN_PROXY.has(fields[c]?.typeOid ?? 0);
   if (agg?.columns.some((a) => (a.kind === 'sum' && !addable(a.column)) || (a.kind === 'avg' && !addable(a.sum)))) return true;
@@ -122,6 +125,8 @@ export function finalSql(fields: readonly FieldDescription[], spec: MergeSpec, o
   if (agg !== null) {
     const exprs = columns.map((c, i) => {
       if (agg.groupBy.includes(i)) return c;
+      // Filled by its expression over the combined group, one level up.
+      if (agg.expressions?.some((x) => x.column === i) === true) return 'NULL';
       const a = agg.columns.find((x) => x.column === i);
       if (a === undefined) {
         // Hidden partials of an avg are read through it; anything else would be "taken from the first row".
@@ -153,6 +158,16 @@ export function finalSql(fields: readonly FieldDescription[], spec: MergeSpec, o
     const groupBy = agg.groupBy.length > 0 ? ` GROUP BY ${agg.groupBy.map((g) => columns[g]!).join(', ')}` : '';
     inner = `SELECT ${exprs.map((e, i) => `${e} AS ${columns[i]!}`).join(', ')} FROM ${FINAL_TABLE}${groupBy}`;
     if (agg.having !== null) inner = `SELECT * FROM (${inner}) AS sg_groups WHERE ${predicateSql(agg.having, aggregatedTypes(fields, spec), params)}`;
+    if (agg.havingSql !== undefined) inner = `SELECT * FROM (${inner}) AS ${COMBINED_ROW} WHERE ${agg.havingSql}`;
+    const expressions = agg.expressions ?? [];
+    if (expressions.length > 0) {
+      // The client's expressions over the combined aggregates and group keys, evaluated as one server evaluates them.
+      const out = columns.map((c, i) => {
+        const e = expressions.find((x) => x.column === i);
+        return e === undefined ? `${COMBINED_ROW}.${c}` : `(${e.sql}) AS ${c}`;
+      });
+      inner = `SELECT ${out.join(', ')} FROM (${inner}) AS ${COMBINED_ROW}`;
+    }
   }
   const visible = columns.slice(0, spec.visibleColumns);
   if (spec.distinct && spec.orderBy.some((k) => k.column >= spec.visibleColumns)) throw refuse('DISTINCT ordered by a column not in the select list');

@@ -39,7 +39,7 @@ export async function* runFinalStep(input: FinalStepInput): AsyncGenerator<ExecE
   const { compute, fields, spec } = input;
   if (fields.some((f) => f.format !== 0)) {
     throw sgError('featureNotSupported', {
-      feature: 'binary results of a query whose text must be ordered under the shards\' collation',
+      feature: 'binary results of a query combined by PostgreSQL on the final step (text ordered under the shards\' collation, expressions over aggregates, sums of intervals)',
       hint: 'Ask for text results, add COLLATE "C" to the text keys, or filter by the sharding key so one shard answers.',
     });
   }

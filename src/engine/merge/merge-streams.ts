@@ -1,5 +1,6 @@
 import type { FieldDescription, RawRow } from '../../protocol/fields.js';
 import type { MergeSpec, SortKey } from '../../planner/plan.js';
+import { hasCombinedExpressions } from '../../planner/plan.js';
 import { sgError } from '../../errors/catalogue.js';
 import { aggregateAdjacent, aggregatedFields, aggregateHashed, compileGroups, streamingGroupOrder } from './aggregate-groups.js';
 import { distinctAdjacent, distinctHashed, sortedOnVisible } from './distinct-rows.js';
@@ -41,6 +42,7 @@ export interface MergeOptions {
  * for an ORDER BY position past the visible columns, as `mergeStreams` does.
  */
 export function mergedFields(fields: readonly FieldDescription[], spec: MergeSpec): FieldDescription[] {
+  refuseCombinedExpressions(spec);
   const resolved = resolveMergeSpec(spec, fields.length);
   return aggregatedFields(fields, resolved).slice(0, resolved.visibleColumns);
 }
@@ -91,6 +93,7 @@ async function* runMerge(
   shardText: TextRules,
 ): AsyncGenerator<readonly RawRow[], void, undefined> {
   try {
+    refuseCombinedExpressions(given);
     // Negative indexes (columns around a `*`) become absolute now that the shard result's width is known.
     const spec = resolveMergeSpec(given, fields.length);
     // A COLLATE naming another collation may give any text key that collation.
@@ -135,6 +138,19 @@ async function* runMerge(
   } finally {
     await inputs.close();
   }
+}
+
+/**
+ * Expressions over aggregates (and HAVING in SQL) are evaluated by PostgreSQL
+ * on the final step (engine/final-step), never here: a merge without a
+ * compute connection refuses them (0A000) rather than answer without them.
+ */
+function refuseCombinedExpressions(spec: MergeSpec): void {
+  if (!hasCombinedExpressions(spec)) return;
+  throw sgError('featureNotSupported', {
+    feature: 'an expression over aggregates (or a HAVING condition beyond comparisons) across shards without a compute connection',
+    hint: 'Run it through shards that are PostgreSQL servers (not embedded), select the aggregates themselves and compute the expression in the application, or filter by the sharding key so one shard answers.',
+  });
 }
 
 /** A spec that does not fit the shard result is a planner bug, reported as such (XX000). */

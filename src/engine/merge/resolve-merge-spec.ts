@@ -28,6 +28,7 @@ export function resolveMergeSpec(spec: MergeSpec, columnCount: number): MergeSpe
     spec.aggregate === null
       ? null
       : {
+          ...spec.aggregate,
           groupBy: spec.aggregate.groupBy.map(at),
           columns: spec.aggregate.columns.map((agg) => resolveAggregate(agg, at)),
           having: spec.aggregate.having === null ? null : resolvePredicate(spec.aggregate.having, at),

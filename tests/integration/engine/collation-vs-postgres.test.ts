@@ -49,6 +49,10 @@ const QUERIES: readonly { readonly q: string; readonly ordered: boolean; readonl
   { q: "SELECT grp, max(name) FROM users GROUP BY grp HAVING max(name) > 'Émile' ORDER BY grp", ordered: true },
   { q: 'SELECT grp, min(name) FROM users GROUP BY grp HAVING sum(id) > 1500 ORDER BY min(name)', ordered: true },
   { q: 'SELECT DISTINCT name FROM users ORDER BY name DESC LIMIT 5 OFFSET 2', ordered: true },
+  // Expressions over aggregates, combined and evaluated by PostgreSQL under the shards' collation.
+  { q: "SELECT upper(min(name)), max(name) || '!' AS m, grp FROM users GROUP BY grp ORDER BY m, grp", ordered: true },
+  { q: "SELECT name || ':' || count(*) AS label FROM users GROUP BY name ORDER BY label NULLS FIRST LIMIT 12", ordered: true },
+  { q: 'SELECT grp FROM users GROUP BY grp HAVING max(name) > lower(min(name)) ORDER BY coalesce(max(name), min(name)) DESC', ordered: true },
   // Gathered (the merge refuses these shapes): the copies keep the columns' collation.
   { q: 'SELECT id, rank() OVER (ORDER BY name, id) FROM users ORDER BY id', ordered: true },
   { q: "SELECT grp, string_agg(name, '|' ORDER BY name, id) FROM users GROUP BY grp ORDER BY grp", ordered: true },

@@ -4,7 +4,7 @@ import { shardName, tableName } from '../../../src/config/names.js';
 import type { ShardGateConfig, TableRule } from '../../../src/config/types.js';
 import { Engine } from '../../../src/engine/engine.js';
 import type { Session } from '../../../src/engine/session.js';
-import type { PgCluster } from '../../harness/cluster.js';
+import { startClusters, type PgCluster } from '../../harness/cluster.js';
 
 /** A configuration over real clusters: users by id mod n, orders by hash of user_id, countries broadcast. */
 export function clusterConfig(shards: readonly PgCluster[], extra: Partial<ShardGateConfig> = {}): ShardGateConfig {
@@ -62,4 +62,34 @@ export async function direct(cluster: PgCluster, text: string, params: unknown[]
   } finally {
     await client.end();
   }
+}
+
+
+/** Three shards behind an engine session and a fourth, unsharded control server, holding the same rows. */
+export interface Differential {
+  readonly clusters: readonly PgCluster[];
+  readonly control: PgCluster;
+  readonly engine: Engine;
+  readonly session: Session;
+  close(): Promise<void>;
+}
+
+/** Starts a Differential with `tables` as the rules and runs `statements` (schema and rows) on both sides. */
+export async function startDifferential(tables: ShardGateConfig['tables'], statements: readonly string[]): Promise<Differential> {
+  const clusters = await startClusters(4, { databases: ['app'] });
+  const control = clusters[3]!;
+  const engine = await openClusterEngine(clusterConfig(clusters.slice(0, 3), { tables }));
+  const session = engine.session({ user: 'app', database: 'app' });
+  await onBoth(session, control, statements);
+  return {
+    clusters,
+    control,
+    engine,
+    session,
+    async close() {
+      await session.close();
+      await engine.close();
+      await Promise.all(clusters.map((c) => c.destroy()));
+    },
+  };
 }

@@ -5,6 +5,7 @@ import type { Engine } from '../../../src/engine/engine.js';
 import type { Session } from '../../../src/engine/session.js';
 import { PgError } from '../../../src/errors/pg-error.js';
 import { startClusters, type PgCluster } from '../../harness/cluster.js';
+import { seededRandom } from '../../harness/seeded-random.js';
 import { clusterConfig, direct, openClusterEngine, onBoth, sql } from './engine-fixture.js';
 
 /**
@@ -122,18 +123,6 @@ async function through(session: Session, q: string, params: readonly string[]): 
   }
 }
 
-/** A small seeded PRNG (mulberry32), so a failing seed can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A random query over the schema that orders its output totally (so rows compare in order). */
 function randomQuery(rnd: () => number): string {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
@@ -234,7 +223,7 @@ describe('statements the merge refuses, gathered and answered by PostgreSQL, mat
 
   it('random queries: identical results or 0A000', async () => {
     const seed = Number(process.env.GATHER_SEED ?? Date.now() % 100000);
-    const rnd = prng(seed);
+    const rnd = seededRandom(seed);
     const count = 300;
     let answered = 0;
     for (let i = 0; i < count; i++) {

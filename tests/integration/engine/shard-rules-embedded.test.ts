@@ -52,6 +52,19 @@ describe('shard rules on embedded shards', () => {
     await s.close();
   });
 
+  it('refuses an expression over aggregates across embedded shards (no compute connection to evaluate it on) with 0A000, never answering without it', async () => {
+    const s = fresh();
+    const refusal = await sql(s, 'SELECT coalesce(sum(id), 0), round(avg(id), 2) FROM items').then(
+      () => null,
+      (e: unknown) => e as { code?: string; fields?: { hint?: string } },
+    );
+    expect(refusal?.code).toBe('0A000');
+    expect(refusal?.fields?.hint).toMatch(/compute the expression in the application/);
+    // The aggregates themselves still merge.
+    expect((await sql(s, 'SELECT sum(id), avg(id) FROM items')).rows).toEqual([['465', '15.5000000000000000']]);
+    await s.close();
+  });
+
   it('runs CREATE INDEX CONCURRENTLY outside a transaction, and keeps a temporary table on one written shard', async () => {
     const s = fresh();
     expect((await sql(s, 'CREATE INDEX CONCURRENTLY items_label ON items (label)')).tag).toBe('CREATE INDEX');

@@ -19,18 +19,7 @@ export const FUZZ_DDL = [
 
 /** The proxy's table rules: both tables hashed on the account id, so an event row lands with its account. */
 export const FUZZ_TABLES = { account: { key: 'id' }, fuzz_event: { key: 'account_id' } } as const;
-
-/** A seeded pseudo-random generator (mulberry32): the same seed gives the same sequence. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+export { seededRandom } from '../../../harness/seeded-random.js';
 
 /** An integer in [lo, hi] drawn from `rnd`. */
 export function between(rnd: () => number, lo: number, hi: number): number {

@@ -11,6 +11,8 @@
  * Customers whose key is a multiple of 3 place no orders, as in dbgen.
  */
 
+import { seededRandom } from '../../../harness/seeded-random.js';
+
 export interface TpchScale {
   readonly suppliers: number;
   readonly parts: number;
@@ -69,21 +71,9 @@ const START = day(1992, 1, 1);
 const END = day(1998, 12, 31);
 const CURRENT = day(1995, 6, 17);
 
-/** mulberry32: a small seeded generator, so the same seed gives the same database. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Generates the eight tables; the same seed and scale always give the same rows. */
 export function generateTpch(seed: number, scale: TpchScale = SMALL_SCALE): TpchData {
-  const rnd = prng(seed);
+  const rnd = seededRandom(seed);
   const int = (lo: number, hi: number): number => lo + Math.floor(rnd() * (hi - lo + 1));
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
   const cents = (lo: number, hi: number): string => (int(lo * 100, hi * 100) / 100).toFixed(2);

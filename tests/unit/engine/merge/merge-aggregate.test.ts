@@ -230,3 +230,19 @@ describe('GROUP BY', () => {
     expect(rows.map((r) => r[0]).sort()).toEqual(['1', '2']);
   });
 });
+
+describe('expressions over aggregates', () => {
+  // SELECT sum(i) / count(*) FROM t  →  shards: NULL, sum(i), count(*); the final step evaluates c1 / c2.
+  const fields = [field('?column?', OID.text), field('sum', OID.int8), field('count', OID.int8)];
+  const withExpression = spec({
+    visibleColumns: 1,
+    aggregate: aggregate({ columns: [{ kind: 'sum', column: 1 }, { kind: 'count', column: 2 }], expressions: [{ column: 0, sql: 'sg_combined.c1 / sg_combined.c2' }] }),
+  });
+  const withHavingSql = spec({ visibleColumns: 2, aggregate: aggregate({ columns: [{ kind: 'sum', column: 1 }, { kind: 'count', column: 2 }], havingSql: 'sg_combined.c1 / sg_combined.c2 > 1' }) });
+
+  it('are never evaluated by the streaming merge: it refuses the spec with 0A000 instead of answering NULL', async () => {
+    expect(await failure(merge([[row(null, '6', '2')]], fields, withExpression))).toBe('0A000');
+    expect(await failure(merge([[row(null, '6', '2')]], fields, withHavingSql))).toBe('0A000');
+    expect(await failure(Promise.resolve().then(() => mergedFields(fields, withExpression)))).toBe('0A000');
+  });
+});
