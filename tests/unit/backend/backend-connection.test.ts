@@ -3,7 +3,7 @@ import { BackendConnection } from '../../../src/backend/backend-connection.js';
 import type { Transport } from '../../../src/backend/transport.js';
 import { shardName } from '../../../src/config/names.js';
 import { PgError } from '../../../src/errors/pg-error.js';
-import { encodeBackend, MessageReader, type BackendMessage, type FrontendMessage, type RawMessage } from '../../../src/protocol/index.js';
+import { encodeBackend, MessageReader, type BackendMessage, type FrontendMessage, type MessageRun, type RawMessage } from '../../../src/protocol/index.js';
 
 /** A networked-kind transport whose server is a function from each request's messages to its reply. */
 class ScriptedTransport implements Transport {
@@ -31,6 +31,9 @@ class ScriptedTransport implements Transport {
   async drained(): Promise<void> {}
   tryRead(): RawMessage | null {
     return this.#reader.next();
+  }
+  tryReadRun(code: number, maxBytes: number): MessageRun | null {
+    return this.#reader.nextRun(code, maxBytes);
   }
   async read(): Promise<RawMessage> {
     const m = this.#reader.next();
