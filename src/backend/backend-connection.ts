@@ -1,8 +1,8 @@
 import type { ShardName } from '../config/names.js';
-import type { CopyInSink, PreludeEvent, ShardEvent, ShardQuery, StatementDescription } from '../engine/shard-cursor.js';
+import type { CopyInSink, FieldsEvent, PreludeEvent, RowFrames, ShardEvent, ShardQuery, StatementDescription } from '../engine/shard-cursor.js';
 import { sgError } from '../errors/catalogue.js';
 import { PgError, type ErrorFields } from '../errors/pg-error.js';
-import { decodeBackend, type BackendMessage, type FrontendMessage } from '../protocol/index.js';
+import { DATA_ROW, decodeBackend, decodeRowDescription, encodeDataRow, ROW_DESCRIPTION, type BackendMessage, type FrontendMessage } from '../protocol/index.js';
 import type { FieldDescription, RawRow, TxStatus } from '../protocol/fields.js';
 import { BufferedCopySink } from './buffered-copy-sink.js';
 import { NetworkCopySink } from './network-copy-sink.js';
@@ -20,6 +20,14 @@ export const DEFAULT_STATEMENT_CACHE_SIZE = 256;
 const CANCEL_AFTER_DISCARDED = 10_000;
 /** Statements whose cancellation cannot undo anything the caller asked for. */
 const READ_ONLY = /^\s*(select|values|table|show|explain)\b/i;
+/**
+ * Relayed rows (a query with `relay`) are handed on once this many bytes of
+ * them are at hand, or sooner: whenever the next message is not a DataRow
+ * already received (so rows never wait for the shard's next packet).
+ */
+const RELAY_BATCH_BYTES = 64 * 1024;
+/** Type byte + Int32 length word. */
+const HEADER_SIZE = 5;
 /** SQLSTATEs after which a cached statement must be parsed again. */
 const STALE_STATEMENT = new Set(['26000', '0A000']);
 
@@ -165,12 +173,49 @@ export class BackendConnection implements PoolMember {
     let tag: string | null = null;
     let rowCount = 0;
     let suspended = false;
+    const relay = q.relay === true;
+    let frames: Buffer[] = [];
+    let frameRows = 0;
+    let frameBytes = 0;
     try {
       for (;;) {
+        // Relayed: DataRow and RowDescription messages at hand are taken as bytes, reading only their headers.
+        // Not while a prelude's results come: those are checked message by message.
+        if (relay && this.#running === null) {
+          const run = this.#t.tryReadRun(DATA_ROW, RELAY_BATCH_BYTES);
+          if (run !== null) {
+            frames.push(run.bytes);
+            frameRows += run.count;
+            frameBytes += run.bytes.length;
+            rowCount += run.count;
+            if (frameRows < batchSize && frameBytes < RELAY_BATCH_BYTES) continue;
+          }
+          if (frameRows > 0) {
+            const batch: RowFrames = { kind: 'frames', frames, rows: frameRows };
+            frames = [];
+            frameRows = 0;
+            frameBytes = 0;
+            yield batch;
+            continue;
+          }
+          const description = this.#t.tryReadRun(ROW_DESCRIPTION, 0);
+          if (description !== null) {
+            yield new RelayedFields(description.bytes);
+            continue;
+          }
+        }
         const msg = this.#tryNext() ?? (await this.#next(ex.error));
         switch (msg.type) {
           case 'DataRow':
             rowCount++;
+            if (relay) {
+              // A row that crossed two socket reads was copied whole by the reader: framed again, unchanged.
+              const frame = encodeDataRow(msg.values);
+              frames.push(frame);
+              frameRows++;
+              frameBytes += frame.length;
+              break;
+            }
             rows.push(msg.values);
             if (rows.length >= batchSize) {
               const batch = rows;
@@ -641,5 +686,24 @@ export class BackendConnection implements PoolMember {
   #unexpected(msg: BackendMessage): PgError {
     void this.#t.close();
     return new PgError(sgError('shardUnavailable', { shard: this.shard, reason: `unexpected ${msg.type} from the shard` }).fields, this.shard);
+  }
+}
+
+/**
+ * A relayed RowDescription (B): its bytes as the shard sent them, decoded only
+ * if someone reads `fields` (a relaying caller forwards `frame` instead).
+ */
+class RelayedFields implements FieldsEvent {
+  readonly kind = 'fields';
+  readonly frame: Buffer;
+  #fields: FieldsEvent['fields'] | null = null;
+
+  constructor(frame: Buffer) {
+    this.frame = frame;
+  }
+
+  get fields(): FieldsEvent['fields'] {
+    this.#fields ??= decodeRowDescription(this.frame.subarray(HEADER_SIZE)).fields;
+    return this.#fields;
   }
 }

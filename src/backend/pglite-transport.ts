@@ -3,7 +3,7 @@ import { PGlite } from '@electric-sql/pglite';
 import type { ShardName } from '../config/names.js';
 import { sgError } from '../errors/catalogue.js';
 import { PgError } from '../errors/pg-error.js';
-import { encodeFrontendMany, MessageReader, type FrontendMessage, type RawMessage } from '../protocol/index.js';
+import { encodeFrontendMany, MessageReader, type FrontendMessage, type MessageRun, type RawMessage } from '../protocol/index.js';
 import { BackendConnection } from './backend-connection.js';
 import type { Transport } from './transport.js';
 
@@ -56,6 +56,10 @@ export class PgliteTransport implements Transport {
 
   tryRead(): RawMessage | null {
     return this.#reader.next();
+  }
+
+  tryReadRun(code: number, maxBytes: number): MessageRun | null {
+    return this.#reader.nextRun(code, maxBytes);
   }
 
   async read(): Promise<RawMessage> {

@@ -3,7 +3,7 @@ import { connect as tlsConnect, checkServerIdentity, type TLSSocket } from 'node
 import type { ShardName } from '../config/names.js';
 import { sgError } from '../errors/catalogue.js';
 import { PgError } from '../errors/pg-error.js';
-import { encodeFrontendMany, encodeStartup, MessageReader, type FrontendMessage, type RawMessage } from '../protocol/index.js';
+import { encodeFrontendMany, encodeStartup, MessageReader, type FrontendMessage, type MessageRun, type RawMessage } from '../protocol/index.js';
 import type { Transport } from './transport.js';
 
 /**
@@ -172,11 +172,22 @@ export class TcpTransport implements Transport {
       this.#socket.destroy();
       return null;
     }
+    this.#resumeIfLow();
+    return msg;
+  }
+
+  tryReadRun(code: number, maxBytes: number): MessageRun | null {
+    // nextRun never throws: a bad length word ends the run, and tryRead reports it.
+    const run = this.#reader.nextRun(code, maxBytes);
+    if (run !== null) this.#resumeIfLow();
+    return run;
+  }
+
+  #resumeIfLow(): void {
     if (this.#paused && this.#reader.buffered < RESUME_BELOW_BYTES) {
       this.#paused = false;
       this.#socket.resume();
     }
-    return msg;
   }
 
   read(): Promise<RawMessage> {

@@ -1,4 +1,4 @@
-import type { FrontendMessage, RawMessage } from '../protocol/index.js';
+import type { FrontendMessage, MessageRun, RawMessage } from '../protocol/index.js';
 
 /**
  * How a backend connection exchanges protocol messages with its shard. The
@@ -23,6 +23,13 @@ export interface Transport {
   drained(): Promise<void>;
   /** The next message already received, or null; never waits. */
   tryRead(): RawMessage | null;
+  /**
+   * Whole messages of type `code` already received and lying together in one
+   * received chunk, as their bytes (see MessageReader.nextRun); null when the
+   * next message is not one, or not at hand in one piece (read it with
+   * tryRead/read). Never waits.
+   */
+  tryReadRun(code: number, maxBytes: number): MessageRun | null;
   /** The next message; rejects with a PgError (08006) once the connection is gone and nothing is left to read. */
   read(): Promise<RawMessage>;
   /** Asks the shard to cancel what runs on this connection; resolves once the request was delivered. */

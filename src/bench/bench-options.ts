@@ -33,6 +33,12 @@ export interface BenchOptions {
   readonly sections: ReadonlySet<Section>;
   /** Folder the .md and .json results go to. */
   readonly outDir: string;
+  /**
+   * Another checkout of ShardGate (built) whose proxy runs as the side
+   * `shardgate-1-baseline` over the same shard as `shardgate-1`, for a
+   * before/after comparison in one run; null: none.
+   */
+  readonly baseline: string | null;
 }
 
 /** The full run: under ten minutes on 2 cores. */
@@ -56,6 +62,7 @@ export function fullOptions(): BenchOptions {
     poolSize: 20,
     sections: new Set(SECTIONS),
     outDir: 'bench-results',
+    baseline: null,
   };
 }
 
@@ -78,24 +85,48 @@ export function quickOptions(): BenchOptions {
   };
 }
 
-const USAGE = `usage: npm run bench -- [--quick] [--only SECTION[,SECTION…]] [--out DIR]
+const USAGE = `usage: npm run bench -- [--quick] [--only SECTION[,SECTION…]] [--out DIR] [--clients N[,N…]] [--rounds N] [--baseline DIR]
   --quick        about two minutes: scale 2, 5-s runs, 1 and 16 clients, a 500k-row read
   --only LIST    run only these sections: ${SECTIONS.join(', ')}
-  --out DIR      folder for <timestamp>.md and .json (default bench-results)`;
+  --out DIR      folder for <timestamp>.md and .json (default bench-results)
+  --clients LIST select-only client counts (default 1,16,64; quick 1,16)
+  --rounds N     select-only rounds (default 2; quick 1)
+  --baseline DIR another built checkout of ShardGate, run as the side shardgate-1-baseline over the same shard`;
+
+/** A positive integer argument, or an Error with the usage text. */
+function positive(arg: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${arg} needs positive integers, got ${value}\n${USAGE}`);
+  return n;
+}
 
 /** Reads the command line (arguments after the script). Throws an Error with the usage text on a bad argument. */
 export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
   let opts = fullOptions();
+  /** Set by options that refine whichever preset is chosen, in any order. */
+  let refined: Partial<Pick<BenchOptions, 'clientCounts' | 'rounds' | 'baseline'>> = {};
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--help' || arg === '-h') return 'help';
     if (arg === '--quick') {
       opts = { ...quickOptions(), sections: opts.sections, outDir: opts.outDir };
-    } else if (arg === '--only' || arg === '--out') {
+    } else if (arg === '--only' || arg === '--out' || arg === '--clients' || arg === '--rounds' || arg === '--baseline') {
       const value = argv[++i];
       if (value === undefined) throw new Error(`${arg} needs a value\n${USAGE}`);
       if (arg === '--out') {
         opts = { ...opts, outDir: value };
+        continue;
+      }
+      if (arg === '--clients') {
+        refined = { ...refined, clientCounts: value.split(',').map((v) => positive(arg, v.trim())) };
+        continue;
+      }
+      if (arg === '--rounds') {
+        refined = { ...refined, rounds: positive(arg, value) };
+        continue;
+      }
+      if (arg === '--baseline') {
+        refined = { ...refined, baseline: value };
         continue;
       }
       const names = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
@@ -106,7 +137,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
       throw new Error(`unknown argument ${arg}\n${USAGE}`);
     }
   }
-  return opts;
+  return { ...opts, ...refined };
 }
 
 /** The usage text. */

@@ -69,6 +69,8 @@ export async function runBench(opts: BenchOptions, log: BenchLog): Promise<Bench
       one: BenchCluster[];
       four: BenchCluster[];
       sg1: ShardGateProcess | null;
+      sg1Baseline: ShardGateProcess | null;
+      sg1BaselineProblem: string | null;
       sg4: ShardGateProcess | null;
       sg1Problem: string | null;
       sg4Problem: string | null;
@@ -76,7 +78,7 @@ export async function runBench(opts: BenchOptions, log: BenchLog): Promise<Bench
       bouncerProblem: string | null;
       bouncerPrepared: boolean;
       tlsProblem: string | null;
-    } = { direct: null, one: [], four: [], sg1: null, sg4: null, sg1Problem: null, sg4Problem: null, bouncer: null, bouncerProblem: null, bouncerPrepared: false, tlsProblem: null };
+    } = { direct: null, one: [], four: [], sg1: null, sg1Baseline: null, sg1BaselineProblem: opts.baseline === null ? 'no --baseline given' : null, sg4: null, sg1Problem: null, sg4Problem: null, bouncer: null, bouncerProblem: null, bouncerPrepared: false, tlsProblem: null };
 
     if (needServers) {
       await section('start servers', async () => {
@@ -87,8 +89,8 @@ export async function runBench(opts: BenchOptions, log: BenchLog): Promise<Bench
         st.four = all.slice(all.length - 4);
         pgVersion = await st.direct.version();
         log(`PostgreSQL ${pgVersion}: ${all.length} clusters on ports ${all.map((c) => c.port).join(', ')}`);
-        const start = async (shards: BenchCluster[], rules: Record<string, unknown>, extra: Record<string, unknown> = {}): Promise<ShardGateProcess> => {
-          const p = await startShardGate({ ...proxyConfig(shards.map((c) => c.url(DATABASE)), rules, { maxPerShard: opts.poolSize }), ...extra });
+        const start = async (shards: BenchCluster[], rules: Record<string, unknown>, extra: Record<string, unknown> = {}, root?: string): Promise<ShardGateProcess> => {
+          const p = await startShardGate({ ...proxyConfig(shards.map((c) => c.url(DATABASE)), rules, { maxPerShard: opts.poolSize }), ...extra }, root === undefined ? {} : { root });
           stops.push(() => p.stop());
           return p;
         };
@@ -98,6 +100,10 @@ export async function runBench(opts: BenchOptions, log: BenchLog): Promise<Bench
           if (tls !== null) stops.push(() => tls.remove());
           const extra = tls === null ? {} : { tls: { cert: tls.cert, key: tls.key } };
           st.sg1 = await start(st.one, PGBENCH_TABLE_RULES, extra).catch((err: unknown) => ((st.sg1Problem = shortReason(err)), null));
+          if (opts.baseline !== null) {
+            // The other build over the same shard: it reads the tables shardgate-1 initialises.
+            st.sg1Baseline = await start(st.one, PGBENCH_TABLE_RULES, {}, opts.baseline).catch((err: unknown) => ((st.sg1BaselineProblem = shortReason(err)), null));
+          }
         }
         st.sg4 = await start(st.four, SHARDED_RULES).catch((err: unknown) => ((st.sg4Problem = shortReason(err)), null));
         if (st.sg1Problem !== null) problems.push(`ShardGate over 1 shard did not start: ${st.sg1Problem}`);
@@ -148,6 +154,16 @@ export async function runBench(opts: BenchOptions, log: BenchLog): Promise<Bench
               st.bouncerProblem !== null ? `PgBouncer ${st.bouncerProblem}` : mode === 'prepared' && !st.bouncerPrepared ? 'PgBouncer < 1.21 cannot run -M prepared in transaction pooling' : null,
           },
           { name: 'shardgate-1', target: st.sg1 === null ? null : proxyTarget(st.sg1), unavailable: () => st.sg1Problem, proxyPid: () => st.sg1?.pid ?? null },
+          ...(opts.baseline === null
+            ? []
+            : [
+                {
+                  name: 'shardgate-1-baseline',
+                  target: st.sg1Baseline === null ? null : proxyTarget(st.sg1Baseline),
+                  unavailable: () => st.sg1Problem ?? st.sg1BaselineProblem,
+                  proxyPid: () => st.sg1Baseline?.pid ?? null,
+                },
+              ]),
           {
             name: 'shardgate-1-tls',
             target: st.sg1 === null ? null : { ...proxyTarget(st.sg1), sslmode: 'require' },

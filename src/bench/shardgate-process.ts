@@ -48,6 +48,8 @@ export interface StartShardGateOptions {
   /** Extra arguments for node before the script, e.g. ['--cpu-prof']. */
   readonly nodeArgs?: readonly string[];
   readonly timeoutMs?: number;
+  /** Checkout whose built proxy runs (default this one's): a baseline build for a before/after comparison. */
+  readonly root?: string;
 }
 
 /**
@@ -58,13 +60,14 @@ export interface StartShardGateOptions {
  * built dist/.
  */
 export async function startShardGate(config: Record<string, unknown>, opts: StartShardGateOptions = {}): Promise<ShardGateProcess> {
-  if (!existsSync(join(REPO_ROOT, 'dist/cli/main.js'))) throw new Error('dist/ is missing: run `npm run build` first');
+  const root = opts.root ?? REPO_ROOT;
+  if (!existsSync(join(root, 'dist/cli/main.js'))) throw new Error(`${root}/dist/ is missing: run \`npm run build\` there first`);
   const dir = await mkdtemp(join(tmpdir(), 'shardgate-bench-proxy-'));
   const port = await freePort();
   const configFile = join(dir, 'shardgate.yaml');
   await writeFile(configFile, stringify({ ...config, listen: `127.0.0.1:${port}` }));
 
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), join(REPO_ROOT, 'bin/shardgate.js'), 'serve', '--config', configFile], {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), join(root, 'bin/shardgate.js'), 'serve', '--config', configFile], {
     cwd: dir,
     env: { ...process.env, SHARDGATE_LOG_LEVEL: opts.logLevel ?? 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],

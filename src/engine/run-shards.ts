@@ -75,13 +75,16 @@ async function connectAll(statements: readonly ShardStatement[], ctx: ShardRunCo
   return settled.map((r) => (r as PromiseFulfilledResult<ShardCursor>).value);
 }
 
-/** The shard statement's parameters: the client's, picked and reordered by paramMap. */
-export function shardQuery(s: ShardStatement, stmt: ClientStatement, resultFormats: readonly FormatCode[] | undefined): ShardQuery {
+/**
+ * The shard statement's parameters: the client's, picked and reordered by
+ * paramMap. `relay`: the result goes to the client unchanged (see ShardQuery.relay).
+ */
+export function shardQuery(s: ShardStatement, stmt: ClientStatement, resultFormats: readonly FormatCode[] | undefined, relay = false): ShardQuery {
   const all = stmt.params ?? [];
   const formats = stmt.paramFormats ?? [];
   const types = stmt.paramTypes ?? [];
   if (s.paramMap === null) {
-    return { sql: s.sql, params: all, paramFormats: formats, paramTypes: types, ...(resultFormats ? { resultFormats } : {}) };
+    return { sql: s.sql, params: all, paramFormats: formats, paramTypes: types, ...(resultFormats ? { resultFormats } : {}), ...(relay ? { relay } : {}) };
   }
   const map = s.paramMap;
   return {
@@ -90,6 +93,7 @@ export function shardQuery(s: ShardStatement, stmt: ClientStatement, resultForma
     paramFormats: formats.length <= 1 ? formats : map.map((i) => formats[i] ?? 0),
     paramTypes: types.length === 0 ? [] : map.map((i) => types[i] ?? 0),
     ...(resultFormats ? { resultFormats } : {}),
+    ...(relay ? { relay } : {}),
   };
 }
 

@@ -1,6 +1,6 @@
 import type { FieldDescription, FormatCode, RawRow, TxStatus } from '../protocol/fields.js';
 import type { ErrorFields } from '../errors/pg-error.js';
-import type { CopyInSink, StatementDescription } from './shard-cursor.js';
+import type { CopyInSink, FieldsEvent, RowFrames, StatementDescription } from './shard-cursor.js';
 
 /**
  * The contract between the engine and whoever speaks to clients: the wire
@@ -17,12 +17,21 @@ export interface ClientStatement {
   /** Parameter type OIDs from Parse (0 or missing = unspecified). */
   readonly paramTypes?: readonly number[];
   readonly resultFormats?: readonly FormatCode[];
+  /**
+   * true: the caller sends the result to a client as protocol messages, so
+   * a statement whose result passes through from one shard unchanged may
+   * yield 'frames' (the shard's DataRow messages as bytes) instead of 'rows',
+   * and 'fields' with the shard's RowDescription bytes. Set by the wire server.
+   */
+  readonly relay?: boolean;
 }
 
 /** What executing a statement produces, in order. Errors are thrown as `PgError`. */
 export type ExecEvent =
-  | { readonly kind: 'fields'; readonly fields: readonly FieldDescription[] }
+  | FieldsEvent
   | { readonly kind: 'rows'; readonly rows: readonly RawRow[] }
+  /** Only for a statement with `relay`: rows as the shard's DataRow messages, to be sent as they are. */
+  | RowFrames
   | { readonly kind: 'notice'; readonly fields: ErrorFields }
   | { readonly kind: 'complete'; readonly tag: string }
   /** The query string was empty. */

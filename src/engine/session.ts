@@ -149,7 +149,8 @@ export class Session implements EngineSession {
     const plan = this.#plan(stmt.sql, params);
     if (plan.kind !== 'shards' || plan.statements.length !== 1 || plan.merge !== null || plan.ddl) return this.#execute(stmt, { params, plan });
     const shard = plan.statements[0]!;
-    const query = shardQuery(shard, stmt, stmt.resultFormats);
+    // Its events pass through unchanged (DirectRun), so a relaying caller may take its rows as the shard's bytes.
+    const query = shardQuery(shard, stmt, stmt.resultFormats, stmt.relay === true);
     if (scope === null) {
       // Outside a transaction, one statement on one shard needs no transaction of its own (see #withConnections).
       return new DirectRun(

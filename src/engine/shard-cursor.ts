@@ -18,12 +18,43 @@ export interface ShardQuery {
   readonly batchSize?: number;
   /** false: parse as the unnamed statement, never kept in the connection's statement cache (for text used once). Default true. */
   readonly cache?: boolean;
+  /**
+   * true: the caller forwards the result to a client unchanged, so its rows
+   * may come as 'frames' (the shard's DataRow messages as bytes, never
+   * decoded) instead of 'rows', and its RowDescription with its bytes.
+   * Everything else (notices, the tag, errors, transaction status) is as without it.
+   */
+  readonly relay?: boolean;
+}
+
+/**
+ * DataRow (B) messages exactly as the shard sent them, type byte and length
+ * word included, in order: `frames` are runs of whole messages, `rows` of them
+ * in all. Only for a query with `relay`; the bytes are never decoded, so they
+ * reach the client as the shard wrote them.
+ */
+export interface RowFrames {
+  readonly kind: 'frames';
+  readonly frames: readonly Buffer[];
+  readonly rows: number;
+}
+
+/**
+ * The result's columns. `frame`: the RowDescription (B) message as the shard
+ * sent it (type byte and length word included), for a query with `relay`,
+ * to be forwarded instead of encoding `fields` again.
+ */
+export interface FieldsEvent {
+  readonly kind: 'fields';
+  readonly fields: readonly FieldDescription[];
+  readonly frame?: Buffer;
 }
 
 /** What a shard answers while running one statement, in order. */
 export type ShardEvent =
-  | { readonly kind: 'fields'; readonly fields: readonly FieldDescription[] }
+  | FieldsEvent
   | { readonly kind: 'rows'; readonly rows: readonly RawRow[] }
+  | RowFrames
   | { readonly kind: 'notice'; readonly fields: ErrorFields }
   | { readonly kind: 'complete'; readonly tag: string };
 

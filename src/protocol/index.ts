@@ -6,6 +6,7 @@
 export type * from './messages.js';
 export type * from './fields.js';
 export * from './message-reader.js';
+export * from './message-run.js';
 export * from './buffer-writer.js';
 export * from './body-reader.js';
 export type * from './message-types.js';

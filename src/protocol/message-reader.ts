@@ -1,5 +1,5 @@
 import { sgError } from '../errors/catalogue.js';
-import type { RawMessage } from './messages.js';
+import type { MessageRun, RawMessage } from './messages.js';
 
 /**
  * Largest length word PostgreSQL itself accepts (PQ_LARGE_MESSAGE_LIMIT:
@@ -106,6 +106,37 @@ export class MessageReader {
     if (this.#buffered < len + 1) return null;
     this.#skip(HEADER_SIZE);
     return { code: CODES[code]!, body: this.#take(len - 4) };
+  }
+
+  /**
+   * The longest run of whole messages of type `code` (a byte value) at the
+   * front of the stream that lies in the first buffered chunk, as one view
+   * of their bytes, 5-byte headers included: what a relay forwards as it is.
+   * The run stops before a message of another type, one that is incomplete or
+   * crosses into the next chunk, and before it would exceed `maxBytes` (a
+   * first message longer than that is still returned alone). Null when no
+   * message qualifies: read the next one with `next()`, which also throws on
+   * a bad length word this method stops at. Only the headers are read.
+   */
+  nextRun(code: number, maxBytes: number): MessageRun | null {
+    if (this.#buffered < HEADER_SIZE) return null;
+    const chunk = this.#chunks[this.#head]!;
+    const start = this.#offset;
+    const limit = chunk.length;
+    let at = start;
+    let count = 0;
+    while (at + HEADER_SIZE <= limit && chunk[at] === code) {
+      const len = ((chunk[at + 1]! << 24) | (chunk[at + 2]! << 16) | (chunk[at + 3]! << 8) | chunk[at + 4]!) | 0;
+      const end = at + 1 + len;
+      if (len < 4 || len > this.#max || end > limit || (count > 0 && end - start > maxBytes)) break;
+      at = end;
+      count++;
+    }
+    if (count === 0) return null;
+    this.#buffered -= at - start;
+    if (at === limit) this.#dropHead();
+    else this.#offset = at;
+    return { bytes: chunk.subarray(start, at), count };
   }
 
   #byteAt(index: number): number {

@@ -77,3 +77,12 @@ export interface RawMessage {
   readonly code: string;
   readonly body: Buffer;
 }
+
+/**
+ * Consecutive whole messages exactly as received, each with its type byte and
+ * length word: `count` of them in `bytes`. Forwarded without decoding.
+ */
+export interface MessageRun {
+  readonly bytes: Buffer;
+  readonly count: number;
+}

@@ -81,6 +81,8 @@ export class ExtendedQuery {
         paramFormats: msg.paramFormats,
         paramTypes,
         resultFormats: msg.resultFormats,
+        // Sent to the client as protocol messages: a result from one shard may pass as its bytes.
+        relay: true,
       },
       run: null,
     });

@@ -41,7 +41,7 @@ export async function runSimpleQuery(io: RunIO, session: EngineSession, sql: str
   let fatal: unknown = null;
   for (const statement of statements) {
     try {
-      await new StatementRun(io, session.execute({ sql: statement.sql }), true).run(0);
+      await new StatementRun(io, session.execute({ sql: statement.sql, relay: true }), true).run(0);
     } catch (err) {
       ok = false;
       const error = err instanceof ClientGoneError ? null : shiftPosition(toClientError(err, log), statement.offset);

@@ -1,5 +1,5 @@
 import type { ExecEvent } from '../engine/session-api.js';
-import type { RawRow } from '../protocol/fields.js';
+import { splitMessages } from '../protocol/index.js';
 import { relayCopyIn } from './copy-relay.js';
 import type { DescriptionCache } from './description-cache.js';
 import type { MessageSource } from './message-source.js';
@@ -12,6 +12,9 @@ export interface RunIO {
   readonly source: MessageSource;
   readonly descriptions: DescriptionCache;
 }
+
+/** Rows as the engine yields them: decoded, or (for a relayed result) the shard's DataRow messages as bytes. */
+type RowBatch = Extract<ExecEvent, { kind: 'rows' | 'frames' }>;
 
 /** How a call to {@link StatementRun.run} ended: the statement finished, or it stopped at `maxRows` (PortalSuspended sent). */
 export type RunResult = 'complete' | 'suspended';
@@ -30,7 +33,7 @@ export class StatementRun {
   /** Simple Query sends RowDescription for 'fields'; Execute does not (Describe did). */
   readonly #sendsRowDescription: boolean;
   /** Rows of a batch left over when `maxRows` cut it. */
-  #leftover: readonly RawRow[] = [];
+  #leftover: RowBatch | null = null;
   #inCopyOut = false;
   #done = false;
   #tag: string | undefined;
@@ -60,9 +63,9 @@ export class StatementRun {
     const limit = maxRows > 0 ? maxRows : Number.POSITIVE_INFINITY;
     let sent = 0;
     try {
-      if (this.#leftover.length > 0) {
+      if (this.#leftover !== null) {
         const rows = this.#leftover;
-        this.#leftover = [];
+        this.#leftover = null;
         sent = this.#sendRows(rows, sent, limit);
         if (sent >= limit) return this.#suspend();
         await this.#io.out.maybeFlush();
@@ -77,8 +80,9 @@ export class StatementRun {
         }
         const event = next.value;
         switch (event.kind) {
-          case 'rows': {
-            sent = this.#sendRows(event.rows, sent, limit);
+          case 'rows':
+          case 'frames': {
+            sent = this.#sendRows(event, sent, limit);
             // PostgreSQL too reports PortalSuspended once maxRows rows were sent, even if none follow.
             if (sent >= limit) return this.#suspend();
             const flushing = this.#io.out.maybeFlush();
@@ -93,7 +97,10 @@ export class StatementRun {
             this.#io.out.send({ type: 'EmptyQueryResponse' });
             break;
           case 'fields':
-            if (this.#sendsRowDescription) this.#io.out.send({ type: 'RowDescription', fields: event.fields });
+            // A relayed RowDescription goes out as the shard sent it.
+            if (!this.#sendsRowDescription) break;
+            if (event.frame !== undefined) this.#io.out.sendRaw(event.frame);
+            else this.#io.out.send({ type: 'RowDescription', fields: event.fields });
             break;
           default:
             await this.#forward(event);
@@ -110,20 +117,35 @@ export class StatementRun {
   async close(): Promise<void> {
     if (this.#done) return;
     this.#done = true;
-    this.#leftover = [];
+    this.#leftover = null;
     await this.#events.return?.();
   }
 
-  /** Sends rows up to `limit` in total; rows beyond it wait for the next Execute. Returns the new total. */
-  #sendRows(rows: readonly RawRow[], sent: number, limit: number): number {
+  /**
+   * Sends rows up to `limit` in total; rows beyond it wait for the next
+   * Execute. Relayed rows are written as the shard's bytes, cut between
+   * messages when the limit falls inside a batch. Returns the new total.
+   */
+  #sendRows(batch: RowBatch, sent: number, limit: number): number {
     const out = this.#io.out;
     const room = limit - sent;
+    if (batch.kind === 'frames') {
+      if (batch.rows <= room) {
+        for (const run of batch.frames) out.sendRaw(run);
+        return sent + batch.rows;
+      }
+      const { head, tail } = splitMessages(batch.frames, room);
+      for (const run of head) out.sendRaw(run);
+      this.#leftover = { kind: 'frames', frames: tail, rows: batch.rows - room };
+      return limit;
+    }
+    const rows = batch.rows;
     if (rows.length <= room) {
       for (const row of rows) out.sendRow(row);
       return sent + rows.length;
     }
     for (let i = 0; i < room; i++) out.sendRow(rows[i]!);
-    this.#leftover = rows.slice(room);
+    this.#leftover = { kind: 'rows', rows: rows.slice(room) };
     return limit;
   }
 
@@ -141,7 +163,7 @@ export class StatementRun {
     this.#tag = tag;
   }
 
-  async #forward(event: Exclude<ExecEvent, { kind: 'rows' | 'complete' | 'empty' | 'fields' }>): Promise<void> {
+  async #forward(event: Exclude<ExecEvent, { kind: 'rows' | 'frames' | 'complete' | 'empty' | 'fields' }>): Promise<void> {
     const out = this.#io.out;
     switch (event.kind) {
       case 'notice':

@@ -25,7 +25,8 @@ export async function collect(conn: BackendConnection, q: ShardQuery): Promise<C
       out.batches.push(ev.rows.length);
       out.rows.push(...ev.rows);
     } else if (ev.kind === 'notice') out.notices.push(ev);
-    else out.tag = ev.tag;
+    else if (ev.kind === 'complete') out.tag = ev.tag;
+    else throw new Error(`${ev.kind} from a query without relay`);
   }
   return out;
 }

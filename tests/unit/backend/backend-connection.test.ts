@@ -2,8 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { BackendConnection } from '../../../src/backend/backend-connection.js';
 import type { Transport } from '../../../src/backend/transport.js';
 import { shardName } from '../../../src/config/names.js';
+import type { ShardEvent } from '../../../src/engine/shard-cursor.js';
 import { PgError } from '../../../src/errors/pg-error.js';
-import { encodeBackend, MessageReader, type BackendMessage, type FrontendMessage, type RawMessage } from '../../../src/protocol/index.js';
+import { encodeBackend, MessageReader, type BackendMessage, type FrontendMessage, type MessageRun, type RawMessage } from '../../../src/protocol/index.js';
 
 /** A networked-kind transport whose server is a function from each request's messages to its reply. */
 class ScriptedTransport implements Transport {
@@ -31,6 +32,9 @@ class ScriptedTransport implements Transport {
   async drained(): Promise<void> {}
   tryRead(): RawMessage | null {
     return this.#reader.next();
+  }
+  tryReadRun(code: number, maxBytes: number): MessageRun | null {
+    return this.#reader.nextRun(code, maxBytes);
   }
   async read(): Promise<RawMessage> {
     const m = this.#reader.next();
@@ -98,6 +102,44 @@ describe('BackendConnection', () => {
     const { conn } = connection(selectServer(5));
     const events = (await drain(conn.query({ sql: 'SELECT n', batchSize: 2 }))) as { kind: string; rows?: unknown[] }[];
     expect(events.map((e) => (e.kind === 'rows' ? `rows:${e.rows?.length}` : e.kind))).toEqual(['fields', 'rows:2', 'rows:2', 'rows:1', 'complete']);
+  });
+
+  it('relays rows as the bytes received, keeping notices in order and the tag and status as decoded', async () => {
+    const row = (v: string): BackendMessage => ({ type: 'DataRow', values: [Buffer.from(v), null] });
+    const notice: BackendMessage = { type: 'NoticeResponse', fields: { severity: 'NOTICE', code: '00000', message: 'between' } };
+    const reply: BackendMessage[] = [{ type: 'BindComplete' }, { type: 'RowDescription', fields: [field] }, row('1'), row('22'), notice, row('333'), { type: 'CommandComplete', tag: 'SELECT 3' }, { type: 'ReadyForQuery', status: 'T' }];
+    const { conn } = connection((req) => [...(req.some((m) => m.type === 'Parse') ? [{ type: 'ParseComplete' } as const] : []), ...reply]);
+    const events = (await drain(conn.query({ sql: 'SELECT n', relay: true }))) as ShardEvent[];
+    expect(events.map((e) => e.kind)).toEqual(['fields', 'frames', 'notice', 'frames', 'complete']);
+    const fields = events[0] as Extract<ShardEvent, { kind: 'fields' }>;
+    expect(fields.frame?.equals(encodeBackend(reply[1]!))).toBe(true);
+    expect(fields.fields).toEqual([field]);
+    const frames = events.filter((e): e is Extract<ShardEvent, { kind: 'frames' }> => e.kind === 'frames');
+    expect(frames.map((f) => f.rows)).toEqual([2, 1]);
+    expect(Buffer.concat(frames.flatMap((f) => f.frames)).equals(Buffer.concat([row('1'), row('22'), row('333')].map(encodeBackend)))).toBe(true);
+    expect(events[2]).toEqual({ kind: 'notice', fields: (notice as { fields: unknown }).fields });
+    expect(events[4]).toEqual({ kind: 'complete', tag: 'SELECT 3' });
+    expect(conn.txStatus).toBe('T');
+  });
+
+  it('relays the rows a shard sent before its error, then throws the error', async () => {
+    const { conn } = connection(() => [
+      { type: 'ParseComplete' },
+      { type: 'BindComplete' },
+      { type: 'RowDescription', fields: [field] },
+      { type: 'DataRow', values: [Buffer.from('1')] },
+      { type: 'ErrorResponse', fields: { severity: 'ERROR', code: '22012', message: 'division by zero' } },
+      { type: 'ReadyForQuery', status: 'I' },
+    ]);
+    const seen: string[] = [];
+    await expect(
+      (async () => {
+        for await (const ev of conn.query({ sql: 'SELECT 1 / (1 - n)', relay: true })) seen.push(ev.kind === 'frames' ? `frames:${ev.rows}` : ev.kind);
+      })(),
+    ).rejects.toMatchObject({ code: '22012' });
+    expect(seen).toEqual(['fields', 'frames:1']);
+    // The connection is ready for the next statement.
+    expect(conn.busy).toBe(false);
   });
 
   it('throws a shard error after ReadyForQuery with its status, and forgets a failed Parse', async () => {

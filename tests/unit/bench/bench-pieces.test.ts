@@ -39,6 +39,20 @@ describe('parseBenchArgs', () => {
     }
   });
 
+  it('--clients, --rounds and --baseline refine either preset, before or after --quick', () => {
+    const a = parseBenchArgs(['--clients', '16,64', '--rounds', '3', '--baseline', '/tmp/before', '--quick']);
+    const b = parseBenchArgs(['--quick', '--baseline', '/tmp/before', '--rounds', '3', '--clients', '16,64']);
+    for (const o of [a, b]) {
+      if (o === 'help') throw new Error('unexpected help');
+      expect(o.quick).toBe(true);
+      expect(o.clientCounts).toEqual([16, 64]);
+      expect(o.rounds).toBe(3);
+      expect(o.baseline).toBe('/tmp/before');
+    }
+    expect(() => parseBenchArgs(['--clients', '16,x'])).toThrow(/positive integers/);
+    expect(() => parseBenchArgs(['--rounds', '0'])).toThrow(/positive integers/);
+  });
+
   it('refuses unknown arguments and sections, and answers --help', () => {
     expect(() => parseBenchArgs(['--fast'])).toThrow(/unknown argument --fast/);
     expect(() => parseBenchArgs(['--only', 'tpcb,nope'])).toThrow(/unknown section nope/);

@@ -124,6 +124,27 @@ export class WireClient {
     }
   }
 
+  /**
+   * The messages up to and including the `count`-th ReadyForQuery, undecoded:
+   * each frame's bytes as received (type byte, length word, body).
+   */
+  async framesUntilReady(count = 1): Promise<Buffer[]> {
+    const out: Buffer[] = [];
+    let ready = 0;
+    while (ready < count) {
+      const raw = this.#take();
+      if (raw === null) {
+        if (this.#ended) throw new Error('connection closed by the server');
+        await this.#wait();
+        continue;
+      }
+      out.push(Buffer.concat([Buffer.from(raw.code, 'latin1'), Buffer.from([0, 0, 0, 0]), raw.body]));
+      out.at(-1)!.writeInt32BE(raw.body.length + 4, 1);
+      if (raw.code === 'Z') ready++;
+    }
+    return out;
+  }
+
   end(): void {
     this.socket.destroy();
   }
