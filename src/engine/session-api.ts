@@ -1,4 +1,4 @@
-import type { FieldDescription, FormatCode, RawRow, TxStatus } from '../protocol/fields.js';
+import type { FormatCode, RawRow, TxStatus } from '../protocol/fields.js';
 import type { ErrorFields } from '../errors/pg-error.js';
 import type { CopyInSink, FieldsEvent, RowFrames, StatementDescription } from './shard-cursor.js';
 
