@@ -1,4 +1,4 @@
-import type { A_Const, CopyStmt, DeclareCursorStmt, ExplainStmt, FuncCall, Node, SelectStmt } from 'libpg-query';
+import type { A_Const, CopyStmt, DeleteStmt, DeclareCursorStmt, ExplainStmt, FuncCall, Node, SelectStmt } from 'libpg-query';
 import type { ShardName, TableName } from '../config/names.js';
 import type { ShardGateConfig } from '../config/types.js';
 import { sgError } from '../errors/catalogue.js';
@@ -12,7 +12,9 @@ import { bindLiteralSlots, literalSlot, statementShape } from '../sql/statement-
 import { commandOf } from './command-tag.js';
 import { ddlRouter } from './ddl-router.js';
 import { explainAcrossShards } from './explain.js';
+import type { WriteFallback } from './dml-routers.js';
 import { SelectRouter, WriteRouter } from './dml-routers.js';
+import { planSubqueryWrite } from './subquery-write.js';
 import { insertRouter } from './insert-router.js';
 import type { CopyToPlan, Plan } from './plan.js';
 import type { RelationFacts } from './relations.js';
@@ -403,8 +405,8 @@ export class Planner {
     if ('InsertStmt' in stmt) {
       const facts = this.#collector().insert(stmt.InsertStmt).facts();
       const info = this.#info('INSERT', facts, sql, true);
-      // The SELECT of an INSERT … SELECT that moves rows between shards is planned as a statement of its own.
-      const planSource = (select: SelectStmt): Router => this.#analyzeStatement({ SelectStmt: select }, deparseNode({ SelectStmt: select })).router;
+      // The SELECT of an INSERT … SELECT that moves rows between shards (or the write of a WITH that moves them) is planned as a statement of its own.
+      const planSource = (node: Node): Router => this.#analyzeStatement(node, deparseNode(node)).router;
       return { info, router: insertRouter(stmt.InsertStmt, facts, info, space, planSource), describeShard: this.#describeFor(facts) };
     }
     if ('UpdateStmt' in stmt || 'DeleteStmt' in stmt) {
@@ -412,7 +414,10 @@ export class Planner {
       const facts = 'UpdateStmt' in stmt ? c.update(stmt.UpdateStmt).facts() : c.delete((stmt as { DeleteStmt: never }).DeleteStmt).facts();
       const info = this.#info('UpdateStmt' in stmt ? 'UPDATE' : 'DELETE', facts, sql, true);
       const refusal = this.#writeRefusal(stmt, facts);
-      return { info, router: refusal ?? new WriteRouter(facts, info, space), describeShard: this.#describeFor(facts) };
+      const update = 'UpdateStmt' in stmt;
+      const write = update ? stmt.UpdateStmt : (stmt as { DeleteStmt: DeleteStmt }).DeleteStmt;
+      const fallback: WriteFallback = (params, ctx, error) => planSubqueryWrite(write, update, params, ctx, (text, p, c) => this.plan(text, p, c), error);
+      return { info, router: refusal ?? new WriteRouter(facts, info, space, fallback), describeShard: this.#describeFor(facts) };
     }
     if ('TransactionStmt' in stmt) return { info: null, router: fixedRouter(transactionPlan(stmt.TransactionStmt)) };
     if ('VariableSetStmt' in stmt) return { info: null, router: fixedRouter(setPlan(stmt.VariableSetStmt, sql)) };
@@ -531,6 +536,9 @@ export class Planner {
         const plan = inner.router.route(params, ctx);
         if (plan.kind === 'insertSelect') {
           return refusePlan(sgError('unsupportedCrossShard', { reason: 'EXPLAIN of an INSERT … SELECT that moves rows between shards', hint: 'EXPLAIN its SELECT instead.' }));
+        }
+        if (plan.kind === 'subqueryWrite') {
+          return refusePlan(sgError('unsupportedCrossShard', { reason: 'EXPLAIN of a write whose subqueries run first on other shards', hint: 'EXPLAIN its subqueries, and the write with their results as constants, instead.' }));
         }
         if (plan.kind === 'gather') {
           // Its statement would run over copies of the tables: that is the query, not its plan.
@@ -661,7 +669,10 @@ class OnceRouter implements Router {
 
   route(params: Params, ctx?: RouteContext): Plan {
     if (this.#plan === null && this.#source !== null) {
-      this.#plan = this.#source.route(params, ctx);
+      const plan = this.#source.route(params, ctx);
+      // A refusal for want of a table's column order is answered once the caller read it: route again then.
+      if (plan.kind === 'refuse' && plan.needsColumns !== undefined) return plan;
+      this.#plan = plan;
       this.#source = null;
     }
     return this.#plan as Plan;
