@@ -285,7 +285,8 @@ export class Planner {
       if (e instanceof PgError) return null;
       throw e;
     }
-    if (!routesAlikeByTree(stmt) || !bindLiteralSlots(stmt, sql, shape)) return null;
+    // A write whose subqueries may run first deparses them from its tree: the analysed text's constants, not this text's.
+    if (!routesAlikeByTree(stmt) || hasWriteSubquery(stmt) || !bindLiteralSlots(stmt, sql, shape)) return null;
     let r: { info: StatementInfo | null; router: Router; describeShard?: number };
     try {
       r = this.#analyzeStatement(stmt, sql);
@@ -606,6 +607,17 @@ function notPreparableUse(stmt: Node, sql: string): string | null {
  */
 function routesAlike(stmt: Node, sql: string): boolean {
   return !sql.includes('$') && routesAlikeByTree(stmt);
+}
+
+/** An UPDATE or DELETE holding a subquery (which `planSubqueryWrite` may run first). */
+function hasWriteSubquery(stmt: Node): boolean {
+  if (!('UpdateStmt' in stmt) && !('DeleteStmt' in stmt)) return false;
+  let found = false;
+  walkTree(stmt, (type) => {
+    if (type === 'SubLink') found = true;
+    return !found;
+  });
+  return found;
 }
 
 /**

@@ -61,4 +61,18 @@ describe('writes whose subqueries run first', () => {
     expect(plan.writeParams).toEqual([0, 1, 3]);
     expect(plan.subqueries.map((s) => [s.sql, s.paramMap])).toEqual([['SELECT account_id FROM trades WHERE qty > $1', [2]]]);
   });
+
+  it('take each text\'s own constants, also for texts of one shape (never served from the shape cache)', () => {
+    const planner = new Planner(configs.main!);
+    for (const name of ['x', 'y', 'z', 'w']) {
+      const plan = subqueryWrite(planner, `UPDATE orders SET total = 1 WHERE status = '${name}!' AND user_id IN (SELECT id FROM accounts WHERE name = '${name}')`);
+      expect(plan.subqueries[0]!.sql).toBe(`SELECT id FROM accounts WHERE name = '${name}'`);
+      expect(plan.write).toBe(`UPDATE orders SET total = 1 WHERE status = '${name}!' AND user_id = ANY ($1)`);
+    }
+    // A refusal that depends on a constant ('abc' cannot be routed under mod) is that text's only.
+    for (const key of ['5', 'abc', '7', 'abc', '9']) {
+      const plan = planner.plan(`UPDATE accounts SET name = 'n' WHERE id IN (SELECT user_id FROM orders WHERE user_id = '${key}')`, [], ctx);
+      expect(plan.kind, key).toBe(key === 'abc' ? 'refuse' : 'subqueryWrite');
+    }
+  });
 });
