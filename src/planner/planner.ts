@@ -414,11 +414,10 @@ export class Planner {
       const c = this.#collector();
       const facts = 'UpdateStmt' in stmt ? c.update(stmt.UpdateStmt).facts() : c.delete((stmt as { DeleteStmt: never }).DeleteStmt).facts();
       const info = this.#info('UpdateStmt' in stmt ? 'UPDATE' : 'DELETE', facts, sql, true);
-      const refusal = this.#writeRefusal(stmt, facts);
       const update = 'UpdateStmt' in stmt;
       const write = update ? stmt.UpdateStmt : (stmt as { DeleteStmt: DeleteStmt }).DeleteStmt;
       const fallback: WriteFallback = (params, ctx, error) => planSubqueryWrite(write, update, params, ctx, (text, p, c) => this.plan(text, p, c), error);
-      return { info, router: refusal ?? new WriteRouter(facts, info, space, fallback), describeShard: this.#describeFor(facts) };
+      return { info, router: this.#writeRefusal(stmt, facts, fallback) ?? new WriteRouter(facts, info, space, fallback), describeShard: this.#describeFor(facts) };
     }
     if ('TransactionStmt' in stmt) return { info: null, router: fixedRouter(transactionPlan(stmt.TransactionStmt)) };
     if ('VariableSetStmt' in stmt) return { info: null, router: fixedRouter(setPlan(stmt.VariableSetStmt, sql)) };
@@ -471,7 +470,13 @@ export class Planner {
     return { route: (params, ctx) => ({ ...base, query: this.plan(query, params, ctx ?? { hintShard: null }) }) };
   }
 
-  #writeRefusal(stmt: Node, facts: RelationFacts): Router | null {
+  /**
+   * The router of a write refused whatever its parameters: one that changes a
+   * row's sharding key, or a write to a broadcast table reading other tables
+   * (unless those are read only by subqueries that can run first: the write
+   * then changes every copy with the same values).
+   */
+  #writeRefusal(stmt: Node, facts: RelationFacts, fallback: WriteFallback): Router | null {
     const target = facts.occurrences.find((o) => o.target);
     if (target === undefined) return null;
     if (target.placement === 'sharded' && 'UpdateStmt' in stmt) {
@@ -483,10 +488,11 @@ export class Planner {
     if (target.placement === 'broadcast') {
       const other = facts.occurrences.find((o) => !o.target && o.placement !== 'broadcast');
       if (other !== undefined) {
-        return fixedRouter(refusePlan(sgError('unsupportedCrossShard', {
+        const error = sgError('unsupportedCrossShard', {
           reason: `a broadcast table must change the same way on every shard, but the statement reads ${other.placement} table ${other.table}`,
-          hint: 'Use constants or broadcast tables only in writes to a broadcast table.',
-        })));
+          hint: 'Use constants or broadcast tables only in writes to a broadcast table, or uncorrelated subqueries in its WHERE and SET.',
+        });
+        return { route: (params, ctx) => fallback(params, ctx ?? { hintShard: null }, error) ?? refusePlan(error) };
       }
     }
     return null;

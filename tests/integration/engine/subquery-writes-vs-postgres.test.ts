@@ -25,6 +25,7 @@ const SCHEMA = [
   'CREATE TABLE tags (name text PRIMARY KEY, weight int NOT NULL)',
   'CREATE TABLE archive (user_id int NOT NULL, id int NOT NULL, amount numeric(10,2) NOT NULL, status text NOT NULL, PRIMARY KEY (id))',
   'CREATE TABLE products (id int PRIMARY KEY, price numeric(8,2))',
+  'CREATE TABLE countries (code text PRIMARY KEY, name text NOT NULL, orders int)',
   // Not in the configuration: lives on the default shard only.
   'CREATE TABLE notes (user_id int, note text NOT NULL)',
 ];
@@ -37,6 +38,7 @@ const TABLES = new Map<ReturnType<typeof tableName>, TableRule>([
   // Sharded by its own id: rows moved from orders (hash of user_id) change shards.
   [tableName('archive'), { kind: 'mod', key: 'id' }],
   [tableName('products'), { kind: 'mod', key: 'id' }],
+  [tableName('countries'), { kind: 'broadcast' }],
 ]);
 
 /** Every table, each sorted by all its columns: compared whole after every write. */
@@ -47,6 +49,7 @@ const TABLE_READS = [
   'SELECT * FROM tags ORDER BY name',
   'SELECT * FROM archive ORDER BY id',
   'SELECT * FROM products ORDER BY id',
+  'SELECT * FROM countries ORDER BY code',
   'SELECT * FROM notes ORDER BY user_id NULLS FIRST, note',
 ];
 
@@ -68,6 +71,7 @@ function dataStatements(): string[] {
     `INSERT INTO accounts (id, tier) VALUES ${accounts.join(', ')}`,
     "INSERT INTO tags (name, weight) VALUES ('new', 1), ('paid', 2), ('shipped', 3), ('lost', 4), ('a\"b\\\\c', 5), ('with,comma', 6)",
     `INSERT INTO products (id, price) VALUES ${products.join(', ')}`,
+    "INSERT INTO countries (code, name) VALUES ('new', 'n'), ('paid', 'p'), ('shipped', 's'), ('gone', 'g')",
     "INSERT INTO notes (user_id, note) VALUES (3, 'vip'), (7, 'late'), (12, 'vip'), (NULL, 'vip'), (31, 'vip'), (3, 'vip')",
   ];
 }
@@ -203,6 +207,20 @@ describe('writes whose subqueries read other shards match one server', () => {
 
   it('a subquery the merge cannot answer is gathered first', async () => {
     await same('UPDATE users SET score = 2 WHERE id IN (SELECT o.user_id FROM orders o JOIN products p ON p.id = o.id % 20 + 1 WHERE p.price > 60) RETURNING id');
+  });
+
+  it('a broadcast table changes alike on every shard, with values its subqueries read from sharded tables', async () => {
+    // Correlated (countries.code) and reading a sharded table: refused, nothing written.
+    const before = await tables();
+    await expect(
+      sql(session, 'UPDATE countries SET name = upper(name), orders = (SELECT count(*) FROM orders WHERE status = countries.code AND amount > 50) WHERE code IN (SELECT status FROM orders WHERE amount > 90)'),
+    ).rejects.toMatchObject({ code: '0A000' });
+    expect((await tables()).engine).toEqual(before.engine);
+    await same("UPDATE countries SET name = upper(name) WHERE code IN (SELECT status FROM orders WHERE amount > 90)");
+    await same('UPDATE countries SET orders = (SELECT count(*) FROM orders WHERE amount > 50) WHERE code IN (SELECT status FROM orders WHERE amount > 90) RETURNING code, orders');
+    await same('DELETE FROM countries WHERE code NOT IN (SELECT status FROM orders)');
+    const want = await direct(control, 'SELECT * FROM countries ORDER BY code');
+    for (const shard of clusters.slice(0, 3)) expect(await direct(shard, 'SELECT * FROM countries ORDER BY code')).toEqual(want);
   });
 
   it('a failure on one shard leaves every shard unchanged', async () => {
