@@ -55,6 +55,12 @@ export const CROSS_SHARD_QUERIES: readonly { readonly id: string; readonly label
       `FROM ${LINEITEM_TABLE} WHERE l_shipdate <= date '1998-12-01' - interval '90' day ` +
       'GROUP BY l_returnflag, l_linestatus ORDER BY l_returnflag, l_linestatus',
   },
+  {
+    id: 'update-in-subquery',
+    label: 'UPDATE … WHERE id IN (SELECT … FROM lineitem): 11 keys found by a subquery over all shards, written on 4 shards (two-phase commit)',
+    // Writes each row's own value: every run finds the same rows. IN is not a key equality, so the subquery runs first.
+    sql: `UPDATE ${ORDERS_TABLE} SET amount = amount WHERE id IN (SELECT l_orderkey FROM ${LINEITEM_TABLE} WHERE l_orderkey % 997 = 7 AND l_orderkey <= 10000)`,
+  },
 ];
 
 const CREATE = `CREATE TABLE IF NOT EXISTS ${ORDERS_TABLE} (id bigint PRIMARY KEY, region int NOT NULL, amount int NOT NULL)`;

@@ -50,6 +50,10 @@ export async function* insertSelectEvents(
   ctx: InsertSelectContext,
 ): AsyncGenerator<ExecEvent, void, undefined> {
   const turns = new Turns();
+  if (plan.source.writes) {
+    yield* movedByWrite(plan, stmt, ctx, turns);
+    return;
+  }
   const spec = plan.source.merge;
   const text = spec !== null && specComparesValues(spec) ? await shardTextRules(await Promise.all(plan.source.statements.map((s) => ctx.connection(s.shard, false)))) : undefined;
   const cursors = await Promise.all(plan.source.statements.map((s) => openCursor(s, stmt, ctx)));
@@ -67,6 +71,30 @@ export async function* insertSelectEvents(
     for await (const batch of rows) inserted += await writer.write(batch);
   }
   await Promise.all(cursors.map((c) => run(c.conn, { sql: `CLOSE ${c.name}` })));
+  yield { kind: 'complete', tag: `INSERT 0 ${inserted}` };
+}
+
+/**
+ * The source is a data-modifying WITH (`WITH m AS (DELETE … RETURNING …)
+ * SELECT … FROM m`), which PostgreSQL does not allow in a cursor: each
+ * shard's statement runs to its end (its shard marked written), all of them
+ * before anything is inserted, and the rows they returned are inserted where
+ * their keys belong. The returned rows are held in memory until then.
+ */
+async function* movedByWrite(plan: InsertSelectPlan, stmt: ClientStatement, ctx: InsertSelectContext, turns: Turns): AsyncGenerator<ExecEvent, void, undefined> {
+  const results = await settleAll(
+    plan.source.statements.map(async (s) => {
+      const conn = await ctx.connection(s.shard, true);
+      return turns.take(conn.shard, () => collect(conn, shardQuery(s, stmt, [0]), ctx.running));
+    }),
+  );
+  const fields = results.find((r) => r.fields !== null)?.fields ?? null;
+  let inserted = 0;
+  if (fields !== null) {
+    if (fields.length <= plan.keyIndex) throw sgError('syntaxError', { message: 'INSERT has more target columns than expressions' });
+    const writer = new ShardWriter(plan, fields, ctx, (conn, q) => turns.take(conn.shard, () => collect(conn, q, ctx.running)));
+    for (const r of results) if (r.rows.length > 0) inserted += await writer.write(r.rows);
+  }
   yield { kind: 'complete', tag: `INSERT 0 ${inserted}` };
 }
 

@@ -1,6 +1,6 @@
 import type { ShardName, TableName } from '../config/names.js';
 import { sgError, type PgError } from '../errors/index.js';
-import type { CopyFromPlan, CopyToPlan, DeallocatePlan, ExecutePlan, GatherPlan, InsertSelectPlan, Plan, PreparePlan, SetPlan, ShardsPlan, ShowPlan, TransactionPlan } from '../planner/plan.js';
+import type { CopyFromPlan, CopyToPlan, DeallocatePlan, ExecutePlan, GatherPlan, InsertSelectPlan, Plan, PreparePlan, SetPlan, ShardsPlan, ShowPlan, SubqueryWritePlan, TransactionPlan } from '../planner/plan.js';
 import type { RouteContext } from '../planner/planner.js';
 import type { FieldDescription, TxStatus } from '../protocol/fields.js';
 import { asPgError, breaksConnection } from './combine-errors.js';
@@ -8,6 +8,7 @@ import { copyFromEvents } from './copy-from.js';
 import { copyOutAll } from './copy-out.js';
 import type { EngineContext } from './engine-context.js';
 import { insertSelectEvents } from './insert-select.js';
+import { subqueryWriteEvents } from './subquery-write.js';
 import { routingParams } from './param-text.js';
 import { DirectRun, releaseAfter } from './pass-through.js';
 import { runShardsPlan, shardQuery } from './run-shards.js';
@@ -198,8 +199,10 @@ export class Session implements EngineSession {
       throw sgError('inFailedTransaction');
     }
     try {
-      if (plan.kind === 'refuse' && plan.needsColumns !== undefined) {
-        // An INSERT without a column list: learn the table's column order and plan again.
+      // An INSERT without a column list, or a write whose subqueries may refer to it: learn a table's column order and plan again.
+      const read = new Set<TableName>();
+      while (plan.kind === 'refuse' && plan.needsColumns !== undefined && !read.has(plan.needsColumns)) {
+        read.add(plan.needsColumns);
         await this.#loadColumns(plan.needsColumns);
         plan = this.#plan(stmt.sql, params);
       }
@@ -229,6 +232,9 @@ export class Session implements EngineSession {
           return;
         case 'insertSelect':
           yield* this.#insertSelect(plan, stmt, params);
+          return;
+        case 'subqueryWrite':
+          yield* this.#subqueryWrite(plan, stmt, params);
           return;
         case 'gather':
           yield* this.#gather(plan, stmt);
@@ -758,6 +764,28 @@ export class Session implements EngineSession {
     );
   }
 
+  /**
+   * UPDATE/DELETE whose subqueries run first: always in a transaction, so
+   * the subqueries are read in the one the write commits in, and the write
+   * is atomic over every shard it changes.
+   */
+  #subqueryWrite(plan: SubqueryWritePlan, stmt: ClientStatement, params: readonly (string | null | undefined)[]): AsyncIterable<ExecEvent> {
+    const compute = this.#computeShard() === null ? {} : { compute: () => this.#acquireForStatement(this.#ctx.config.defaultShard) };
+    return this.#withConnections({ writes: true, shards: null, command: plan.command, transaction: 'always' }, (connection) =>
+      subqueryWriteEvents(plan, stmt, params, {
+        connection,
+        running: this.#running,
+        columnCounts: this.#columnCounts,
+        ...compute,
+        gather: (g, sub) => {
+          if (compute.compute === undefined) throw g.refusal;
+          return runGather(g, sub, { connection: (shard) => connection(shard, false), running: this.#running, compute: compute.compute });
+        },
+        plan: (sql, p) => this.#plan(sql, p),
+      }),
+    );
+  }
+
   // ---- describe, cancel, close ------------------------------------------
 
   async describe(sql: string, paramTypes: readonly number[] = []): Promise<StatementDescription> {
@@ -796,6 +824,7 @@ export class Session implements EngineSession {
         break;
       case 'shards':
       case 'insertSelect':
+      case 'subqueryWrite':
       case 'gather':
         break;
     }

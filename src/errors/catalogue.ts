@@ -208,6 +208,11 @@ export const catalogue = {
     message: 'shardgate.read_consistency is \'snapshot\' but this transaction is {level}: its statements would not read one cut',
     hint: "Begin it with BEGIN ISOLATION LEVEL REPEATABLE READ (or SERIALIZABLE), or SET shardgate.read_consistency = 'shard'.",
   },
+  subqueryMoreThanOneRow: {
+    sqlstate: '21000',
+    severity: 'ERROR',
+    message: 'more than one row returned by a subquery used as an expression',
+  },
   featureNotSupported: {
     sqlstate: '0A000',
     severity: 'ERROR',

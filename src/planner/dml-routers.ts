@@ -7,7 +7,8 @@ import type { Params, ShardSpace } from './routing.js';
 import { requireKnownShape, routeBranches, routeRelations, RouteError } from './routing.js';
 import type { MergeRewrite } from './select-merge.js';
 import { planSelectMerge } from './select-merge.js';
-import type { Router, StatementInfo } from './statement-info.js';
+import type { PgError } from '../errors/pg-error.js';
+import type { RouteContext, Router, StatementInfo } from './statement-info.js';
 import { guard, PlanMemo } from './statement-info.js';
 
 /**
@@ -60,6 +61,12 @@ export class SelectRouter implements Router {
 }
 
 /**
+ * What a write refused across shards (0A000) may become instead: a plan that
+ * runs its subqueries first (`planSubqueryWrite`), or null to keep the refusal.
+ */
+export type WriteFallback = (params: Params, ctx: RouteContext, refusal: PgError) => Plan | null;
+
+/**
  * Routes UPDATE and DELETE (and other statements routed by their tables
  * without merging): results of several shards are concatenated.
  */
@@ -68,19 +75,30 @@ export class WriteRouter implements Router {
   readonly #space: ShardSpace;
   readonly #memo: PlanMemo;
   readonly #broadcastTarget: boolean;
+  readonly #fallback: WriteFallback | null;
 
-  constructor(facts: RelationFacts, info: StatementInfo, space: ShardSpace) {
+  constructor(facts: RelationFacts, info: StatementInfo, space: ShardSpace, fallback: WriteFallback | null = null) {
     this.#facts = facts;
     this.#space = space;
     this.#memo = new PlanMemo(info, space);
     this.#broadcastTarget = facts.occurrences.some((o) => o.target && o.placement === 'broadcast');
+    this.#fallback = fallback;
   }
 
-  route(params: Params): Plan {
+  route(params: Params, ctx?: RouteContext): Plan {
     return guard(() => {
       requireKnownShape(this.#facts);
       if (this.#broadcastTarget) return this.#memo.get('broadcast-write', this.#space.all);
-      const r = routeRelations(this.#facts, params, this.#space);
+      let r: ReturnType<typeof routeRelations>;
+      try {
+        r = routeRelations(this.#facts, params, this.#space);
+      } catch (e) {
+        // Subqueries reading other shards may run first, their results becoming parameters of the write.
+        if (this.#fallback === null || !(e instanceof RouteError) || e.error.code !== '0A000') throw e;
+        const plan = this.#fallback(params, ctx ?? { hintShard: null }, e.error);
+        if (plan === null) throw e;
+        return plan;
+      }
       return this.#memo.get(r.route, r.shards);
     });
   }

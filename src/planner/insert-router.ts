@@ -1,4 +1,4 @@
-import type { InsertStmt, Node, SelectStmt } from 'libpg-query';
+import type { InsertStmt, Node, SelectStmt, UpdateStmt } from 'libpg-query';
 import { sgError } from '../errors/catalogue.js';
 import { cloneTree, columnRefNames, isStarRef, walkTree } from '../sql/ast.js';
 import { deparseNode } from '../sql/parser.js';
@@ -6,7 +6,7 @@ import { renumberParams } from '../sql/renumber-params.js';
 import { isNonDistributive } from './aggregates.js';
 import type { ValueRef } from './key-conditions.js';
 import { valueRef } from './key-conditions.js';
-import type { InsertSelectPlan, Plan } from './plan.js';
+import type { InsertSelectPlan, Plan, ShardsPlan } from './plan.js';
 import { hasCombinedExpressions } from './plan.js';
 import type { Occurrence, RelationFacts } from './relations.js';
 import { sameShape } from './relations.js';
@@ -22,8 +22,8 @@ function unsupported(reason: string, hint: string): RouteError {
   return new RouteError(sgError('unsupportedCrossShard', { reason, hint }));
 }
 
-/** Plans a SELECT as a statement of its own (the source of an INSERT … SELECT that moves rows). */
-export type SourcePlanner = (select: SelectStmt) => Router;
+/** Plans a statement of its own: the SELECT of an INSERT … SELECT that moves rows, or the UPDATE/DELETE of a WITH that moves them. */
+export type SourcePlanner = (stmt: Node) => Router;
 
 /**
  * Builds the router of an INSERT. Rows of a VALUES list go to the shard of
@@ -312,15 +312,15 @@ function insertSelectRouter(stmt: InsertStmt, src: SelectStmt, keyIndex: number,
       if (type === 'InsertStmt' || type === 'UpdateStmt' || type === 'DeleteStmt' || type === 'MergeStmt') writes = true;
       return !writes;
     });
-    if (writes || select.withClause !== undefined) return fixed(unsupported('a WITH clause that writes, or WITH clauses on both the INSERT and its SELECT, in an INSERT … SELECT that moves rows between shards', MOVE_HINT));
+    if (writes) return movingWithRouter(stmt, src, keyIndex, target, planSource);
+    if (select.withClause !== undefined) return fixed(unsupported('WITH clauses on both the INSERT and its SELECT, in an INSERT … SELECT that moves rows between shards', MOVE_HINT));
     select.withClause = cloneTree(stmt.withClause);
   }
-  const cols = (stmt.cols ?? []).map((c) => ('ResTarget' in c ? (c.ResTarget.name ?? '') : ''));
   let source: Router | null = null;
   let template: { head: string; suffix: string } | null = null;
   return {
     route: (params, ctx) => {
-      source ??= planSource(select);
+      source ??= planSource({ SelectStmt: select });
       template ??= insertTemplate(stmt, keyIndex);
       const plan = source.route(params, ctx);
       // A gathered SELECT's plan is that SELECT over copies: run as the INSERT it would return rows and insert nothing.
@@ -330,17 +330,82 @@ function insertSelectRouter(stmt: InsertStmt, src: SelectStmt, keyIndex: number,
       if (plan.merge !== null && hasCombinedExpressions(plan.merge)) {
         return refusePlan(unsupported('an INSERT … SELECT that moves rows computed by expressions over aggregates across shards', `Insert the aggregates themselves and compute the expression afterwards. ${MOVE_HINT}`).error);
       }
-      const out: InsertSelectPlan = {
-        kind: 'insertSelect',
-        table: target.table,
-        source: plan,
-        columns: cols,
-        keyIndex,
-        insertSql: template.head,
-        insertSuffix: template.suffix,
-      };
-      return out;
+      return moveRowsPlan(stmt, target, plan, keyIndex, template);
     },
+  };
+}
+
+function moveRowsPlan(stmt: InsertStmt, target: Occurrence, source: ShardsPlan, keyIndex: number, template: { head: string; suffix: string }): InsertSelectPlan {
+  return {
+    kind: 'insertSelect',
+    table: target.table,
+    source,
+    columns: (stmt.cols ?? []).map((c) => ('ResTarget' in c ? (c.ResTarget.name ?? '') : '')),
+    keyIndex,
+    insertSql: template.head,
+    insertSuffix: template.suffix,
+  };
+}
+
+const MOVE_WITH_HINT =
+  'Move rows with one data-modifying WITH query: WITH m AS (DELETE FROM a … RETURNING …) INSERT INTO b (…) SELECT … FROM m (or UPDATE … RETURNING), the SELECT taking columns of m row by row (no aggregates, DISTINCT, ORDER BY, LIMIT or subqueries).';
+
+/**
+ * `WITH m AS (DELETE|UPDATE … RETURNING …) INSERT INTO t … SELECT … FROM m`
+ * into a sharded table: the rows the write takes are moved. The source is the
+ * same WITH and SELECT run as one statement on each shard the write routes
+ * to (each returns the rows it deleted or updated there, passed row by row
+ * through the SELECT, so their concatenation is the one server's rows), and
+ * the engine inserts them where their keys belong (InsertSelectPlan with a
+ * source that writes). Other shapes of a WITH that writes are refused.
+ */
+function movingWithRouter(stmt: InsertStmt, src: SelectStmt, keyIndex: number, target: Occurrence, planSource: SourcePlanner): Router {
+  const w = stmt.withClause;
+  const ctes = w?.ctes ?? [];
+  const cte = ctes.length === 1 && ctes[0] !== undefined && 'CommonTableExpr' in ctes[0] ? ctes[0].CommonTableExpr : null;
+  const q = cte?.ctequery;
+  const dml = q !== undefined && ('DeleteStmt' in q || 'UpdateStmt' in q) ? q : null;
+  const dmlStmt = dml === null ? null : 'DeleteStmt' in dml ? dml.DeleteStmt : (dml as { UpdateStmt: UpdateStmt }).UpdateStmt;
+  const from = src.fromClause ?? [];
+  const only = from.length === 1 && from[0] !== undefined && 'RangeVar' in from[0] ? from[0].RangeVar : null;
+  let sublinks = false;
+  walkTree([src.targetList, src.whereClause], (type) => {
+    if (type === 'SubLink') sublinks = true;
+    return !sublinks;
+  });
+  const rowByRow =
+    only !== null &&
+    only.schemaname === undefined &&
+    only.relname === cte?.ctename &&
+    !isNonDistributive(src) &&
+    (src.sortClause?.length ?? 0) === 0 &&
+    (src.lockingClause?.length ?? 0) === 0 &&
+    src.valuesLists === undefined &&
+    src.withClause === undefined &&
+    !sublinks;
+  if (w?.recursive === true || dml === null || dmlStmt === null || dmlStmt.withClause !== undefined || (dmlStmt.returningList?.length ?? 0) === 0 || !rowByRow) {
+    return fixed(unsupported('a WITH clause that writes, in an INSERT … SELECT that moves rows between shards, other than one DELETE or UPDATE … RETURNING whose rows the SELECT passes on', MOVE_WITH_HINT));
+  }
+  const select: SelectStmt = { ...cloneTree(src), withClause: cloneTree(w) };
+  let write: Router | null = null;
+  let template: { head: string; suffix: string } | null = null;
+  let sourceSql: string | null = null;
+  return {
+    route: (params, ctx) =>
+      guard(() => {
+        write ??= planSource(dml);
+        template ??= insertTemplate(stmt, keyIndex);
+        sourceSql ??= deparseNode({ SelectStmt: select });
+        const plan = write.route(params, ctx);
+        if (plan.kind === 'refuse') return plan;
+        if (plan.kind !== 'shards' || plan.route === 'broadcast-write' || plan.statements.some((s) => s.paramMap !== null)) {
+          const what = plan.kind === 'shards' && plan.route === 'broadcast-write' ? 'its write changes a broadcast table, whose rows every shard would return' : 'its write cannot run as one statement on each of its shards';
+          throw unsupported(`the WITH query of an INSERT that moves rows: ${what}`, MOVE_WITH_HINT);
+        }
+        const sql = sourceSql;
+        const source: ShardsPlan = { ...plan, command: 'SELECT', statements: plan.statements.map((s) => ({ shard: s.shard, sql, paramMap: null })), merge: null };
+        return moveRowsPlan(stmt, target, source, keyIndex, template);
+      }),
   };
 }
 

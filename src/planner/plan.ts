@@ -15,6 +15,7 @@ export type Plan =
   | CopyFromPlan
   | CopyToPlan
   | InsertSelectPlan
+  | SubqueryWritePlan
   | EmptyPlan
   | GatherPlan
   | PreparePlan
@@ -300,6 +301,46 @@ export interface InsertSelectPlan {
   readonly insertSql: string;
   /** Appended after the rows (an ON CONFLICT clause, without parameters), or ''. */
   readonly insertSuffix: string;
+}
+
+/**
+ * An UPDATE or DELETE whose uncorrelated subqueries read rows the write's
+ * shards do not hold (planner/subquery-write.ts): the engine runs each
+ * subquery first as a SELECT of its own (merged or gathered like any SELECT,
+ * inside the session's transaction), then plans `write` with the client's
+ * parameters followed by one parameter per subquery, holding its result, and
+ * runs it there. Outside a transaction block all of it runs in a global
+ * transaction of its own (two-phase commit when two or more shards are written).
+ */
+export interface SubqueryWritePlan {
+  readonly kind: 'subqueryWrite';
+  readonly command: 'UPDATE' | 'DELETE';
+  /** In order: subquery i's value follows the k client parameters, at index k+i (0-based). */
+  readonly subqueries: readonly WriteSubquery[];
+  /**
+   * The client's statement with each subquery replaced by a parameter
+   * (`x = ANY($n)`, `x op ALL($n)`, `$n`) and its parameters renumbered:
+   * its `$j` is entry `writeParams[j-1]` (0-based) of the client's
+   * parameters followed by the subqueries' values.
+   */
+  readonly write: string;
+  readonly writeParams: readonly number[];
+}
+
+/** One subquery a SubqueryWritePlan runs first. */
+export interface WriteSubquery {
+  /**
+   * 'list': its rows become one array (`x op ANY|ALL ($n)`, the column's
+   * array type; NULLs kept, so IN and NOT IN keep their NULL semantics);
+   * 'scalar': its one value (`$n`, the column's type; NULL without rows,
+   * PostgreSQL's 21000 with more than one).
+   */
+  readonly kind: 'list' | 'scalar';
+  /** The subquery planned as a statement of its own, with parameters renumbered (`paramMap`). */
+  readonly plan: ShardsPlan | GatherPlan;
+  /** The subquery's text, its `$k` being client parameter `paramMap[k-1]` (0-based). */
+  readonly sql: string;
+  readonly paramMap: readonly number[];
 }
 
 /**

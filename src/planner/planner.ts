@@ -1,4 +1,4 @@
-import type { A_Const, CopyStmt, DeclareCursorStmt, ExplainStmt, FuncCall, Node, SelectStmt } from 'libpg-query';
+import type { A_Const, CopyStmt, DeleteStmt, DeclareCursorStmt, ExplainStmt, FuncCall, Node, SelectStmt } from 'libpg-query';
 import type { ShardName, TableName } from '../config/names.js';
 import type { ShardGateConfig } from '../config/types.js';
 import { sgError } from '../errors/catalogue.js';
@@ -12,7 +12,9 @@ import { bindLiteralSlots, literalSlot, statementShape } from '../sql/statement-
 import { commandOf } from './command-tag.js';
 import { ddlRouter } from './ddl-router.js';
 import { explainAcrossShards } from './explain.js';
+import type { WriteFallback } from './dml-routers.js';
 import { SelectRouter, WriteRouter } from './dml-routers.js';
+import { planSubqueryWrite } from './subquery-write.js';
 import { insertRouter } from './insert-router.js';
 import type { CopyToPlan, Plan } from './plan.js';
 import type { RelationFacts } from './relations.js';
@@ -283,7 +285,8 @@ export class Planner {
       if (e instanceof PgError) return null;
       throw e;
     }
-    if (!routesAlikeByTree(stmt) || !bindLiteralSlots(stmt, sql, shape)) return null;
+    // A write whose subqueries may run first deparses them from its tree: the analysed text's constants, not this text's.
+    if (!routesAlikeByTree(stmt) || hasWriteSubquery(stmt) || !bindLiteralSlots(stmt, sql, shape)) return null;
     let r: { info: StatementInfo | null; router: Router; describeShard?: number };
     try {
       r = this.#analyzeStatement(stmt, sql);
@@ -403,16 +406,18 @@ export class Planner {
     if ('InsertStmt' in stmt) {
       const facts = this.#collector().insert(stmt.InsertStmt).facts();
       const info = this.#info('INSERT', facts, sql, true);
-      // The SELECT of an INSERT … SELECT that moves rows between shards is planned as a statement of its own.
-      const planSource = (select: SelectStmt): Router => this.#analyzeStatement({ SelectStmt: select }, deparseNode({ SelectStmt: select })).router;
+      // The SELECT of an INSERT … SELECT that moves rows between shards (or the write of a WITH that moves them) is planned as a statement of its own.
+      const planSource = (node: Node): Router => this.#analyzeStatement(node, deparseNode(node)).router;
       return { info, router: insertRouter(stmt.InsertStmt, facts, info, space, planSource), describeShard: this.#describeFor(facts) };
     }
     if ('UpdateStmt' in stmt || 'DeleteStmt' in stmt) {
       const c = this.#collector();
       const facts = 'UpdateStmt' in stmt ? c.update(stmt.UpdateStmt).facts() : c.delete((stmt as { DeleteStmt: never }).DeleteStmt).facts();
       const info = this.#info('UpdateStmt' in stmt ? 'UPDATE' : 'DELETE', facts, sql, true);
-      const refusal = this.#writeRefusal(stmt, facts);
-      return { info, router: refusal ?? new WriteRouter(facts, info, space), describeShard: this.#describeFor(facts) };
+      const update = 'UpdateStmt' in stmt;
+      const write = update ? stmt.UpdateStmt : (stmt as { DeleteStmt: DeleteStmt }).DeleteStmt;
+      const fallback: WriteFallback = (params, ctx, error) => planSubqueryWrite(write, update, params, ctx, (text, p, c) => this.plan(text, p, c), error);
+      return { info, router: this.#writeRefusal(stmt, facts, fallback) ?? new WriteRouter(facts, info, space, fallback), describeShard: this.#describeFor(facts) };
     }
     if ('TransactionStmt' in stmt) return { info: null, router: fixedRouter(transactionPlan(stmt.TransactionStmt)) };
     if ('VariableSetStmt' in stmt) return { info: null, router: fixedRouter(setPlan(stmt.VariableSetStmt, sql)) };
@@ -465,7 +470,13 @@ export class Planner {
     return { route: (params, ctx) => ({ ...base, query: this.plan(query, params, ctx ?? { hintShard: null }) }) };
   }
 
-  #writeRefusal(stmt: Node, facts: RelationFacts): Router | null {
+  /**
+   * The router of a write refused whatever its parameters: one that changes a
+   * row's sharding key, or a write to a broadcast table reading other tables
+   * (unless those are read only by subqueries that can run first: the write
+   * then changes every copy with the same values).
+   */
+  #writeRefusal(stmt: Node, facts: RelationFacts, fallback: WriteFallback): Router | null {
     const target = facts.occurrences.find((o) => o.target);
     if (target === undefined) return null;
     if (target.placement === 'sharded' && 'UpdateStmt' in stmt) {
@@ -477,10 +488,11 @@ export class Planner {
     if (target.placement === 'broadcast') {
       const other = facts.occurrences.find((o) => !o.target && o.placement !== 'broadcast');
       if (other !== undefined) {
-        return fixedRouter(refusePlan(sgError('unsupportedCrossShard', {
+        const error = sgError('unsupportedCrossShard', {
           reason: `a broadcast table must change the same way on every shard, but the statement reads ${other.placement} table ${other.table}`,
-          hint: 'Use constants or broadcast tables only in writes to a broadcast table.',
-        })));
+          hint: 'Use constants or broadcast tables only in writes to a broadcast table, or uncorrelated subqueries in its WHERE and SET.',
+        });
+        return { route: (params, ctx) => fallback(params, ctx ?? { hintShard: null }, error) ?? refusePlan(error) };
       }
     }
     return null;
@@ -531,6 +543,9 @@ export class Planner {
         const plan = inner.router.route(params, ctx);
         if (plan.kind === 'insertSelect') {
           return refusePlan(sgError('unsupportedCrossShard', { reason: 'EXPLAIN of an INSERT … SELECT that moves rows between shards', hint: 'EXPLAIN its SELECT instead.' }));
+        }
+        if (plan.kind === 'subqueryWrite') {
+          return refusePlan(sgError('unsupportedCrossShard', { reason: 'EXPLAIN of a write whose subqueries run first on other shards', hint: 'EXPLAIN its subqueries, and the write with their results as constants, instead.' }));
         }
         if (plan.kind === 'gather') {
           // Its statement would run over copies of the tables: that is the query, not its plan.
@@ -600,6 +615,17 @@ function routesAlike(stmt: Node, sql: string): boolean {
   return !sql.includes('$') && routesAlikeByTree(stmt);
 }
 
+/** An UPDATE or DELETE holding a subquery (which `planSubqueryWrite` may run first). */
+function hasWriteSubquery(stmt: Node): boolean {
+  if (!('UpdateStmt' in stmt) && !('DeleteStmt' in stmt)) return false;
+  let found = false;
+  walkTree(stmt, (type) => {
+    if (type === 'SubLink') found = true;
+    return !found;
+  });
+  return found;
+}
+
 /**
  * True for the statements whose router does not consult the RouteContext and
  * reads nothing but key values: SELECT (not SELECT INTO), INSERT with a column
@@ -661,7 +687,10 @@ class OnceRouter implements Router {
 
   route(params: Params, ctx?: RouteContext): Plan {
     if (this.#plan === null && this.#source !== null) {
-      this.#plan = this.#source.route(params, ctx);
+      const plan = this.#source.route(params, ctx);
+      // A refusal for want of a table's column order is answered once the caller read it: route again then.
+      if (plan.kind === 'refuse' && plan.needsColumns !== undefined) return plan;
+      this.#plan = plan;
       this.#source = null;
     }
     return this.#plan as Plan;

@@ -197,8 +197,12 @@ export class RelationCollector {
       if ('InsertStmt' in q) sub.insert(q.InsertStmt);
       else if ('UpdateStmt' in q) sub.update(q.UpdateStmt);
       else sub.delete(q.DeleteStmt);
-      for (const o of sub.#occs) this.#occs.push({ ...o, restricting: false });
+      // The statement's target is its own (top-level) one: a table the WITH query writes is not it.
+      for (const o of sub.#occs) this.#occs.push({ ...o, restricting: false, target: false });
       this.#unsupported ??= sub.#unsupported;
+      // A broadcast table must change alike on every shard, and the statement may run on one only: fail closed.
+      const broadcast = sub.#occs.find((o) => o.target && o.placement === 'broadcast');
+      if (broadcast !== undefined) this.#refuseShape(`a WITH query that writes broadcast table ${broadcast.table}`);
       if (sub.#occs.some((o) => o.placement === 'sharded' || o.placement === 'broadcast')) this.#blockers.push(`${what} writes a sharded or broadcast table`);
     } else this.#refuseShape(`a ${nodeType(q)} in ${what}`);
   }

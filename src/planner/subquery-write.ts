@@ -1,0 +1,289 @@
+import type { DeleteStmt, Node, SelectStmt, SubLink, UpdateStmt } from 'libpg-query';
+import type { TableName } from '../config/names.js';
+import { tableName } from '../config/names.js';
+import type { PgError } from '../errors/pg-error.js';
+import { sgError } from '../errors/catalogue.js';
+import { cloneTree, columnRefNames, isStarRef, walkTree } from '../sql/ast.js';
+import { renumberParams } from '../sql/renumber-params.js';
+import type { Plan, SubqueryWritePlan, WriteSubquery } from './plan.js';
+import type { Params } from './routing.js';
+import type { RouteContext } from './statement-info.js';
+
+/** Plans a statement given as text (the Planner's own `plan`, with its caches). */
+export type TextPlanner = (sql: string, params: Params, ctx: RouteContext) => Plan;
+
+const CORRELATED_HINT =
+  'Join the subquery to the written table on the sharding key (WHERE s.key = t.key, tables sharded alike), or write it without references to the outer table so it can run first.';
+
+/**
+ * The fallback of an UPDATE or DELETE that cannot run as one statement on its
+ * shards because a subquery in its WHERE or SET reads tables the write's
+ * shards do not hold (another table sharded differently, or not joined on
+ * the key; a table of the default shard): each uncorrelated subquery
+ * (`x IN (SELECT …)`, `x op ANY|ALL (SELECT …)`, a scalar `(SELECT …)`)
+ * becomes a parameter of the write, and the SELECT runs first as a statement
+ * of its own (SubqueryWritePlan). Returns null when there is nothing to
+ * extract (the caller keeps its refusal), or a RefusePlan (a correlated
+ * subquery, a column order that must be read first: `needsColumns`).
+ */
+export function planSubqueryWrite(stmt: UpdateStmt | DeleteStmt, update: boolean, params: Params, ctx: RouteContext, planText: TextPlanner, refusal: PgError): Plan | null {
+  if (stmt.withClause !== undefined) return null;
+  const links = topSubLinks(stmt, update);
+  if (links.length === 0) return null;
+  const outer = outerScope(stmt, update);
+  const chosen: number[] = [];
+  let correlated: string | null = null;
+  for (const [i, link] of links.entries()) {
+    const kind = extractable(link.SubLink);
+    if (kind === null) continue;
+    const found = outerReference(link.SubLink.subselect as { SelectStmt: SelectStmt }, outer, ctx);
+    if (found.kind === 'needs') return { kind: 'refuse', error: refusal, needsColumns: found.table };
+    if (found.kind === 'none') chosen.push(i);
+    else correlated ??= found.what;
+  }
+  if (chosen.length === 0) {
+    if (correlated === null) return null;
+    return { kind: 'refuse', error: sgError('unsupportedCrossShard', { reason: `a correlated subquery (it refers to ${correlated}) reads shards the write does not run on`, hint: CORRELATED_HINT }) };
+  }
+  // The subqueries' values follow the client's parameters: $k+1, $k+2, …
+  const copy = cloneTree(stmt);
+  const copies = topSubLinks(copy, update);
+  const subqueries: WriteSubquery[] = [];
+  for (const [n, i] of chosen.entries()) {
+    const wrapper = copies[i] as { SubLink?: SubLink } & Record<string, unknown>;
+    const link = wrapper.SubLink as SubLink;
+    const kind = extractable(link) as 'list' | 'scalar';
+    const select = renumberParams(cloneTree(link.subselect as Node));
+    const plan = planText(select.sql, select.paramMap.map((p) => params[p]), ctx);
+    if (plan.kind === 'refuse') return plan;
+    if (plan.kind !== 'shards' && plan.kind !== 'gather') return null;
+    if (plan.kind === 'shards' && plan.writes) return null;
+    subqueries.push({ kind, plan, paramMap: select.paramMap, sql: select.sql });
+    replaceSubLink(wrapper, link, params.length + n + 1);
+  }
+  // Only the parameters the write still uses are sent with it (an unused one would have no type).
+  const write = renumberParams(update ? { UpdateStmt: copy as UpdateStmt } : { DeleteStmt: copy as DeleteStmt });
+  const nulls = [...params, ...subqueries.map(() => null)];
+  // Planned with unknown (NULL) values first: a write still refused (another subquery) fails before anything runs.
+  const check = planText(write.sql, write.paramMap.map((i) => nulls[i]), ctx);
+  if (check.kind === 'refuse') return check;
+  if (check.kind !== 'shards') {
+    return { kind: 'refuse', error: sgError('unsupportedCrossShard', { reason: correlated === null ? 'a subquery of the write cannot run first' : `a correlated subquery (it refers to ${correlated}) reads shards the write does not run on`, hint: CORRELATED_HINT }) };
+  }
+  const out: SubqueryWritePlan = { kind: 'subqueryWrite', command: update ? 'UPDATE' : 'DELETE', subqueries, write: write.sql, writeParams: write.paramMap };
+  return out;
+}
+
+/** How a SubLink becomes a parameter: 'list' for `x op ANY|ALL (SELECT c …)`, 'scalar' for `(SELECT c …)`; null when it stays. */
+function extractable(link: SubLink): 'list' | 'scalar' | null {
+  const sub = link.subselect;
+  if (sub === undefined || !('SelectStmt' in sub)) return null;
+  const sel = sub.SelectStmt;
+  // One result column, known without the catalog (a `*` may stand for several).
+  if (sel.intoClause !== undefined || (sel.lockingClause?.length ?? 0) > 0) return null;
+  // A set operation's columns are those of its leftmost branch.
+  let first = sel;
+  while ((first.op ?? 'SETOP_NONE') !== 'SETOP_NONE' && first.larg !== undefined) first = first.larg;
+  const targets = first.targetList ?? [];
+  if (first.valuesLists !== undefined || targets.length !== 1 || targets.some((t) => 'ResTarget' in t && isStarRef(t.ResTarget.val))) return null;
+  const type = link.subLinkType;
+  if (type === 'EXPR_SUBLINK') return 'scalar';
+  if (type === 'ANY_SUBLINK' || type === 'ALL_SUBLINK') {
+    const test = link.testexpr;
+    if (test === undefined || 'RowExpr' in test || ('List' in test)) return null;
+    return 'list';
+  }
+  return null;
+}
+
+/** `x IN (SELECT …)` → `x = ANY($n)`; `x op ALL (SELECT …)` → `x op ALL($n)`; `(SELECT …)` → `$n`. */
+function replaceSubLink(wrapper: Record<string, unknown>, link: SubLink, n: number): void {
+  delete wrapper.SubLink;
+  const param: Node = { ParamRef: { number: n } };
+  if (link.subLinkType === 'EXPR_SUBLINK') {
+    wrapper.ParamRef = { number: n };
+    return;
+  }
+  wrapper.A_Expr = {
+    kind: link.subLinkType === 'ALL_SUBLINK' ? 'AEXPR_OP_ALL' : 'AEXPR_OP_ANY',
+    name: link.operName ?? [{ String: { sval: '=' } }],
+    lexpr: link.testexpr,
+    rexpr: param,
+  };
+}
+
+/**
+ * The SubLink wrappers of the write's WHERE clause and (UPDATE) SET values,
+ * in tree order, not those nested in other subqueries. Not RETURNING: its
+ * subqueries stay in the statement.
+ */
+function topSubLinks(stmt: UpdateStmt | DeleteStmt, update: boolean): ({ SubLink: SubLink } & Record<string, unknown>)[] {
+  const out: ({ SubLink: SubLink } & Record<string, unknown>)[] = [];
+  const visit = (node: unknown): void => {
+    if (node === null || typeof node !== 'object') return;
+    if (Array.isArray(node)) {
+      for (const x of node) visit(x);
+      return;
+    }
+    const obj = node as Record<string, unknown>;
+    if ('SubLink' in obj) {
+      out.push(obj as { SubLink: SubLink } & Record<string, unknown>);
+      return;
+    }
+    for (const k in obj) visit(obj[k]);
+  };
+  if (update) for (const t of (stmt as UpdateStmt).targetList ?? []) visit('ResTarget' in t ? t.ResTarget.val : undefined);
+  visit(stmt.whereClause);
+  return out;
+}
+
+/** The names the write's subqueries may refer to from outside: the target and the FROM (USING) items. */
+interface OuterScope {
+  readonly names: ReadonlySet<string>;
+  readonly tables: readonly TableName[];
+  /** A FROM item whose columns are not a table's (a subquery, a function): any unqualified name may be one of them. */
+  readonly opaque: boolean;
+}
+
+function outerScope(stmt: UpdateStmt | DeleteStmt, update: boolean): OuterScope {
+  const scope: InnerScope = { names: new Set(), tables: [], opaque: false };
+  const rel = stmt.relation;
+  if (rel !== undefined) addFromItem({ RangeVar: rel }, scope, [], new Set());
+  const from = update ? (stmt as UpdateStmt).fromClause : (stmt as DeleteStmt).usingClause;
+  for (const item of from ?? []) addFromItem(item, scope, [], new Set());
+  return scope;
+}
+
+interface InnerScope {
+  readonly names: Set<string>;
+  readonly tables: TableName[];
+  opaque: boolean;
+}
+
+type Reference = { readonly kind: 'none' } | { readonly kind: 'outer'; readonly what: string } | { readonly kind: 'needs'; readonly table: TableName };
+
+/**
+ * Whether a subquery may refer to the outer statement, resolved as
+ * PostgreSQL resolves names (innermost scope first):
+ * - `q.c`: outer when `q` names no FROM item (or CTE) of the subquery's
+ *   scopes but names one of the outer statement;
+ * - an unqualified `c`: outer when some outer table has a column `c` (or `c`
+ *   is an outer item's name, a whole-row reference) and no table of the
+ *   subquery's scopes has one. Needs the tables' column lists
+ *   (`RouteContext.columnsOf`, `needs` when one is not known); a FROM item
+ *   of the subquery that is not a plain table (a subquery, a function, a CTE)
+ *   may have any column, so such a name counts as outer.
+ * An error (a name found nowhere) is left to PostgreSQL, which reports it on
+ * the subquery as it would on the whole statement.
+ */
+function outerReference(sub: { SelectStmt: SelectStmt }, outer: OuterScope, ctx: RouteContext): Reference {
+  const columnsOf = (t: TableName): readonly string[] | undefined => ctx.columnsOf?.(t);
+  let result: Reference = { kind: 'none' };
+  const resolve = (names: readonly string[], chain: readonly InnerScope[], ctes: ReadonlySet<string>): Reference => {
+    if (names.length >= 2) {
+      const q = names[names.length - 2] as string;
+      if (chain.some((s) => s.names.has(q)) || ctes.has(q)) return { kind: 'none' };
+      return outer.names.has(q) ? { kind: 'outer', what: names.join('.') } : { kind: 'none' };
+    }
+    const col = names[0] as string;
+    if (chain.some((s) => s.names.has(col))) return { kind: 'none' };
+    let outerHas = outer.opaque || outer.names.has(col);
+    for (const t of outer.tables) {
+      if (outerHas) break;
+      const cols = columnsOf(t);
+      if (cols === undefined) return { kind: 'needs', table: t };
+      outerHas = cols.includes(col);
+    }
+    if (!outerHas) return { kind: 'none' };
+    for (const s of chain) {
+      if (s.opaque) return { kind: 'outer', what: `${col} (which a subquery or function in its FROM may or may not have)` };
+      for (const t of s.tables) {
+        const cols = columnsOf(t);
+        if (cols === undefined) return { kind: 'needs', table: t };
+        if (cols.includes(col)) return { kind: 'none' };
+      }
+    }
+    return { kind: 'outer', what: col };
+  };
+  const select = (sel: SelectStmt, chain: readonly InnerScope[], outerCtes: ReadonlySet<string>): void => {
+    const ctes = new Set(outerCtes);
+    for (const c of sel.withClause?.ctes ?? []) {
+      if (!('CommonTableExpr' in c)) continue;
+      if (sel.withClause?.recursive === true) ctes.add(c.CommonTableExpr.ctename ?? '');
+      const q = c.CommonTableExpr.ctequery;
+      if (q !== undefined && 'SelectStmt' in q) select(q.SelectStmt, chain, ctes);
+      else if (q !== undefined) result = { kind: 'outer', what: 'a data-modifying WITH query' };
+      ctes.add(c.CommonTableExpr.ctename ?? '');
+    }
+    if ((sel.op ?? 'SETOP_NONE') !== 'SETOP_NONE') {
+      if (sel.larg !== undefined) select(sel.larg, chain, ctes);
+      if (sel.rarg !== undefined) select(sel.rarg, chain, ctes);
+      return;
+    }
+    const scope: InnerScope = { names: new Set(), tables: [], opaque: false };
+    const nested: { sel: SelectStmt; lateral: boolean }[] = [];
+    const exprs: unknown[] = [];
+    for (const item of sel.fromClause ?? []) addFromItem(item, scope, exprs, ctes, nested);
+    const inner = [scope, ...chain];
+    for (const n of nested) select(n.sel, inner, ctes);
+    expressions([exprs, sel.targetList, sel.whereClause, sel.groupClause, sel.havingClause, sel.sortClause, sel.distinctClause, sel.windowClause, sel.limitCount, sel.limitOffset, sel.valuesLists], inner, ctes);
+  };
+  const expressions = (nodes: unknown, chain: readonly InnerScope[], ctes: ReadonlySet<string>): void => {
+    walkTree(nodes, (type, value) => {
+      if (result.kind !== 'none') return false;
+      if (type === 'SubLink') {
+        const link = value as SubLink;
+        if (link.testexpr !== undefined) expressions(link.testexpr, chain, ctes);
+        if (link.subselect !== undefined && 'SelectStmt' in link.subselect) select(link.subselect.SelectStmt, chain, ctes);
+        return false;
+      }
+      if (type === 'ColumnRef') {
+        const fields = (value as { fields?: Node[] }).fields ?? [];
+        const star = fields.length > 0 && 'A_Star' in (fields[fields.length - 1] as Node);
+        const names = columnRefNames({ fields: star ? [...fields.slice(0, -1), { String: { sval: '' } }] : fields });
+        if (names === null || (star && names.length === 1)) return false;
+        const r = resolve(names, chain, ctes);
+        if (r.kind !== 'none') result = r;
+        return false;
+      }
+      return true;
+    });
+  };
+  select(sub.SelectStmt, [], new Set());
+  return result;
+}
+
+/**
+ * Adds a FROM item's names (alias, or table name) and tables to a scope.
+ * Expressions inside it (join conditions, function arguments) go to
+ * `exprs`, subqueries to `nested`; a CTE reference or anything but a plain
+ * table makes the scope opaque (its columns are unknown here).
+ */
+function addFromItem(item: Node, scope: InnerScope, exprs: unknown[], ctes: ReadonlySet<string>, nested: { sel: SelectStmt; lateral: boolean }[] = []): void {
+  if ('RangeVar' in item) {
+    const rv = item.RangeVar;
+    const name = rv.relname ?? '';
+    scope.names.add(rv.alias?.aliasname ?? name);
+    if (rv.schemaname === undefined && ctes.has(name)) scope.opaque = true;
+    else scope.tables.push(tableName(name));
+    return;
+  }
+  if ('JoinExpr' in item) {
+    const j = item.JoinExpr;
+    if (j.larg !== undefined) addFromItem(j.larg, scope, exprs, ctes, nested);
+    if (j.rarg !== undefined) addFromItem(j.rarg, scope, exprs, ctes, nested);
+    if (j.alias?.aliasname !== undefined) scope.names.add(j.alias.aliasname);
+    exprs.push(j.quals);
+    return;
+  }
+  scope.opaque = true;
+  if ('RangeSubselect' in item) {
+    const r = item.RangeSubselect;
+    if (r.alias?.aliasname !== undefined) scope.names.add(r.alias.aliasname);
+    if (r.subquery !== undefined && 'SelectStmt' in r.subquery) nested.push({ sel: r.subquery.SelectStmt, lateral: r.lateral === true });
+    return;
+  }
+  const alias = (Object.values(item)[0] as { alias?: { aliasname?: string } } | undefined)?.alias?.aliasname;
+  if (alias !== undefined) scope.names.add(alias);
+  exprs.push(item);
+}
