@@ -97,6 +97,9 @@ export function jsonLinesSink(out: Writable): CdcSink {
   };
 }
 
+/** Text of events gathered for one publish before it is sent (one larger event goes alone). */
+const BROKER_BATCH_BYTES = 8 * 1024 * 1024;
+
 /** The most bytes one broker message may hold, and what sets that limit (named in the error). */
 export interface MessageLimit {
   readonly bytes: number;
@@ -126,12 +129,13 @@ export function brokerSink(name: string, sink: MessageSink, topic: string, limit
   };
   return {
     name,
-    // One event's text at a time: a batch of large spilled events is not all in memory at once before the publish.
+    // Published in groups of at most BROKER_BATCH_BYTES of text (or one event): a batch of large spilled
+    // events is never all in memory at once.
     async send(events) {
       for (let i = 0; i < events.length; ) {
         const batch: { id: string; topic: string; payload: null; json: string }[] = [];
         let size = 0;
-        while (i < events.length && (batch.length === 0 || size < limit.bytes)) {
+        while (i < events.length && (batch.length === 0 || size < BROKER_BATCH_BYTES)) {
           const json = body(events[i++]!);
           size += json.length;
           batch.push({ id: events[i - 1]!.id, topic, payload: null, json });

@@ -54,14 +54,14 @@ export const CDC_DEFAULTS = {
   maxMessageBytes: '128MiB',
 } as const;
 
-const UNITS: Readonly<Record<string, number>> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+const UNITS: Readonly<Record<string, number>> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4 };
 
 /** `67108864`, `64MiB`, `100 MB` → bytes; anything else is refused naming the option. */
 export function parseByteSize(option: string, text: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
   const unit = m === null ? undefined : UNITS[m[2]!.toLowerCase()];
   const bytes = m === null || unit === undefined ? NaN : Math.floor(Number(m[1]) * unit);
-  if (!Number.isSafeInteger(bytes) || bytes < 1) throw sgError('cdcOption', { option, reason: `${JSON.stringify(text)} is not a size: give bytes, or a number with kB, MB, GB, KiB, MiB or GiB` });
+  if (!Number.isSafeInteger(bytes) || bytes < 1) throw sgError('cdcOption', { option, reason: `${JSON.stringify(text)} is not a size: give bytes, or a number with kB, MB, GB, TB, KiB, MiB, GiB or TiB` });
   return bytes;
 }
 
