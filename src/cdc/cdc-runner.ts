@@ -225,6 +225,8 @@ export class CdcRunner {
               break;
             } catch (err) {
               metrics?.sinkFailed();
+              // Sending again cannot cure it: the attempt ends with it, and so does the command (see run).
+              if (isPermanentSinkError(err)) throw err;
               log('warn', 'the sink did not take the events; sending them again', { sink: sink.name, events: batch.length, err: (err as Error).message });
               // A failed attempt gives up (its events come again from the slots); stopping tries a few more times.
               if (failure !== null || (signal.aborted && wait >= 1000)) throw err;

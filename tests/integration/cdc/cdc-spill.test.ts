@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCdc, type CdcProcess } from '../../harness/cdc.js';
+import { exited, startCdc, type CdcProcess } from '../../harness/cdc.js';
 import { startShardedSetup, type ShardedSetup } from '../../harness/proxy.js';
 
 /**
@@ -262,5 +262,26 @@ describe('shardgate cdc spills large transactions', () => {
       server.closeAllConnections();
       server.close();
     }
+  });
+
+  it('a transaction larger than a NATS message may be stops the command with an error naming the limit, and is not lost', { timeout: 120_000 }, async () => {
+    const run = randomBytes(4).toString('hex');
+    const slots = prefix();
+    const dir = newDir();
+    const nats = startCdc(setup.proxy.configFile, ['--sink', 'nats', '--subject', `sg.cdc.${run}`, '--nats-stream', `SG_CDC_${run}`, '--memory-limit', LIMIT, '--spill-dir', dir, '--slot-prefix', slots]);
+    children.push(nats);
+    await nats.streaming;
+    // About 3 MB of JSON, above the server's default max_payload of 1 MiB.
+    await app.query("INSERT INTO big SELECT g, repeat('n', 100) FROM generate_series(5000001, 5020000) g");
+    expect(await exited(nats.child)).toBe(1);
+    expect(nats.logs()).toMatch(/transaction sg_\S+ \(20000 changes\) is larger than one nats message may be: \d+ bytes \(the NATS server's max_payload\)/);
+    // The slots were not confirmed past it: a streaming sink gets it whole.
+    const events = new Events();
+    const stdout = startCdc(setup.proxy.configFile, ['--memory-limit', LIMIT, '--spill-dir', dir, '--slot-prefix', slots], (l) => events.add(l));
+    children.push(stdout);
+    await stdout.streaming;
+    const e = await events.next((x) => x.changes.some((c) => c.new?.id === '5000001'));
+    await expectWholeGlobal(e, 5_000_001, 5_020_000);
+    await stdout.stop();
   });
 });
