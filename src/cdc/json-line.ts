@@ -30,7 +30,14 @@ export function eventToJson(event: CdcEvent): CdcEventJson {
  * without indentation composes).
  */
 export function* eventJsonPieces(event: CdcEvent): Generator<string, void, undefined> {
-  const head = JSON.stringify({ ...eventToJson({ ...event, changes: [] }), changes: [] });
+  // Built from the fields, never from `event.changes`: that would read every change into memory.
+  const head = JSON.stringify({
+    id: event.id,
+    kind: event.kind,
+    commitTime: pgTimestampToDate(event.commitTime as PgTimestamp).toISOString(),
+    shards: event.shards,
+    changes: [],
+  } satisfies CdcEventJson);
   // `head` ends in `[]}`: open the array, then the changes, then close it.
   yield head.slice(0, -2);
   let first = true;
