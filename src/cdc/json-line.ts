@@ -10,15 +10,19 @@ export interface CdcEventJson {
   readonly changes: CdcEvent['changes'];
 }
 
-/** The event as a JSON value; each change `{"table","op","old","new"}` with values as PostgreSQL's text. */
-export function eventToJson(event: CdcEvent): CdcEventJson {
+/** The event's fields as published, without its changes (which are never read here). */
+function jsonHead(event: CdcEvent): Omit<CdcEventJson, 'changes'> {
   return {
     id: event.id,
     kind: event.kind,
     commitTime: pgTimestampToDate(event.commitTime as PgTimestamp).toISOString(),
     shards: event.shards,
-    changes: event.changes,
   };
+}
+
+/** The event as a JSON value; each change `{"table","op","old","new"}` with values as PostgreSQL's text. */
+export function eventToJson(event: CdcEvent): CdcEventJson {
+  return { ...jsonHead(event), changes: event.changes };
 }
 
 /**
@@ -30,14 +34,7 @@ export function eventToJson(event: CdcEvent): CdcEventJson {
  * without indentation composes).
  */
 export function* eventJsonPieces(event: CdcEvent): Generator<string, void, undefined> {
-  // Built from the fields, never from `event.changes`: that would read every change into memory.
-  const head = JSON.stringify({
-    id: event.id,
-    kind: event.kind,
-    commitTime: pgTimestampToDate(event.commitTime as PgTimestamp).toISOString(),
-    shards: event.shards,
-    changes: [],
-  } satisfies CdcEventJson);
+  const head = JSON.stringify({ ...jsonHead(event), changes: [] } satisfies CdcEventJson);
   // `head` ends in `[]}`: open the array, then the changes, then close it.
   yield head.slice(0, -2);
   let first = true;

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { accessSync, constants, mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -63,6 +64,16 @@ export function parseByteSize(option: string, text: string): number {
   const bytes = m === null || unit === undefined ? NaN : Math.floor(Number(m[1]) * unit);
   if (!Number.isSafeInteger(bytes) || bytes < 1) throw sgError('cdcOption', { option, reason: `${JSON.stringify(text)} is not a size: give bytes, or a number with kB, MB, GB, TB, KiB, MiB, GiB or TiB` });
   return bytes;
+}
+
+/** Refuses, naming the option, a folder that cannot be created or written (else every attempt would fail on it). */
+function usableDir(option: string, dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, constants.W_OK);
+  } catch (err) {
+    throw sgError('cdcOption', { option, reason: `cannot write to ${dir}: ${(err as Error).message}` });
+  }
 }
 
 /** The spill folder: the flag's, else one per set of slots (one process streams from a slot at a time, so it is this process's alone). */
@@ -199,9 +210,12 @@ export async function cdc(config: ShardGateConfig, flags: CdcFlags, io: CliIo): 
   let start: Awaited<ReturnType<typeof targets>>;
   let sink: CdcSink;
   let memoryLimit: number;
+  let spill: string;
   try {
     memoryLimit = parseByteSize('--memory-limit', flags.memoryLimit ?? CDC_DEFAULTS.memoryLimit);
     start = await targets(config, flags);
+    spill = spillDir(flags, start.shards);
+    usableDir('--spill-dir', spill);
     sink = await openSink(flags);
   } catch (err) {
     io.err(`shardgate: cdc: ${(err as Error).message}`);
@@ -215,7 +229,7 @@ export async function cdc(config: ShardGateConfig, flags: CdcFlags, io: CliIo): 
     const runner = new CdcRunner({
       shards: start.shards,
       sink,
-      spill: { dir: spillDir(flags, start.shards), memoryLimit },
+      spill: { dir: spill, memoryLimit },
       ...(start.skip !== undefined ? { skip: start.skip } : {}),
       log: (level, msg, fields) => log[level](fields ?? {}, msg),
       metrics,

@@ -284,4 +284,15 @@ describe('shardgate cdc spills large transactions', () => {
     await expectWholeGlobal(e, 5_000_001, 5_020_000);
     await stdout.stop();
   });
+
+  it('refuses a memory limit that is not a size, and a spill folder it cannot write, with a message and exit 1', async () => {
+    const size = startCdc(setup.proxy.configFile, ['--memory-limit', 'lots']);
+    expect(await exited(size.child)).toBe(1);
+    expect(size.logs()).toContain('shardgate cdc --memory-limit: "lots" is not a size');
+    const file = join(newDir(), 'a-file');
+    writeFileSync(file, '');
+    const dir = startCdc(setup.proxy.configFile, ['--spill-dir', join(file, 'spill')]);
+    expect(await exited(dir.child)).toBe(1);
+    expect(dir.logs()).toContain(`shardgate cdc --spill-dir: cannot write to ${join(file, 'spill')}`);
+  });
 });
