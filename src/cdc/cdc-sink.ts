@@ -176,6 +176,10 @@ export function webhookSink(url: string, opts: WebhookOptions = {}): CdcSink {
           if (next.done === true) controller.close();
           else controller.enqueue(encoder.encode(next.value));
         },
+        // The request failed or was aborted: end the reading of the events (a log being read is never spilled).
+        cancel() {
+          chunks.return(undefined);
+        },
       });
       const res = await fetch(url, {
         method: 'POST',
