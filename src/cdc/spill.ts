@@ -136,7 +136,8 @@ export class ChangeLog {
   #count = 0;
   #path: string | null = null;
   #fd: number | null = null;
-  #pending: Buffer[] = [];
+  /** Records appended to a spilled log and not yet written: one buffer is built per write, not two per record. */
+  #pending: HeldRecord[] = [];
   #pendingBytes = 0;
   #fileBytes = 0;
   #readers = 0;
@@ -240,20 +241,26 @@ export class ChangeLog {
   }
 
   #write(xid: number, json: string): void {
-    const body = Buffer.from(json, 'utf8');
-    const header = Buffer.allocUnsafe(HEADER);
-    header.writeInt32BE(body.length, 0);
-    header.writeUInt32BE(xid >>> 0, 4);
-    this.#pending.push(header, body);
-    this.#pendingBytes += HEADER + body.length;
+    this.#pending.push({ xid, json });
+    // UTF-16 length: at most the UTF-8 length for text of one-byte characters, a third of it at worst.
+    this.#pendingBytes += HEADER + json.length;
     if (this.#pendingBytes >= WRITE_CHUNK) this.#flush();
   }
 
   #flush(): void {
     if (this.#pendingBytes === 0 || this.#fd === null) return;
-    const chunk = Buffer.concat(this.#pending, this.#pendingBytes);
+    let size = 0;
+    for (const r of this.#pending) size += HEADER + Buffer.byteLength(r.json, 'utf8');
+    const chunk = Buffer.allocUnsafe(size);
+    let at = 0;
+    for (const r of this.#pending) {
+      const length = chunk.write(r.json, at + HEADER, 'utf8');
+      chunk.writeInt32BE(length, at);
+      chunk.writeUInt32BE(r.xid >>> 0, at + 4);
+      at += HEADER + length;
+    }
     // No fsync: the slot still holds this WAL, so a crash only loses a copy the server sends again.
-    for (let at = 0; at < chunk.length; ) at += writeSync(this.#fd, chunk, at, chunk.length - at, this.#fileBytes + at);
+    for (let done = 0; done < chunk.length; ) done += writeSync(this.#fd, chunk, done, chunk.length - done, this.#fileBytes + done);
     this.#fileBytes += chunk.length;
     this.#pending = [];
     this.#pendingBytes = 0;

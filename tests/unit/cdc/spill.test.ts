@@ -132,4 +132,17 @@ describe('spilling held changes', () => {
     a.acknowledge(event!);
     expect(readdirSync(dir)).toEqual([]);
   });
+
+  it('reads back text of any characters exactly, records larger than a read chunk included', () => {
+    const store = SpillStore.open(newDir(), 1024);
+    const log = store.log();
+    const texts = ['"é"', JSON.stringify('日本語'.repeat(30_000)), JSON.stringify('😀 \u0000 "q" \\'), '"a"'];
+    texts.forEach((t, i) => log.append(i + 1, t));
+    expect(log.spilled).toBe(true);
+    log.abortSubtransaction(4);
+    expect([...log.json()]).toEqual(texts.slice(0, 3));
+    expect(log.count).toBe(3);
+    log.release();
+    expect(store.files).toBe(0);
+  });
 });
