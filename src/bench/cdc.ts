@@ -5,6 +5,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import pg from 'pg';
 import { stringify } from 'yaml';
 import type { BenchOptions } from './bench-options.js';
 import { sampleRss } from './memory.js';
@@ -21,6 +22,17 @@ type Side = (typeof SIDES)[number];
 
 /** The slow sink takes this long per event: slower than TPC-B's rate, so the stream must push back. */
 const SLOW_SINK_MS_PER_EVENT = 5;
+
+/** Sides of the large-transaction run: the sink's speed, and whether held changes spill. */
+const BIG_SIDES = ['fast-sink-no-spill', 'fast-sink-spill', 'slow-sink-no-spill', 'slow-sink-spill'] as const;
+type BigSide = (typeof BIG_SIDES)[number];
+/** The table the large transactions write (sharded on id through the proxy). */
+const BIG_TABLE = 'bench_cdc_big';
+/** --memory-limit of the spilling sides, and of the others (never reached). */
+const SPILL_LIMIT = '8MiB';
+const NO_SPILL_LIMIT = '1TiB';
+/** The slow sink reads request bodies at this rate: far below what the stream could deliver. */
+const SLOW_SINK_BYTES_PER_S = 4 * 1024 * 1024;
 
 /** One side's figures in one round. */
 interface Round {
@@ -56,6 +68,31 @@ function startCdc(configFile: string, args: readonly string[]): { child: ChildPr
     times.push(now);
   });
   return { child, streaming, lagsMs, times };
+}
+
+/** A webhook counting events, reading each body at SLOW_SINK_BYTES_PER_S: a sink that pushes back by the byte. */
+async function throttledWebhook(): Promise<{ url: string; close(): void; events: () => number }> {
+  let events = 0;
+  const server = createServer((req, res) => {
+    let took = 0;
+    const t0 = Date.now();
+    let tail = '';
+    req.on('data', (d: Buffer) => {
+      took += d.length;
+      // Count the events by their "kind" key (the rows here have no column of that name).
+      const text = tail + d.toString('latin1');
+      events += text.split('"kind":"').length - 1;
+      tail = text.slice(-7);
+      const ahead = took / SLOW_SINK_BYTES_PER_S - (Date.now() - t0) / 1000;
+      if (ahead > 0) {
+        req.pause();
+        setTimeout(() => req.resume(), ahead * 1000);
+      }
+    });
+    req.on('end', () => res.writeHead(204).end());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, close: () => server.close(), events: () => events };
 }
 
 /** A webhook that takes SLOW_SINK_MS_PER_EVENT per event before answering 204. */
@@ -94,13 +131,13 @@ function exited(child: ChildProcess): Promise<void> {
  * (commit on the shard to the line read here), CDC CPU per event, and the
  * CDC process's peak memory, which must stay bounded with the slow sink.
  */
-export async function runCdcBench(opts: BenchOptions, cores: number, log: BenchLog): Promise<ResultTable> {
+export async function runCdcBench(opts: BenchOptions, cores: number, log: BenchLog): Promise<ResultTable[]> {
   const clusters: BenchCluster[] = await startBenchClusters(3, {
     databases: [PROXY_DATABASE],
     settings: { wal_level: 'logical', max_wal_senders: 10, max_replication_slots: 20 },
   });
   const dir = await mkdtemp(join(tmpdir(), 'shardgate-bench-cdc-'));
-  const config = proxyConfig(clusters.map((c) => c.url(PROXY_DATABASE)), PGBENCH_TABLE_RULES, { maxPerShard: opts.poolSize });
+  const config = proxyConfig(clusters.map((c) => c.url(PROXY_DATABASE)), { ...PGBENCH_TABLE_RULES, [BIG_TABLE]: { key: 'k' } }, { maxPerShard: opts.poolSize });
   const configFile = join(dir, 'shardgate.yaml');
   await writeFile(configFile, stringify(config));
   const proxy = await startShardGate(config).catch(async (err: unknown) => {
@@ -110,6 +147,9 @@ export async function runCdcBench(opts: BenchOptions, cores: number, log: BenchL
   const webhook = await slowWebhook();
   const rounds = new Map<Side, Round[]>(SIDES.map((s) => [s, []]));
   const problems = new Map<Side, string>();
+  const bigRounds = new Map<BigSide, BigRound[]>(BIG_SIDES.map((s) => [s, []]));
+  const bigProblems = new Map<BigSide, string>();
+  const big = bigWorkload(opts);
   try {
     const target: PgbenchTarget = { port: proxy.port, user: PROXY_USER.name, password: PROXY_USER.password, database: PROXY_DATABASE };
     await initPgbench(target, opts.scale);
@@ -163,6 +203,7 @@ export async function runCdcBench(opts: BenchOptions, cores: number, log: BenchL
         }
       }
     }
+    await runBigTransactions(proxy.url, configFile, clusters, big, bigRounds, bigProblems, log);
   } finally {
     webhook.close();
     await proxy.stop().catch(() => undefined);
@@ -172,7 +213,7 @@ export async function runCdcBench(opts: BenchOptions, cores: number, log: BenchL
 
   const { row } = roundRows(rounds, problems, SIDES);
   const streaming: Side[] = ['tpcb+cdc', 'tpcb+cdc-slow-sink'];
-  return {
+  return [{
     id: 'cdc',
     title: 'Change data capture under TPC-B-like load (3 shards, through the proxy)',
     columns: [...SIDES],
@@ -188,6 +229,110 @@ export async function runCdcBench(opts: BenchOptions, cores: number, log: BenchL
     notes: [
       'Lag is from the commit time a shard reports to the moment this process read the event line (stdout sink), or the webhook batch was sent (slow sink).',
       `The slow sink is a webhook answering after ${SLOW_SINK_MS_PER_EVENT} ms per event, slower than the load: its lag grows, and its memory must not (the stream stops being read at 5000 unacknowledged events).`,
+    ],
+  }, bigTable(big, bigRounds, bigProblems)];
+}
+
+/** The large-transaction run's shape. */
+interface BigWorkload {
+  readonly transactions: number;
+  readonly rows: number;
+  readonly padBytes: number;
+}
+
+function bigWorkload(opts: BenchOptions): BigWorkload {
+  return opts.quick ? { transactions: 8, rows: 50_000, padBytes: 200 } : { transactions: 16, rows: 100_000, padBytes: 200 };
+}
+
+/** One large-transaction side's figures in one round. */
+interface BigRound {
+  rssMb: number;
+  deliverS: number;
+  eventsPerS: number;
+}
+
+/**
+ * Large cross-shard transactions (`INSERT … SELECT generate_series` through
+ * the proxy, so every one has a big part on each shard), written as fast as
+ * the servers take them, while `shardgate cdc` streams them to a fast sink
+ * (stdout, read here) or a slow one (a webhook reading bodies at
+ * SLOW_SINK_BYTES_PER_S), with held changes spilling past SPILL_LIMIT or
+ * never. Figure: the CDC process's peak RSS until every event was delivered.
+ */
+async function runBigTransactions(
+  proxyUrl: string,
+  configFile: string,
+  clusters: readonly BenchCluster[],
+  w: BigWorkload,
+  rounds: Map<BigSide, BigRound[]>,
+  problems: Map<BigSide, string>,
+  log: BenchLog,
+): Promise<void> {
+  const app = new pg.Client({ connectionString: proxyUrl });
+  await app.connect();
+  const spillRoot = await mkdtemp(join(tmpdir(), 'shardgate-bench-cdc-spill-'));
+  const webhook = await throttledWebhook();
+  try {
+    await app.query(`CREATE TABLE ${BIG_TABLE} (k int PRIMARY KEY, pad text NOT NULL)`);
+    let slotNo = 0;
+    for (const side of BIG_SIDES) {
+      try {
+        await app.query(`TRUNCATE ${BIG_TABLE}`);
+        const slotPrefix = `benchbig${slotNo++}_`;
+        const slow = side.startsWith('slow');
+        const args = [
+          '--slot-prefix', slotPrefix,
+          '--memory-limit', side.endsWith('no-spill') ? NO_SPILL_LIMIT : SPILL_LIMIT,
+          '--spill-dir', join(spillRoot, side),
+          ...(slow ? ['--sink', 'webhook', '--webhook-url', webhook.url] : []),
+        ];
+        const cdc = startCdc(configFile, args);
+        await cdc.streaming;
+        const before = slow ? webhook.events() : cdc.times.length;
+        const delivered = (): number => (slow ? webhook.events() : cdc.times.length) - before;
+        const rss = sampleRss(cdc.child.pid!);
+        const t0 = Date.now();
+        for (let t = 0; t < w.transactions; t++) {
+          await app.query(`INSERT INTO ${BIG_TABLE} SELECT g, repeat('x', $3) FROM generate_series($1::int, $2::int) g`, [t * w.rows + 1, (t + 1) * w.rows, w.padBytes]);
+        }
+        for (let i = 0; delivered() < w.transactions && i < 3000; i++) await new Promise((r) => setTimeout(r, 100));
+        const deliverS = (Date.now() - t0) / 1000;
+        const peakKb = await rss.stop();
+        cdc.child.kill('SIGKILL');
+        await exited(cdc.child);
+        await Promise.all(
+          clusters.map((c, i) => c.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [`${slotPrefix}s${i}`], PROXY_DATABASE)),
+        );
+        if (delivered() < w.transactions) throw new Error(`only ${delivered()} of ${w.transactions} events delivered in ${deliverS.toFixed(0)} s`);
+        rounds.get(side)!.push({ rssMb: peakKb / 1024, deliverS, eventsPerS: w.transactions / deliverS });
+        log(`cdc large transactions ${side}: peak RSS ${(peakKb / 1024).toFixed(0)} MB, ${w.transactions} events in ${deliverS.toFixed(1)} s`);
+      } catch (err) {
+        problems.set(side, shortReason(err));
+        log(`cdc large transactions ${side} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      }
+    }
+  } finally {
+    webhook.close();
+    await app.end().catch(() => undefined);
+    await rm(spillRoot, { recursive: true, force: true });
+  }
+}
+
+function bigTable(w: BigWorkload, rounds: ReadonlyMap<BigSide, readonly BigRound[]>, problems: ReadonlyMap<BigSide, string>): ResultTable {
+  const { row } = roundRows(rounds, problems, BIG_SIDES);
+  return {
+    id: 'cdc-large-transactions',
+    title: `Change data capture of large transactions (${w.transactions} × ${w.rows.toLocaleString('en-US')} rows over 3 shards, through the proxy)`,
+    columns: [...BIG_SIDES],
+    baseline: 'fast-sink-no-spill',
+    rows: [
+      row('rss', 'CDC process peak RSS', 'MB', (r) => r.rssMb),
+      row('deliver', 'writes until the last event was delivered', 's', (r) => r.deliverS),
+    ],
+    notes: [
+      `Each transaction is one INSERT … SELECT of ${w.rows.toLocaleString('en-US')} rows of ${w.padBytes}-byte text through the proxy: one event of about ${Math.round((w.rows * (w.padBytes + 60)) / 1e6)} MB of JSON with a part on every shard.`,
+      `Fast sink: stdout, read by this process. Slow sink: a webhook reading request bodies at ${SLOW_SINK_BYTES_PER_S / 1024 / 1024} MB/s. Spill: --memory-limit ${SPILL_LIMIT}; no spill: --memory-limit ${NO_SPILL_LIMIT}, everything held in memory.`,
+      'Peak RSS is VmRSS polled every 50 ms from the moment the process streams until the last event arrived.',
     ],
   };
 }

@@ -227,7 +227,7 @@ export async function runBench(opts: BenchOptions, log: BenchLog): Promise<Bench
     if (has('cdc')) {
       // Its own three clusters (logical decoding on) and proxy, after the others have stopped using the cores.
       await section('cdc', async () => {
-        tables.push(await runCdcBench(opts, cores, log));
+        tables.push(...(await runCdcBench(opts, cores, log)));
       });
     }
 

@@ -1,6 +1,7 @@
 import { parsePreparedGid } from '../tx/gid.js';
 import { formatLsn, type Lsn } from './lsn.js';
 import type { PgoutputMessage, RelationColumn, TupleData } from './pgoutput-message.js';
+import { SpillStore, type ChangeLog } from './spill.js';
 
 /** One row change of an emitted transaction; values are PostgreSQL's text form, null for NULL. */
 export interface CdcChange {
@@ -13,7 +14,11 @@ export interface CdcChange {
   readonly new: Readonly<Record<string, string | null>> | null;
 }
 
-/** One committed transaction as the application committed it, all shards together. */
+/**
+ * One committed transaction as the application committed it, all shards
+ * together. Its changes may lie in spill files (spill.ts): sinks stream them
+ * with `changeJson()`; `changes` reads them all into memory.
+ */
 export interface CdcEvent {
   /**
    * Stable across restarts: the gid for a two-phase transaction,
@@ -25,7 +30,47 @@ export interface CdcEvent {
   readonly commitTime: bigint;
   /** Shards whose parts the event holds, in the order the changes are listed (anchor first). */
   readonly shards: readonly string[];
+  /** How many changes the event holds. */
+  readonly changeCount: number;
+  /** Every change, read into memory (parsed again on each use): for small events and tests; sinks use `changeJson`. */
   readonly changes: readonly CdcChange[];
+  /** Each change as its JSON text (`{"table","op","old","new"}`), in order, read back a piece at a time when spilled. */
+  changeJson(): Iterable<string>;
+}
+
+/** An event of changes already in memory (built by hand: tests, benchmarks). */
+export function eventOfChanges(e: Omit<CdcEvent, 'changes' | 'changeCount' | 'changeJson'> & { readonly changes: readonly CdcChange[] }): CdcEvent {
+  const { changes, ...rest } = e;
+  return { ...rest, changes, changeCount: changes.length, changeJson: () => changes.map((c) => JSON.stringify(c)) };
+}
+
+/** An event whose changes are the logs of its parts, in order. */
+class AssembledEvent implements CdcEvent {
+  readonly id: string;
+  readonly kind: CdcEvent['kind'];
+  readonly commitTime: bigint;
+  readonly shards: readonly string[];
+  readonly #logs: readonly ChangeLog[];
+
+  constructor(id: string, kind: CdcEvent['kind'], commitTime: bigint, shards: readonly string[], logs: readonly ChangeLog[]) {
+    this.id = id;
+    this.kind = kind;
+    this.commitTime = commitTime;
+    this.shards = shards;
+    this.#logs = logs;
+  }
+
+  get changeCount(): number {
+    return this.#logs.reduce((n, l) => n + l.count, 0);
+  }
+
+  get changes(): readonly CdcChange[] {
+    return [...this.changeJson()].map((j) => JSON.parse(j) as CdcChange);
+  }
+
+  *changeJson(): Generator<string, void, undefined> {
+    for (const l of this.#logs) yield* l.json();
+  }
 }
 
 /** The decision table of DESIGN.md; its rows are read for assembly and never emitted. */
@@ -48,12 +93,51 @@ interface HeldChange {
   readonly decision: { readonly gid: string; readonly participants: readonly string[] } | null;
 }
 
+/**
+ * Rows a part names one by one for the ordering rule; past this many it names
+ * only its tables (`table\u0000*`: as if it wrote every row of them), so a
+ * large transaction's bookkeeping stays small. Coarser only ever orders more.
+ */
+const MAX_ROWS = 4096;
+
+/** A transaction part being read: its changes (in a log that may spill), the rows it wrote, its decision row. */
+class PartBuffer {
+  readonly log: ChangeLog;
+  #rows = new Set<string>();
+  #wide = false;
+  decision: (HeldChange['decision'] & { readonly xid: number | null }) | null = null;
+
+  constructor(log: ChangeLog) {
+    this.log = log;
+  }
+
+  get rows(): ReadonlySet<string> {
+    return this.#rows;
+  }
+
+  add(h: HeldChange): void {
+    if (h.change !== null) this.log.append(h.xid ?? 0, JSON.stringify(h.change));
+    if (h.decision !== null) this.decision = { ...h.decision, xid: h.xid };
+    for (const r of h.rows) this.#rows.add(this.#wide ? `${r.slice(0, r.indexOf('\u0000'))}\u0000*` : r);
+    if (!this.#wide && this.#rows.size > MAX_ROWS) {
+      this.#wide = true;
+      this.#rows = new Set([...this.#rows].map((r) => `${r.slice(0, r.indexOf('\u0000'))}\u0000*`));
+    }
+  }
+
+  /** A subtransaction inside a streamed transaction rolled back: its changes go (its rows stay: coarser is safe). */
+  abortSubtransaction(xid: number): void {
+    this.log.abortSubtransaction(xid);
+    if (this.decision?.xid === xid) this.decision = null;
+  }
+}
+
 /** A part committed on one shard and not yet handed out, in that shard's commit order. */
 interface Entry {
   readonly shard: string;
   readonly kind: 'local' | 'anchor' | 'branch';
   readonly gid: string | null;
-  readonly changes: readonly CdcChange[];
+  readonly log: ChangeLog;
   readonly rows: ReadonlySet<string>;
   /** Lowest position the slot may be confirmed at while this part is not acknowledged downstream. */
   readonly bound: Lsn;
@@ -72,13 +156,13 @@ interface ShardState {
   readonly name: string;
   readonly relations: Map<number, Relation>;
   /** The transaction being read; `skip` when its xid is already in the starting snapshot. */
-  open: { readonly prepared: string | null; readonly changes: HeldChange[]; readonly skip: boolean } | null;
-  readonly streams: Map<number, HeldChange[]>;
+  open: { readonly prepared: string | null; readonly part: PartBuffer; readonly skip: boolean } | null;
+  readonly streams: Map<number, PartBuffer>;
   /** Streamed transactions already in the starting snapshot: read, never held. */
   readonly skippedStreams: Set<number>;
   streamXid: number | null;
   /** Prepared, not yet COMMIT PREPARED or ROLLBACK PREPARED: prepared gid → changes and prepare LSN. */
-  readonly prepared: Map<string, { readonly changes: readonly HeldChange[]; readonly prepareLsn: Lsn; readonly skip: boolean }>;
+  readonly prepared: Map<string, { readonly part: PartBuffer; readonly prepareLsn: Lsn; readonly skip: boolean }>;
   readonly queue: Entry[];
   /** Emitted, not yet acknowledged: event id → bound and commit time. */
   readonly inFlight: Map<string, { readonly bound: Lsn; readonly commitTime: bigint }>;
@@ -131,19 +215,22 @@ function conflicts(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
 export class Assembler {
   readonly #shards = new Map<string, ShardState>();
   readonly #globals = new Map<string, Global>();
-  /** Event id → the shards whose in-flight bound it holds. */
-  readonly #eventShards = new Map<string, readonly string[]>();
+  /** Event id → the shards whose in-flight bound it holds, and the logs of its parts (released once acknowledged). */
+  readonly #eventShards = new Map<string, { readonly shards: readonly string[]; readonly logs: readonly ChangeLog[] }>();
 
   readonly #skip: (shard: string, xid: number) => boolean;
+  readonly #store: SpillStore;
 
   /**
    * `shards`: every shard's name; `startAt`: where each stream starts (its
    * slot's confirmed position); `skip`: transactions (by shard and xid) whose
    * changes a starting copy already holds (an export's snapshot): read and
-   * never emitted.
+   * never emitted; `store`: where held changes go (spill.ts), by default all
+   * in memory.
    */
-  constructor(shards: readonly string[], startAt: ReadonlyMap<string, Lsn> = new Map(), opts: { skip?: (shard: string, xid: number) => boolean } = {}) {
+  constructor(shards: readonly string[], startAt: ReadonlyMap<string, Lsn> = new Map(), opts: { skip?: (shard: string, xid: number) => boolean; store?: SpillStore } = {}) {
     this.#skip = opts.skip ?? (() => false);
+    this.#store = opts.store ?? SpillStore.inMemory();
     for (const s of shards) {
       this.#shards.set(s, {
         name: s,
@@ -177,57 +264,59 @@ export class Assembler {
         });
         return [];
       case 'Begin':
-        st.open = { prepared: null, changes: [], skip: this.#skip(shard, m.xid) };
+        this.#open(st, null, this.#skip(shard, m.xid));
         return [];
       case 'BeginPrepare':
-        st.open = { prepared: m.gid, changes: [], skip: this.#skip(shard, m.xid) };
+        this.#open(st, m.gid, this.#skip(shard, m.xid));
         return [];
       case 'Insert':
       case 'Update':
       case 'Delete':
       case 'Truncate': {
         const skipped = st.streamXid === null ? st.open?.skip === true : st.skippedStreams.has(st.streamXid);
-        if (!skipped) this.#changesFor(st).push(...this.#held(st, m));
+        if (!skipped) {
+          const part = this.#partFor(st);
+          for (const h of this.#held(st, m)) part.add(h);
+        }
         return [];
       }
       case 'StreamStart':
         st.streamXid = m.xid;
         if (this.#skip(shard, m.xid)) st.skippedStreams.add(m.xid);
-        if (!st.streams.has(m.xid)) st.streams.set(m.xid, []);
+        if (!st.streams.has(m.xid)) st.streams.set(m.xid, new PartBuffer(this.#store.log()));
         return [];
       case 'StreamStop':
         st.streamXid = null;
         return [];
       case 'StreamAbort': {
         if (m.subXid === m.xid) {
+          st.streams.get(m.xid)?.log.release();
           st.streams.delete(m.xid);
           st.skippedStreams.delete(m.xid);
-        }
-        else {
-          const kept = (st.streams.get(m.xid) ?? []).filter((c) => c.xid !== m.subXid);
-          st.streams.set(m.xid, kept);
+        } else {
+          st.streams.get(m.xid)?.abortSubtransaction(m.subXid);
         }
         return [];
       }
       case 'Commit': {
-        const changes = st.open?.changes ?? [];
+        const part = st.open?.part ?? this.#part();
         const skip = st.open?.skip === true;
         st.open = null;
-        return this.#committed(st, shard, changes, m.commitLsn, m.endLsn, m.commitTime, null, skip);
+        return this.#committed(st, shard, part, m.commitLsn, m.endLsn, m.commitTime, null, skip);
       }
       case 'StreamCommit': {
-        const changes = st.streams.get(m.xid) ?? [];
+        const part = st.streams.get(m.xid) ?? this.#part();
         const skip = st.skippedStreams.delete(m.xid);
         st.streams.delete(m.xid);
-        return this.#committed(st, shard, changes, m.commitLsn, m.endLsn, m.commitTime, null, skip);
+        return this.#committed(st, shard, part, m.commitLsn, m.endLsn, m.commitTime, null, skip);
       }
       case 'Prepare':
-        st.prepared.set(m.gid, { changes: st.open?.changes ?? [], prepareLsn: m.prepareLsn, skip: st.open?.skip === true });
+        this.#prepared(st, m.gid, st.open?.part ?? this.#part(), m.prepareLsn, st.open?.skip === true);
         st.open = null;
         if (m.endLsn > st.lastEnd) st.lastEnd = m.endLsn;
         return [];
       case 'StreamPrepare':
-        st.prepared.set(m.gid, { changes: st.streams.get(m.xid) ?? [], prepareLsn: m.prepareLsn, skip: st.skippedStreams.delete(m.xid) });
+        this.#prepared(st, m.gid, st.streams.get(m.xid) ?? this.#part(), m.prepareLsn, st.skippedStreams.delete(m.xid));
         st.streams.delete(m.xid);
         if (m.endLsn > st.lastEnd) st.lastEnd = m.endLsn;
         return [];
@@ -236,9 +325,11 @@ export class Assembler {
         st.prepared.delete(m.gid);
         // The PREPARE read in this stream says; one that came before the stream started is asked by its xid.
         const skip = p !== undefined ? p.skip : this.#skip(shard, m.xid);
-        return this.#committed(st, shard, p?.changes ?? [], m.commitLsn, m.endLsn, m.commitTime, { gid: m.gid, bound: p?.prepareLsn ?? m.commitLsn }, skip);
+        return this.#committed(st, shard, p?.part ?? this.#part(), m.commitLsn, m.endLsn, m.commitTime, { gid: m.gid, bound: p?.prepareLsn ?? m.commitLsn }, skip);
       }
       case 'RollbackPrepared':
+        // Rolled back: its changes (in memory or in a spill file) are dropped and never appear.
+        st.prepared.get(m.gid)?.part.log.release();
         st.prepared.delete(m.gid);
         st.lastEnd = m.rollbackEndLsn > st.lastEnd ? m.rollbackEndLsn : st.lastEnd;
         return [];
@@ -249,7 +340,11 @@ export class Assembler {
 
   /** Records that the sink acknowledged `event` (and, the caller guarantees, every event before it). */
   acknowledge(event: CdcEvent): void {
-    for (const s of this.#eventShards.get(event.id) ?? []) this.#state(s).inFlight.delete(event.id);
+    const held = this.#eventShards.get(event.id);
+    if (held === undefined) return;
+    for (const s of held.shards) this.#state(s).inFlight.delete(event.id);
+    // The sink has it: its changes are not needed again (a restart reads them from the slot).
+    for (const l of held.logs) l.release();
     this.#eventShards.delete(event.id);
   }
 
@@ -317,6 +412,7 @@ export class Assembler {
       for (const p of parts) {
         const q = this.#state(p.shard).queue;
         q.splice(q.indexOf(p), 1);
+        p.log.release();
       }
       this.#globals.delete(gid);
       dropped++;
@@ -336,10 +432,26 @@ export class Assembler {
     return st;
   }
 
-  #changesFor(st: ShardState): HeldChange[] {
+  #part(): PartBuffer {
+    return new PartBuffer(this.#store.log());
+  }
+
+  /** A Begin (or Begin Prepare): a transaction opened but not ended (a stream that ended inside one) leaves nothing behind. */
+  #open(st: ShardState, prepared: string | null, skip: boolean): void {
+    st.open?.part.log.release();
+    st.open = { prepared, part: this.#part(), skip };
+  }
+
+  #prepared(st: ShardState, gid: string, part: PartBuffer, prepareLsn: Lsn, skip: boolean): void {
+    // The same gid prepared again (a stream restarted inside the attempt cannot, but be safe): the older copy goes.
+    st.prepared.get(gid)?.part.log.release();
+    st.prepared.set(gid, { part, prepareLsn, skip });
+  }
+
+  #partFor(st: ShardState): PartBuffer {
     if (st.streamXid !== null) return st.streams.get(st.streamXid)!;
-    if (st.open === null) st.open = { prepared: null, changes: [], skip: false };
-    return st.open.changes;
+    if (st.open === null) st.open = { prepared: null, part: this.#part(), skip: false };
+    return st.open.part;
   }
 
   #held(st: ShardState, m: PgoutputMessage & { kind: 'Insert' | 'Update' | 'Delete' | 'Truncate' }): HeldChange[] {
@@ -367,7 +479,7 @@ export class Assembler {
   #committed(
     st: ShardState,
     shard: string,
-    held: readonly HeldChange[],
+    part: PartBuffer,
     commitLsn: Lsn,
     end: Lsn,
     commitTime: bigint,
@@ -376,14 +488,13 @@ export class Assembler {
   ): CdcEvent[] {
     if (end > st.lastEnd) st.lastEnd = end;
     if (skip) {
-      st.queue.push({ shard, changes: [], rows: new Set(), end, commitTime, commitLsn, kind: 'local', gid: null, bound: prepared?.bound ?? commitLsn });
+      part.log.release();
+      st.queue.push({ shard, log: this.#store.log(), rows: new Set(), end, commitTime, commitLsn, kind: 'local', gid: null, bound: prepared?.bound ?? commitLsn });
       return this.#drain();
     }
-    const changes = held.flatMap((h) => (h.change === null ? [] : [h.change]));
-    const rows = new Set(held.flatMap((h) => h.rows));
-    const decision = held.find((h) => h.decision !== null)?.decision ?? null;
+    const decision = part.decision;
     const ours = prepared === null ? null : parsePreparedGid(prepared.gid);
-    const base = { shard, changes, rows, end, commitTime, commitLsn };
+    const base = { shard, log: part.log, rows: part.rows, end, commitTime, commitLsn };
     if (ours !== null && ours.shard === shard) {
       st.queue.push({ ...base, kind: 'branch', gid: ours.gid, bound: prepared!.bound });
       this.#global(ours.gid).branches.set(shard, st.queue.at(-1)!);
@@ -426,7 +537,8 @@ export class Assembler {
         if (head === undefined) continue;
         if (head.kind === 'local') {
           st.queue.shift();
-          if (head.changes.length > 0) out.push(this.#emit(`${shard}:${formatLsn(head.commitLsn)}`, 'local', [head]));
+          if (head.log.count > 0) out.push(this.#emit(`${shard}:${formatLsn(head.commitLsn)}`, 'local', [head]));
+          else head.log.release();
           progress = true;
           continue;
         }
@@ -439,7 +551,8 @@ export class Assembler {
           q.splice(q.indexOf(p), 1);
         }
         this.#globals.delete(head.gid!);
-        if (parts.some((p) => p.changes.length > 0)) out.push(this.#emit(head.gid!, 'global', parts));
+        if (parts.some((p) => p.log.count > 0)) out.push(this.#emit(head.gid!, 'global', parts));
+        else for (const p of parts) p.log.release();
         progress = true;
       }
     }
@@ -449,7 +562,8 @@ export class Assembler {
   #emit(id: string, kind: CdcEvent['kind'], parts: readonly Entry[]): CdcEvent {
     const shards = parts.map((p) => p.shard);
     for (const p of parts) this.#state(p.shard).inFlight.set(id, { bound: p.bound, commitTime: p.commitTime });
-    this.#eventShards.set(id, shards);
-    return { id, kind, commitTime: parts[0]!.commitTime, shards, changes: parts.flatMap((p) => p.changes) };
+    const logs = parts.map((p) => p.log);
+    this.#eventShards.set(id, { shards, logs });
+    return new AssembledEvent(id, kind, parts[0]!.commitTime, shards, logs);
   }
 }

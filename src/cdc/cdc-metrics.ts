@@ -30,6 +30,8 @@ export class CdcMetrics {
   readonly #lagSeconds: Gauge<'shard'>;
   readonly #held: Gauge;
   readonly #pending: Gauge;
+  readonly #heldBytes: Gauge;
+  readonly #spillFiles: Gauge;
 
   constructor(readSlots?: () => Promise<readonly SlotReading[]>) {
     const registers = [this.#registry];
@@ -57,6 +59,8 @@ export class CdcMetrics {
     });
     this.#held = new Gauge({ name: 'shardgate_cdc_held_transactions', help: 'Global transactions with a part read, waiting for their other parts.', registers });
     this.#pending = new Gauge({ name: 'shardgate_cdc_pending_events', help: 'Events assembled and not yet acknowledged by the sink.', registers });
+    this.#heldBytes = new Gauge({ name: 'shardgate_cdc_held_memory_bytes', help: 'Bytes of changes held in memory (read, not yet acknowledged by the sink); bounded by --memory-limit.', registers });
+    this.#spillFiles = new Gauge({ name: 'shardgate_cdc_spill_files', help: 'Transaction parts whose changes are in spill files now.', registers });
     if (readSlots !== undefined) {
       // One query per shard per scrape, shared by both gauges: the first collect reads, the second reuses.
       let reading: Promise<readonly SlotReading[]> | null = null;
@@ -93,7 +97,7 @@ export class CdcMetrics {
   sent(events: readonly CdcEvent[], seconds: number): void {
     for (const e of events) {
       this.#events.inc({ kind: e.kind });
-      this.#changes.inc(e.changes.length);
+      this.#changes.inc(e.changeCount);
     }
     this.#sinkSeconds.observe(seconds);
   }
@@ -109,6 +113,11 @@ export class CdcMetrics {
   lag(shard: string, bytes: number, seconds: number): void {
     this.#lagBytes.set({ shard }, bytes);
     this.#lagSeconds.set({ shard }, seconds);
+  }
+
+  spill(memoryBytes: number, files: number): void {
+    this.#heldBytes.set(memoryBytes);
+    this.#spillFiles.set(files);
   }
 
   held(globals: number, pendingEvents: number): void {

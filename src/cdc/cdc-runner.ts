@@ -1,10 +1,11 @@
 import type { ShardName } from '../config/names.js';
 import { Assembler, type CdcEvent } from './assembler.js';
 import type { CdcMetrics } from './cdc-metrics.js';
-import type { CdcSink } from './cdc-sink.js';
+import { isPermanentSinkError, type CdcSink } from './cdc-sink.js';
 import { PgoutputDecoder } from './decode-pgoutput.js';
 import { formatLsn, pgTimestampToDate, type Lsn, type PgTimestamp } from './lsn.js';
 import { ReplicationClient, type ReplicationTarget } from './replication-client.js';
+import { SpillStore } from './spill.js';
 
 /** One shard to capture: where it is and which replication objects to use. */
 export interface CdcShardTarget extends ReplicationTarget {
@@ -23,6 +24,12 @@ export interface CdcRunnerOptions {
   readonly skip?: (shard: string, xid: number) => boolean;
   /** Events emitted and not yet acknowledged by the sink above which the streams stop being read; default 5000. */
   readonly maxPendingEvents?: number;
+  /**
+   * Where changes go when those held in memory (transactions read and not yet
+   * acknowledged by the sink) pass `memoryLimit` bytes: the directory is
+   * emptied at every start (see spill.ts). Without it nothing spills.
+   */
+  readonly spill?: { readonly dir: string; readonly memoryLimit: number };
   /** Most events handed to the sink at once; default 500. */
   readonly batchSize?: number;
   /** How often each slot's confirmed position is reported; default 1000 ms. */
@@ -97,6 +104,8 @@ export class CdcRunner {
         await this.#attempt(signal);
       } catch (err) {
         if (signal.aborted) break;
+        // Sending again cannot cure it (an event larger than the broker takes): stop and say so.
+        if (isPermanentSinkError(err)) throw err;
         this.#opts.metrics?.restarted();
         this.#opts.log('warn', 'change data capture restarts from the slots', { err: (err as Error).message, shard: (err as { shard?: unknown }).shard });
         // A run that lasted a while was healthy: start the backoff over.
@@ -122,6 +131,8 @@ export class CdcRunner {
     signal.addEventListener('abort', onAbort, { once: true });
     let ticker: NodeJS.Timeout | undefined;
     let readers: Promise<void>[] = [];
+    // Every attempt starts from the slots, so what an earlier one (or process) spilled is worthless: emptied.
+    const store = this.#opts.spill === undefined ? SpillStore.inMemory() : SpillStore.open(this.#opts.spill.dir, this.#opts.spill.memoryLimit);
     try {
       for (const s of shards) clients.set(s.name, await ReplicationClient.connect(s.name as ShardName, s.url));
       const startAt = new Map<string, Lsn>();
@@ -137,7 +148,7 @@ export class CdcRunner {
       const assembler = new Assembler(
         shards.map((s) => s.name),
         startAt,
-        this.#opts.skip === undefined ? {} : { skip: this.#opts.skip },
+        { store, ...(this.#opts.skip === undefined ? {} : { skip: this.#opts.skip }) },
       );
       for (const s of shards) await clients.get(s.name)!.start(s);
       log('info', 'change data capture streaming', { sink: sink.name, from: Object.fromEntries([...startAt].map(([s, l]) => [s, formatLsn(l)])) });
@@ -167,6 +178,7 @@ export class CdcRunner {
           }
         }
         metrics?.held(assembler.held, pending.length + sending);
+        metrics?.spill(store.memoryBytes, store.files);
       };
       const settle = (): void => {
         if (settled || !shards.every((s) => assembler.readTo(s.name) >= readPast.get(s.name)!)) return;
@@ -213,6 +225,8 @@ export class CdcRunner {
               break;
             } catch (err) {
               metrics?.sinkFailed();
+              // Sending again cannot cure it: the attempt ends with it, and so does the command (see run).
+              if (isPermanentSinkError(err)) throw err;
               log('warn', 'the sink did not take the events; sending them again', { sink: sink.name, events: batch.length, err: (err as Error).message });
               // A failed attempt gives up (its events come again from the slots); stopping tries a few more times.
               if (failure !== null || (signal.aborted && wait >= 1000)) throw err;
@@ -242,6 +256,7 @@ export class CdcRunner {
       failed.abort();
       await Promise.all([...clients.values()].map((c) => c.close().catch(() => undefined)));
       await Promise.all(readers);
+      store.close();
     }
     if (failure !== null) throw failure;
   }

@@ -19,3 +19,4 @@ export * from './cdc-runner.js';
 export * from './cdc-metrics.js';
 export * from './snapshot-filter.js';
 export * from './manifest-start.js';
+export * from './spill.js';

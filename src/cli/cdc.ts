@@ -1,4 +1,8 @@
+import { createHash } from 'node:crypto';
+import { accessSync, constants, mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   brokerSink,
   CdcMetrics,
@@ -33,6 +37,9 @@ export interface CdcFlags {
   readonly slotPrefix?: string;
   readonly publication?: string;
   readonly metricsListen?: string;
+  readonly memoryLimit?: string;
+  readonly spillDir?: string;
+  readonly maxMessageBytes?: string;
 }
 
 export const CDC_DEFAULTS = {
@@ -43,7 +50,38 @@ export const CDC_DEFAULTS = {
   amqpUrl: 'amqp://guest:guest@127.0.0.1:5672',
   slotPrefix: 'shardgate_cdc_',
   publication: 'shardgate_cdc',
+  memoryLimit: '64MiB',
+  // RabbitMQ 3.8–3.13's default max_message_size (4.0 lowered it to 16 MiB).
+  maxMessageBytes: '128MiB',
 } as const;
+
+const UNITS: Readonly<Record<string, number>> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4 };
+
+/** `67108864`, `64MiB`, `100 MB` → bytes; anything else is refused naming the option. */
+export function parseByteSize(option: string, text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  const unit = m === null ? undefined : UNITS[m[2]!.toLowerCase()];
+  const bytes = m === null || unit === undefined ? NaN : Math.floor(Number(m[1]) * unit);
+  if (!Number.isSafeInteger(bytes) || bytes < 1) throw sgError('cdcOption', { option, reason: `${JSON.stringify(text)} is not a size: give bytes, or a number with kB, MB, GB, TB, KiB, MiB, GiB or TiB` });
+  return bytes;
+}
+
+/** Refuses, naming the option, a folder that cannot be created or written (else every attempt would fail on it). */
+function usableDir(option: string, dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, constants.W_OK);
+  } catch (err) {
+    throw sgError('cdcOption', { option, reason: `cannot write to ${dir}: ${(err as Error).message}` });
+  }
+}
+
+/** The spill folder: the flag's, else one per set of slots (one process streams from a slot at a time, so it is this process's alone). */
+function spillDir(flags: CdcFlags, shards: readonly CdcShardTarget[]): string {
+  if (flags.spillDir !== undefined) return flags.spillDir;
+  const key = createHash('sha256').update(shards.map((s) => `${s.url}\u0000${s.slot}`).join('\u0000')).digest('hex').slice(0, 16);
+  return join(tmpdir(), `shardgate-cdc-spill-${key}`);
+}
 
 const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
 
@@ -81,7 +119,9 @@ async function openSink(flags: CdcFlags): Promise<CdcSink> {
       const stream = flags.natsStream ?? CDC_DEFAULTS.natsStream;
       // The stream is created when missing (its duplicate window drops repeats by event id); an existing one is used as it is.
       await jsm.streams.info(stream).catch(() => jsm.streams.add({ name: stream, subjects: [subject] }));
-      return brokerSink('nats', natsJetStreamSink(nc.jetstream()), subject, () => nc.drain());
+      // The server's max_payload (1 MiB unless configured): a larger message would be refused.
+      const limit = { bytes: nc.info?.max_payload ?? 1024 * 1024, setting: 'the NATS server\'s max_payload' };
+      return brokerSink('nats', natsJetStreamSink(nc.jetstream()), subject, limit, () => nc.drain());
     }
     case 'rabbitmq': {
       const amqp = await import('amqplib');
@@ -90,7 +130,8 @@ async function openSink(flags: CdcFlags): Promise<CdcSink> {
       const exchange = flags.exchange ?? '';
       // On the default exchange the routing key names the queue: make sure it exists and survives a broker restart.
       if (exchange === '') await channel.assertQueue(subject, { durable: true });
-      return brokerSink('rabbitmq', rabbitMqSink(channel, exchange), subject, async () => {
+      const limit = { bytes: parseByteSize('--max-message-bytes', flags.maxMessageBytes ?? CDC_DEFAULTS.maxMessageBytes), setting: "--max-message-bytes, RabbitMQ's max_message_size" };
+      return brokerSink('rabbitmq', rabbitMqSink(channel, exchange), subject, limit, async () => {
         await channel.close().catch(() => undefined);
         await conn.close().catch(() => undefined);
       });
@@ -168,8 +209,13 @@ export async function cdc(config: ShardGateConfig, flags: CdcFlags, io: CliIo): 
   const log = createLogger({ base: { component: 'cdc' }, env: io.env });
   let start: Awaited<ReturnType<typeof targets>>;
   let sink: CdcSink;
+  let memoryLimit: number;
+  let spill: string;
   try {
+    memoryLimit = parseByteSize('--memory-limit', flags.memoryLimit ?? CDC_DEFAULTS.memoryLimit);
     start = await targets(config, flags);
+    spill = spillDir(flags, start.shards);
+    usableDir('--spill-dir', spill);
     sink = await openSink(flags);
   } catch (err) {
     io.err(`shardgate: cdc: ${(err as Error).message}`);
@@ -183,6 +229,7 @@ export async function cdc(config: ShardGateConfig, flags: CdcFlags, io: CliIo): 
     const runner = new CdcRunner({
       shards: start.shards,
       sink,
+      spill: { dir: spill, memoryLimit },
       ...(start.skip !== undefined ? { skip: start.skip } : {}),
       log: (level, msg, fields) => log[level](fields ?? {}, msg),
       metrics,

@@ -190,6 +190,12 @@ export const catalogue = {
     message: 'chunk file {file} does not match the manifest ({reason}); nothing of it was loaded',
     hint: 'The export folder is damaged: copy the file again from the original export, or export again.',
   },
+  cdcEventTooLarge: {
+    sqlstate: '54000',
+    severity: 'ERROR',
+    message: 'transaction {id} ({changes} changes) is larger than one {sink} message may be: {limit} bytes ({setting})',
+    hint: "Raise the broker's message size limit (and the setting named), or use the stdout or webhook sink, which stream transactions of any size. The slots stay where they are: nothing is lost.",
+  },
   cdcNeedsServer: {
     sqlstate: '0A000',
     severity: 'ERROR',

@@ -17,7 +17,7 @@ import type { BrokerMessage, MessageSink } from './message-sink.js';
 export function natsJetStreamSink(js: JetStreamClient): MessageSink {
   return {
     async publish(messages: readonly BrokerMessage[]): Promise<void> {
-      await Promise.all(messages.map((m) => js.publish(m.topic, JSON.stringify(m.payload), { msgID: m.id })));
+      await Promise.all(messages.map((m) => js.publish(m.topic, m.json ?? JSON.stringify(m.payload), { msgID: m.id })));
     },
   } satisfies MessageSink;
 }
@@ -31,7 +31,7 @@ export function rabbitMqSink(channel: ConfirmChannel, exchange = ''): MessageSin
   return {
     async publish(messages: readonly BrokerMessage[]): Promise<void> {
       for (const m of messages) {
-        channel.publish(exchange, m.topic, Buffer.from(JSON.stringify(m.payload)), { messageId: m.id, persistent: true, contentType: 'application/json' });
+        channel.publish(exchange, m.topic, Buffer.from(m.json ?? JSON.stringify(m.payload)), { messageId: m.id, persistent: true, contentType: 'application/json' });
       }
       await channel.waitForConfirms();
     },

@@ -6,6 +6,8 @@ export interface BrokerMessage {
   readonly topic: string;
   /** Sent as JSON. */
   readonly payload: unknown;
+  /** The payload's JSON text when the caller has it already; sent as it is instead of `payload`. */
+  readonly json?: string;
 }
 
 /**
