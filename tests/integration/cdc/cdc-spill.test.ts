@@ -47,13 +47,20 @@ class Events {
   }
 }
 
-/** Names of the spill files created in `dir` since the watch began. */
-function watchSpills(dir: string): { readonly created: Set<string>; readonly watcher: FSWatcher } {
+/** Names of the spill files created in `dir` since the watch began; `atLeast(n)` resolves once n were seen. */
+function watchSpills(dir: string): { readonly created: Set<string>; readonly watcher: FSWatcher; atLeast(n: number): Promise<void> } {
   const created = new Set<string>();
+  const waiters: { n: number; resolve: () => void }[] = [];
   const watcher = watch(dir, (_event, name) => {
-    if (name !== null && name.endsWith('.spill')) created.add(name);
+    if (name === null || !name.endsWith('.spill')) return;
+    created.add(name);
+    for (const w of waiters.filter((x) => created.size >= x.n)) {
+      waiters.splice(waiters.indexOf(w), 1);
+      w.resolve();
+    }
   });
-  return { created, watcher };
+  const atLeast = (n: number): Promise<void> => (created.size >= n ? Promise.resolve() : new Promise((resolve) => waiters.push({ n, resolve })));
+  return { created, watcher, atLeast };
 }
 
 const ids = (e: EventJson): number[] => e.changes.map((c) => Number(c.new!.id));
@@ -172,15 +179,18 @@ describe('shardgate cdc spills large transactions', () => {
     await cdc.streaming;
     const spills = watchSpills(dir);
     try {
-      // Streamed, then Stream Abort.
+      // Streamed, then Stream Abort. The rollback waits until the open transaction was streamed and spilled:
+      // a walsender that reaches a transaction only after its abort record stops streaming it (a concurrent abort).
       await shard[0]!.query('BEGIN');
       await shard[0]!.query("INSERT INTO big SELECT g, repeat('r', 100) FROM generate_series(3000001, 3050000) g");
+      await spills.atLeast(1);
       await shard[0]!.query('ROLLBACK');
       // Prepared (an application's own two-phase transaction; ShardGate's recovery leaves it alone), streamed,
       // Stream Prepare, then Rollback Prepared.
       const gid = `ext_${randomBytes(6).toString('hex')}`;
       await shard[1]!.query('BEGIN');
       await shard[1]!.query("INSERT INTO big SELECT g, repeat('p', 100) FROM generate_series(3100001, 3150000) g");
+      await spills.atLeast(2);
       await shard[1]!.query(`PREPARE TRANSACTION '${gid}'`);
       await shard[1]!.query(`ROLLBACK PREPARED '${gid}'`);
       // Events are handed out in each shard's commit order: the markers come after the rollbacks were read.
@@ -232,7 +242,7 @@ describe('shardgate cdc spills large transactions', () => {
       await shard[0]!.query("INSERT INTO big VALUES (4000000, 'small')");
       await app.query("INSERT INTO big SELECT g, repeat('k', 100) FROM generate_series(4000001, 4040000) g");
       // The global transaction's parts are read and spilled while the sink holds the first event.
-      while (spills.created.size < 2) await new Promise((r) => setTimeout(r, 20));
+      await spills.atLeast(2);
       spills.watcher.close();
       await first.kill9();
       expect(readdirSync(dir).length).toBeGreaterThan(0);
