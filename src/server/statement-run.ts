@@ -37,6 +37,8 @@ export class StatementRun {
   #inCopyOut = false;
   #done = false;
   #tag: string | undefined;
+  /** The statement stopped at an Execute's row limit at least once. */
+  #suspended = false;
 
   constructor(io: RunIO, events: AsyncIterable<ExecEvent>, sendsRowDescription: boolean) {
     this.#io = io;
@@ -91,7 +93,8 @@ export class StatementRun {
             break;
           }
           case 'complete':
-            this.#complete(event.tag);
+            // A portal run in several Executes: PostgreSQL's SELECT tag counts the rows of the last one.
+            this.#complete(this.#suspended && /^SELECT \d+$/.test(event.tag) ? `SELECT ${sent}` : event.tag);
             break;
           case 'empty':
             this.#io.out.send({ type: 'EmptyQueryResponse' });
@@ -150,6 +153,7 @@ export class StatementRun {
   }
 
   #suspend(): RunResult {
+    this.#suspended = true;
     this.#io.out.send({ type: 'PortalSuspended' });
     return 'suspended';
   }
