@@ -1,12 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tableName } from '../../../src/config/names.js';
 import type { TableRule } from '../../../src/config/types.js';
-import type { Engine } from '../../../src/engine/engine.js';
 import type { Session } from '../../../src/engine/session.js';
 import { PgError } from '../../../src/errors/pg-error.js';
-import { startClusters, type PgCluster } from '../../harness/cluster.js';
+import type { PgCluster } from '../../harness/cluster.js';
 import { seededRandom } from '../../harness/seeded-random.js';
-import { clusterConfig, direct, openClusterEngine, onBoth, sql } from './engine-fixture.js';
+import { direct, sql, startDifferential, type Differential } from './engine-fixture.js';
 
 /**
  * Statements the streaming merge refuses, answered by PostgreSQL over copies
@@ -163,23 +162,18 @@ function randomQuery(rnd: () => number): string {
 }
 
 describe('statements the merge refuses, gathered and answered by PostgreSQL, match one server', () => {
-  let clusters: PgCluster[];
+  let both: Differential;
+  let clusters: readonly PgCluster[];
   let control: PgCluster;
-  let engine: Engine;
   let session: Session;
 
   beforeAll(async () => {
-    clusters = await startClusters(4, { databases: ['app'] });
-    control = clusters[3]!;
-    engine = await openClusterEngine(clusterConfig(clusters.slice(0, 3), { tables: TABLES }));
-    session = engine.session({ user: 'app', database: 'app' });
-    await onBoth(session, control, [...SCHEMA, ...dataStatements()]);
+    both = await startDifferential(TABLES, [...SCHEMA, ...dataStatements()]);
+    ({ clusters, control, session } = both);
   });
 
   afterAll(async () => {
-    await session?.close();
-    await engine?.close();
-    await Promise.all((clusters ?? []).map((c) => c.destroy()));
+    await both?.close();
   });
 
   it('answers every shape listed in issue 9 as one server does, or refuses it with 0A000', async () => {

@@ -1,11 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tableName } from '../../../src/config/names.js';
 import type { TableRule } from '../../../src/config/types.js';
-import type { Engine } from '../../../src/engine/engine.js';
 import type { Session } from '../../../src/engine/session.js';
 import { PgError } from '../../../src/errors/pg-error.js';
-import { startClusters, type PgCluster } from '../../harness/cluster.js';
-import { clusterConfig, direct, openClusterEngine, onBoth, sql } from './engine-fixture.js';
+import type { PgCluster } from '../../harness/cluster.js';
+import { direct, onBoth, sql, startDifferential, type Differential } from './engine-fixture.js';
 
 /**
  * Writes with subqueries that read other shards (issue 9): UPDATE/DELETE
@@ -81,23 +80,18 @@ type Outcome = { readonly tag: string; readonly rows: (string | null)[][] } | { 
 const sorted = (rows: (string | null)[][]): (string | null)[][] => [...rows].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
 
 describe('writes whose subqueries read other shards match one server', () => {
-  let clusters: PgCluster[];
+  let both: Differential;
+  let clusters: readonly PgCluster[];
   let control: PgCluster;
-  let engine: Engine;
   let session: Session;
 
   beforeAll(async () => {
-    clusters = await startClusters(4, { databases: ['app'] });
-    control = clusters[3]!;
-    engine = await openClusterEngine(clusterConfig(clusters.slice(0, 3), { tables: TABLES }));
-    session = engine.session({ user: 'app', database: 'app' });
-    await onBoth(session, control, [...SCHEMA, ...dataStatements()]);
+    both = await startDifferential(TABLES, [...SCHEMA, ...dataStatements()]);
+    ({ clusters, control, session } = both);
   });
 
   afterAll(async () => {
-    await session?.close();
-    await engine?.close();
-    await Promise.all((clusters ?? []).map((c) => c.destroy()));
+    await both?.close();
   });
 
   async function viaEngine(q: string, params: readonly (string | null)[]): Promise<Outcome> {

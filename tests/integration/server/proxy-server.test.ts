@@ -1,11 +1,7 @@
-import pg from 'pg';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createConnector } from '../../../src/backend/connector.js';
-import { parseConfig } from '../../../src/config/parse-config.js';
-import { Engine } from '../../../src/engine/engine.js';
-import { ProxyServer } from '../../../src/server/proxy-server.js';
-import { runCommand, startClusters } from '../../harness/cluster.js';
 import type { PgCluster } from '../../harness/cluster.js';
+import { startWireServer, type WireServerFixture } from './wire-server-fixture.js';
 import { encodeStartup } from '../../../src/protocol/index.js';
 import { WireClient } from '../../unit/server/wire-client.js';
 
@@ -14,27 +10,11 @@ import { WireClient } from '../../unit/server/wire-client.js';
  * driven by node-pg, psql and raw protocol messages.
  */
 describe('wire server over real shards', () => {
-  let clusters: PgCluster[] = [];
-  let engine: Engine;
-  let server: ProxyServer;
+  let fx: WireServerFixture;
+  let clusters: readonly PgCluster[] = [];
   let port: number;
-  const clients: pg.Client[] = [];
-
-  async function client(): Promise<pg.Client> {
-    const c = new pg.Client({ host: '127.0.0.1', port, user: 'app', password: 'app', database: 'app' });
-    c.on('error', () => undefined);
-    clients.push(c);
-    await c.connect();
-    return c;
-  }
-
-  function psql(sql: string, input = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return runCommand('psql', ['-h', '127.0.0.1', '-p', String(port), '-U', 'app', '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-c', sql, 'app'], {
-      env: { PGPASSWORD: 'app' },
-      input,
-      timeoutMs: 30_000,
-    });
-  }
+  const client = (): Promise<pg.Client> => fx.client();
+  const psql = (sql: string, input = ''): ReturnType<WireServerFixture['psql']> => fx.psql(sql, input);
 
   /** Rows of `account` on each shard, read directly. */
   async function perShard(): Promise<number[]> {
@@ -42,28 +22,14 @@ describe('wire server over real shards', () => {
   }
 
   beforeAll(async () => {
-    clusters = await startClusters(2, { databases: ['app'] });
-    const parsed = parseConfig({
-      listen: '127.0.0.1:6432',
-      database: 'app',
-      auth: { users: [{ name: 'app', password: 'app' }] },
-      shards: { s0: clusters[0]!.url('app'), s1: clusters[1]!.url('app') },
-      tables: { account: { key: 'id' } },
-    });
-    const config = { ...parsed, listen: { host: '127.0.0.1', port: 0 } };
-    const connector = await createConnector(config);
-    engine = await Engine.open(config, { connector });
-    server = new ProxyServer(engine, config);
-    port = (await server.listen()).port;
+    fx = await startWireServer({ account: { key: 'id' } });
+    ({ clusters, port } = fx);
     const setup = await client();
     await setup.query('CREATE TABLE account (id bigint PRIMARY KEY, owner text, balance numeric NOT NULL)');
   });
 
   afterAll(async () => {
-    await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
-    await server?.close();
-    await engine?.close();
-    await Promise.all(clusters.map((c) => c.destroy()));
+    await fx?.close();
   });
 
   it('serves simple and extended queries from node-pg across shards', async () => {

@@ -1,11 +1,7 @@
-import pg from 'pg';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createConnector } from '../../../src/backend/connector.js';
-import { parseConfig } from '../../../src/config/parse-config.js';
-import { Engine } from '../../../src/engine/engine.js';
-import { ProxyServer } from '../../../src/server/proxy-server.js';
-import { runCommand, startClusters } from '../../harness/cluster.js';
 import type { PgCluster } from '../../harness/cluster.js';
+import { startWireServer, type WireServerFixture } from './wire-server-fixture.js';
 
 /**
  * Writes whose subqueries read other shards, sent by real clients (node-pg
@@ -14,26 +10,10 @@ import type { PgCluster } from '../../harness/cluster.js';
  * by reading every shard directly.
  */
 describe('writes with subqueries over other shards, through the wire server', () => {
-  let clusters: PgCluster[] = [];
-  let engine: Engine;
-  let server: ProxyServer;
-  let port: number;
-  const clients: pg.Client[] = [];
-
-  async function client(): Promise<pg.Client> {
-    const c = new pg.Client({ host: '127.0.0.1', port, user: 'app', password: 'app', database: 'app' });
-    c.on('error', () => undefined);
-    clients.push(c);
-    await c.connect();
-    return c;
-  }
-
-  function psql(sql: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return runCommand('psql', ['-h', '127.0.0.1', '-p', String(port), '-U', 'app', '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-c', sql, 'app'], {
-      env: { PGPASSWORD: 'app' },
-      timeoutMs: 30_000,
-    });
-  }
+  let fx: WireServerFixture;
+  let clusters: readonly PgCluster[] = [];
+  const client = (): Promise<pg.Client> => fx.client();
+  const psql = (sql: string, input = ''): ReturnType<WireServerFixture['psql']> => fx.psql(sql, input);
 
   /** Each shard's rows of a table, read directly (not through the proxy). */
   async function perShard(sql: string): Promise<string[][]> {
@@ -44,19 +24,8 @@ describe('writes with subqueries over other shards, through the wire server', ()
   const archived = (): Promise<string[][]> => perShard('SELECT string_agg(id::text, \',\' ORDER BY id) FROM archive');
 
   beforeAll(async () => {
-    clusters = await startClusters(2, { databases: ['app'] });
-    const parsed = parseConfig({
-      listen: '127.0.0.1:6432',
-      database: 'app',
-      auth: { users: [{ name: 'app', password: 'app' }] },
-      shards: { s0: clusters[0]!.url('app'), s1: clusters[1]!.url('app') },
-      tables: { account: { key: 'id' }, payment: { key: 'payer' }, archive: { key: 'id', algorithm: 'mod' } },
-    });
-    const config = { ...parsed, listen: { host: '127.0.0.1', port: 0 } };
-    const connector = await createConnector(config);
-    engine = await Engine.open(config, { connector });
-    server = new ProxyServer(engine, config);
-    port = (await server.listen()).port;
+    fx = await startWireServer({ account: { key: 'id' }, payment: { key: 'payer' }, archive: { key: 'id', algorithm: 'mod' } });
+    ({ clusters } = fx);
     const setup = await client();
     await setup.query('CREATE TABLE account (id bigint PRIMARY KEY, balance numeric NOT NULL CHECK (balance >= 0))');
     await setup.query('CREATE TABLE payment (payer bigint NOT NULL, payee bigint NOT NULL, amount numeric NOT NULL)');
@@ -67,10 +36,7 @@ describe('writes with subqueries over other shards, through the wire server', ()
   });
 
   afterAll(async () => {
-    await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
-    await server?.close();
-    await engine?.close();
-    await Promise.all(clusters.map((c) => c.destroy()));
+    await fx?.close();
   });
 
   it('node-pg: an UPDATE … WHERE id IN (SELECT …) writes the payees on both shards, with parameters', async () => {
