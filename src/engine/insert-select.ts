@@ -27,8 +27,13 @@ const FETCH_ROWS = 500;
 const INSERT_ROWS = 500;
 /** PostgreSQL's limit on parameters per statement (a 16-bit count in Bind). */
 const MAX_PARAMS = 65_535;
-/** OIDs below this are built-in types, the same on every shard; others (enums, domains …) differ per shard and are sent as unknown. */
+/** OIDs below this are built-in types, the same on every shard; others (enums, domains …) differ per shard. */
 const FIRST_NORMAL_OID = 16_384;
+
+/** The type OID to declare for a value sent to any shard: a built-in type's own, else 0 (unspecified: the shard infers it). */
+export function portableTypeOid(oid: number): number {
+  return oid < FIRST_NORMAL_OID ? oid : 0;
+}
 
 /**
  * Runs an InsertSelectPlan inside the caller's transaction and yields its
@@ -171,7 +176,7 @@ class ShardWriter {
     this.#ctx = ctx;
     this.#run = run;
     this.#width = fields.length;
-    this.#types = fields.map((f) => (f.typeOid < FIRST_NORMAL_OID ? f.typeOid : 0));
+    this.#types = fields.map((f) => portableTypeOid(f.typeOid));
     this.#rowsPerInsert = Math.max(1, Math.min(INSERT_ROWS, Math.floor(MAX_PARAMS / Math.max(1, this.#width))));
   }
 

@@ -2,6 +2,7 @@ import type { ShardName } from '../config/names.js';
 import { sgError } from '../errors/index.js';
 import type { GatherPlan, Plan, SubqueryWritePlan, WriteSubquery } from '../planner/plan.js';
 import type { FieldDescription, FormatCode } from '../protocol/fields.js';
+import { portableTypeOid } from './insert-select.js';
 import { runShardsPlan } from './run-shards.js';
 import type { ClientStatement, ExecEvent } from './session-api.js';
 import type { ShardCursor } from './shard-cursor.js';
@@ -24,9 +25,6 @@ interface Value {
   readonly text: string | null;
   readonly type: number;
 }
-
-/** OIDs below this are built-in types, the same on every shard; others (enums, domains …) may differ per shard and are sent as unspecified. */
-const FIRST_NORMAL_OID = 16_384;
 
 /** Array type of each built-in element type a subquery's column commonly has (pg_type.typarray). */
 const ARRAY_OF = new Map<number, number>([
@@ -139,7 +137,7 @@ async function runSubquery(sq: WriteSubquery, stmt: ClientStatement, params: rea
     else if (ev.kind === 'rows') for (const row of ev.rows) texts.push(row[0] === null || row[0] === undefined ? null : row[0].toString('utf8'));
   }
   // 705: `unknown` (a string constant), which the write must resolve itself, as one server would.
-  const oid = field === null || field.typeOid >= FIRST_NORMAL_OID || field.typeOid === 705 ? 0 : field.typeOid;
+  const oid = field === null || field.typeOid === 705 ? 0 : portableTypeOid(field.typeOid);
   if (sq.kind === 'scalar') {
     if (texts.length > 1) throw sgError('subqueryMoreThanOneRow');
     return { text: texts[0] ?? null, type: oid };
