@@ -26,6 +26,17 @@ export interface ClientStatement {
   readonly relay?: boolean;
 }
 
+/** A named statement of the extended protocol (Parse), as pg_prepared_statements lists it. */
+export interface ProtocolStatementInfo {
+  readonly name: string;
+  readonly sql: string;
+  /** Types as Parse gave them (0: PostgreSQL infers it). */
+  readonly paramTypes: readonly number[];
+  readonly prepareTime: Date;
+  /** Binds so far (PostgreSQL picks a plan at each). */
+  readonly binds: number;
+}
+
 /** What executing a statement produces, in order. Errors are thrown as `PgError`. */
 export type ExecEvent =
   | FieldsEvent
@@ -71,6 +82,8 @@ export interface EngineSession {
   endImplicit(ok: boolean): Promise<void>;
   /** Cancels the shard statements currently running for this session. */
   cancel(): Promise<void>;
+  /** Where the session finds the client's protocol-level prepared statements (pg_prepared_statements); none if never called. */
+  useProtocolStatements?(list: () => readonly ProtocolStatementInfo[]): void;
   /** Rolls back any open transaction everywhere and returns all backend connections. */
   close(): Promise<void>;
 }

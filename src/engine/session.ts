@@ -13,7 +13,8 @@ import { routingParams } from './param-text.js';
 import { DirectRun, releaseAfter } from './pass-through.js';
 import { runShardsPlan, shardQuery } from './run-shards.js';
 import { runGather } from './final-step/run-gather.js';
-import type { ClientStatement, EngineSession, ExecEvent } from './session-api.js';
+import type { ClientStatement, EngineSession, ExecEvent, ProtocolStatementInfo } from './session-api.js';
+import { mayReadSessionViews, sessionViewsRead, withSessionViews, type CursorView, type StatementView } from './session-views.js';
 import { parseStartup, REPORTED_SETTINGS, settingIdent, type StartupSettings } from './session-settings.js';
 import { parseHint, SettingsState, shardgateSetting, type SettingsTarget } from './settings-state.js';
 import type { ShardCursor, StatementDescription } from './shard-cursor.js';
@@ -75,6 +76,7 @@ export class Session implements EngineSession {
   #closed = false;
   /** SQL PREPARE statements by name (protocol-level ones are the server's). */
   readonly #prepared = new Map<string, SqlPreparedStatement>();
+  #protocolStatements: () => readonly ProtocolStatementInfo[] = () => [];
   readonly #sqlCursors: SqlCursors;
 
   constructor(ctx: EngineContext, info: SessionInfo) {
@@ -143,7 +145,13 @@ export class Session implements EngineSession {
     return params;
   }
 
+  useProtocolStatements(list: () => readonly ProtocolStatementInfo[]): void {
+    this.#protocolStatements = list;
+  }
+
   execute(stmt: ClientStatement): AsyncIterable<ExecEvent> {
+    // pg_prepared_statements and pg_cursors describe this session, not the pooled connection that would answer them.
+    if (mayReadSessionViews(stmt.sql) && !this.#closed) return this.#executeWithSessionViews(stmt);
     const scope = this.#scope;
     if (this.#closed || scope?.failed === true || (scope === null && this.#implicitBlock)) return this.#execute(stmt, null);
     const params = routingParams(stmt);
@@ -175,6 +183,30 @@ export class Session implements EngineSession {
       },
       query,
     );
+  }
+
+  async *#executeWithSessionViews(stmt: ClientStatement): AsyncGenerator<ExecEvent, void, undefined> {
+    const read = sessionViewsRead(stmt.sql);
+    if (read === null) {
+      yield* this.#execute(stmt, null);
+      return;
+    }
+    if (this.#scope?.failed === true) throw sgError('inFailedTransaction');
+    // The unnamed portal running this query is not listed: PostgreSQL hides the portals of Query and Bind too.
+    const cursors: CursorView[] = read.views.has('pg_cursors') ? await this.#sqlCursors.views() : [];
+    const statements: StatementView[] = [];
+    if (read.views.has('pg_prepared_statements')) {
+      for (const [name, p] of this.#prepared) {
+        statements.push({ name, statement: p.statement, prepareTime: p.prepareTime, paramTypes: p.paramTypes, fromSql: true, runs: p.runs });
+      }
+      for (const p of this.#protocolStatements()) {
+        // Types Parse left open are those PostgreSQL inferred, as Describe reports them.
+        const paramTypes = p.paramTypes.includes(0) ? (await this.describe(p.sql, p.paramTypes)).paramTypes : p.paramTypes;
+        statements.push({ name: p.name, statement: p.sql, prepareTime: p.prepareTime, paramTypes, fromSql: false, runs: p.binds });
+      }
+    }
+    const sql = withSessionViews(read, { statements, cursors, planCacheModeSet: this.#settings.values.has('plan_cache_mode') });
+    yield* this.#execute({ ...stmt, sql }, null);
   }
 
   /** The error a statement reports; inside a transaction block any error aborts the whole global transaction, as on one server. */
@@ -240,7 +272,7 @@ export class Session implements EngineSession {
           yield* this.#gather(plan, stmt);
           return;
         case 'prepare':
-          yield* this.#prepare(plan);
+          yield* this.#prepare(plan, stmt);
           return;
         case 'execute':
           yield* this.#executePrepared(plan, stmt);
@@ -872,12 +904,12 @@ export class Session implements EngineSession {
    * describing it on a shard (PostgreSQL's errors for unknown types, tables
    * or columns), then kept by the session only.
    */
-  async *#prepare(plan: PreparePlan): AsyncGenerator<ExecEvent, void, undefined> {
+  async *#prepare(plan: PreparePlan, stmt: ClientStatement): AsyncGenerator<ExecEvent, void, undefined> {
     if (this.#prepared.has(plan.name)) throw sgError('duplicatePreparedStatement', { name: plan.name });
     const prepared = await this.#onDescribeShard(plan.statement, async (conn) => {
       const declared = await resolveTypes(conn, plan.paramTypes);
       const described = await conn.describe(plan.statement, declared);
-      return { sql: plan.statement, paramTypes: described.paramTypes, typeSql: await typeNames(conn, described.paramTypes) };
+      return { sql: plan.statement, paramTypes: described.paramTypes, typeSql: await typeNames(conn, described.paramTypes), statement: stmt.sql, prepareTime: new Date(), runs: 0 };
     });
     this.#prepared.set(plan.name, prepared);
     yield { kind: 'complete', tag: 'PREPARE' };
@@ -887,6 +919,7 @@ export class Session implements EngineSession {
   async *#executePrepared(plan: ExecutePlan, stmt: ClientStatement): AsyncGenerator<ExecEvent, void, undefined> {
     const prepared = this.#preparedNamed(plan.name);
     const inner = await executeParams(plan.name, plan, prepared, stmt, (sql, s) => this.#evaluate(sql, s));
+    prepared.runs++;
     yield* this.#execute(inner, null);
   }
 

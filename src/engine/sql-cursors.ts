@@ -7,6 +7,7 @@ import { breaksConnection, combineErrors } from './combine-errors.js';
 import { mergedFields, mergeStreams } from './merge/merge-streams.js';
 import { shardQuery } from './run-shards.js';
 import type { ClientStatement, ExecEvent } from './session-api.js';
+import type { CursorView } from './session-views.js';
 import type { ShardCursor, StatementDescription } from './shard-cursor.js';
 import { shardTextRules, specComparesValues } from './shard-text-rules.js';
 import type { TxScope } from './tx-scope.js';
@@ -47,6 +48,11 @@ interface OpenCursor {
   readonly depth: number;
   /** Set for a cursor over several shards, read forward through the merge. */
   readonly merged: MergedCursor | null;
+  /** What pg_cursors shows of it. */
+  readonly statement: string;
+  readonly binary: boolean;
+  readonly scroll: DeclarePlan['scroll'];
+  readonly created: Date;
 }
 
 /**
@@ -87,8 +93,9 @@ export class SqlCursors {
         hint: 'Declare cursors over queries that one shard answers, or that merge as a stream (ORDER BY, GROUP BY, count/sum/min/max/avg, DISTINCT, LIMIT).',
       });
     }
-    if (this.#open.has(plan.name)) throw sgError('duplicateCursor', { name: plan.name });
+    // PostgreSQL asks for a transaction block before it looks at the name.
     if (!plan.hold && scope === null) throw sgError('noTransactionBlock', { command: 'DECLARE CURSOR' });
+    if (this.#open.has(plan.name)) throw sgError('duplicateCursor', { name: plan.name });
     const shards = query.statements.map((s) => s.shard);
     const merged = query.statements.length > 1 || query.merge !== null;
     if (merged && plan.scroll === 'scroll') {
@@ -112,6 +119,10 @@ export class SqlCursors {
       scope,
       depth: scope?.depth ?? 0,
       merged: merged ? new MergedCursor(parts, query.merge, params, this.#host.running) : null,
+      statement: stmt.sql,
+      binary: plan.binary,
+      scroll: plan.scroll,
+      created: new Date(),
     };
     this.#open.set(plan.name, cursor);
     yield { kind: 'complete', tag: 'DECLARE CURSOR' };
@@ -180,6 +191,26 @@ export class SqlCursors {
   }
 
   /** CLOSE name, or CLOSE ALL (name null). */
+  /**
+   * The open cursors as pg_cursors shows them. Whether a cursor declared
+   * without SCROLL or NO SCROLL can move backward PostgreSQL decides from its
+   * plan: a cursor on one shard asks that shard; over several shards (read
+   * forward through the merge) it is not known (null).
+   */
+  async views(): Promise<CursorView[]> {
+    const out: CursorView[] = [];
+    for (const c of this.#open.values()) {
+      let scrollable: boolean | null = c.scroll === 'scroll' ? true : c.scroll === 'noScroll' ? false : null;
+      const only = c.parts.length === 1 && c.merged === null ? c.parts[0]! : null;
+      if (scrollable === null && only !== null) {
+        const row = (await only.conn.rows('SELECT is_scrollable FROM pg_catalog.pg_cursors WHERE name = $1', [only.remote]))[0];
+        scrollable = row === undefined ? null : row[0] === 't';
+      }
+      out.push({ name: c.name, statement: c.statement, holdable: c.hold, binary: c.binary, scrollable, creationTime: c.created });
+    }
+    return out;
+  }
+
   async *close(name: string | null): AsyncGenerator<ExecEvent, void, undefined> {
     const cursors = name === null ? [...this.#open.values()] : [this.#get(name)];
     const errors: unknown[] = [];

@@ -14,6 +14,11 @@ export interface SqlPreparedStatement {
   readonly paramTypes: readonly number[];
   /** The same types as SQL (`format_type`), for casting arguments PostgreSQL must evaluate. */
   readonly typeSql: readonly string[];
+  /** The PREPARE statement as the client sent it, and when (pg_prepared_statements). */
+  readonly statement: string;
+  readonly prepareTime: Date;
+  /** EXECUTEs so far (pg_prepared_statements' plan counts). */
+  runs: number;
 }
 
 /** Types whose input function reads a numeric literal as PostgreSQL's assignment of that literal would (int2, int4, int8, oid, float4, float8, numeric). */

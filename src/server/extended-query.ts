@@ -16,6 +16,9 @@ interface PreparedStatement {
   description: StatementDescription | null;
   /** DescriptionCache generation the description belongs to. */
   generation: number;
+  /** For pg_prepared_statements: when Parse came, and the Binds since. */
+  readonly prepareTime: Date;
+  binds: number;
 }
 
 /** A portal from Bind (F): a statement with its parameters, run by Execute in steps. */
@@ -41,11 +44,14 @@ export class ExtendedQuery {
   constructor(io: RunIO, session: EngineSession) {
     this.#io = io;
     this.#session = session;
+    session.useProtocolStatements?.(() =>
+      [...this.#statements].filter(([name]) => name !== '').map(([name, st]) => ({ name, sql: st.sql, paramTypes: st.description?.paramTypes ?? st.paramTypes, prepareTime: st.prepareTime, binds: st.binds })),
+    );
   }
 
   parse(msg: Msg<'Parse'>): void {
     if (msg.name !== '' && this.#statements.has(msg.name)) throw sgError('duplicatePreparedStatement', { name: msg.name });
-    this.#statements.set(msg.name, { sql: msg.sql, paramTypes: msg.paramTypes, description: null, generation: -1 });
+    this.#statements.set(msg.name, { sql: msg.sql, paramTypes: msg.paramTypes, description: null, generation: -1, prepareTime: new Date(), binds: 0 });
     this.#io.out.send({ type: 'ParseComplete' });
   }
 
@@ -73,6 +79,7 @@ export class ExtendedQuery {
   }
 
   #setPortal(msg: Msg<'Bind'>, statement: PreparedStatement, paramTypes: readonly number[]): void {
+    statement.binds++;
     this.#portals.set(msg.portal, {
       statement,
       execution: {
