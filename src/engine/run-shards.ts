@@ -53,7 +53,9 @@ export async function* runShardsPlan(
     return;
   }
   const conns = await connectAll(statements, ctx);
-  const formats = await resultFormats(plan.merge, stmt.resultFormats, statements[0]!, conns[0]!, stmt, ctx);
+  // Binary results of a statement PostgreSQL combines on the final step: the shards answer in text, the final query in the client's formats.
+  const finalFormats = plan.explain === undefined ? await binaryFinalStep(plan.merge, stmt, statements[0]!, conns, ctx) : null;
+  const formats = finalFormats !== null ? undefined : await resultFormats(plan.merge, stmt.resultFormats, statements[0]!, conns[0]!, stmt, ctx);
   const queries = statements.map((s) => shardQuery(s, stmt, formats));
   if (plan.explain !== undefined) {
     yield* explained(plan.explain, conns, queries, ctx);
@@ -62,8 +64,32 @@ export async function* runShardsPlan(
   } else if (plan.merge === null) {
     yield* concatenated(plan, conns, queries, ctx);
   } else {
-    yield* merged(plan.merge, plan.command, conns, queries, params, ctx);
+    yield* merged(plan.merge, plan.command, conns, queries, params, ctx, finalFormats);
   }
+}
+
+/**
+ * The client's result formats when it asks for binary results of a merged
+ * statement that needs the final step (decided from the described column
+ * types and the shards' text rules, as `merged` decides it), else null.
+ * Shard rows are then read as text — what the final step copies into
+ * PostgreSQL — and PostgreSQL itself encodes the answer in binary, so every
+ * value is the bytes one server would send.
+ */
+async function binaryFinalStep(
+  merge: MergeSpec | null,
+  stmt: ClientStatement,
+  first: ShardStatement,
+  conns: readonly ShardCursor[],
+  ctx: ShardRunContext,
+): Promise<readonly FormatCode[] | null> {
+  const client = stmt.resultFormats;
+  if (merge === null || ctx.compute === undefined || client === undefined || client.every((f) => f === 0)) return null;
+  const types = first.paramMap === null ? stmt.paramTypes : first.paramMap.map((i) => stmt.paramTypes?.[i] ?? 0);
+  const fields = (await conns[0]!.describe(first.sql, types ?? [])).fields;
+  if (fields === null) return null;
+  const text = specComparesValues(merge) ? await shardTextRules(conns) : TEXT_AS_BYTES;
+  return needsFinalStep(fields, resolveMergeSpec(merge, fields.length), text) ? client : null;
 }
 
 async function connectAll(statements: readonly ShardStatement[], ctx: ShardRunContext): Promise<ShardCursor[]> {
@@ -231,6 +257,7 @@ async function* merged(
   queries: readonly ShardQuery[],
   params: readonly (string | null | undefined)[],
   ctx: ShardRunContext,
+  finalFormats: readonly FormatCode[] | null,
 ): AsyncGenerator<ExecEvent, void, undefined> {
   // Before the statement: its connections are busy until the result has been read.
   const text = specComparesValues(spec) ? await shardTextRules(conns) : TEXT_AS_BYTES;
@@ -260,7 +287,7 @@ async function* merged(
       const compute = await ctx.compute();
       let broken = true;
       try {
-        const steps = runFinalStep({ compute, shardQuery: queries[0]!, fields, spec: resolveMergeSpec(spec, fields.length), inputs, params });
+        const steps = runFinalStep({ compute, shardQuery: queries[0]!, fields, spec: resolveMergeSpec(spec, fields.length), inputs, params, resultFormats: finalFormats ?? [] });
         let step = await steps.next();
         for (; step.done !== true; step = await steps.next()) {
           for (const n of notices.splice(0)) yield { kind: 'notice', fields: n };

@@ -1,4 +1,4 @@
-import type { FieldDescription, RawRow } from '../../protocol/fields.js';
+import type { FieldDescription, FormatCode, RawRow } from '../../protocol/fields.js';
 import type { MergeSpec } from '../../planner/plan.js';
 import { sgError } from '../../errors/catalogue.js';
 import { resolveCount } from '../merge/offset-limit.js';
@@ -21,6 +21,8 @@ export interface FinalStepInput {
   /** The shards' rows, read one batch at a time. */
   readonly inputs: readonly AsyncIterable<readonly RawRow[]>[];
   readonly params: readonly (string | null | undefined)[];
+  /** The client's result formats, applied to the final query (the shards' rows are text). */
+  readonly resultFormats: readonly FormatCode[];
 }
 
 /**
@@ -66,7 +68,7 @@ export async function* runFinalStep(input: FinalStepInput): AsyncGenerator<ExecE
       throw e;
     }
     await sink.end();
-    for await (const ev of compute.query({ sql: combine, cache: false })) {
+    for await (const ev of compute.query({ sql: combine, cache: false, resultFormats: input.resultFormats })) {
       if (ev.kind === 'rows') count += ev.rows.length;
       if (ev.kind !== 'complete') yield ev;
     }

@@ -6,7 +6,7 @@ import type { Session } from '../../../src/engine/session.js';
 import { PgError } from '../../../src/errors/pg-error.js';
 import type { PgCluster } from '../../harness/cluster.js';
 import { seededRandom } from '../../harness/seeded-random.js';
-import { sql, startDifferential, type Differential } from './engine-fixture.js';
+import { clusterConfig, openClusterEngine, sql, startDifferential, type Differential } from './engine-fixture.js';
 
 /**
  * Expressions over aggregates (`round(avg(x), 2)`, `sum(a) / count(*)`,
@@ -216,11 +216,37 @@ describe('expressions over aggregates across shards, combined by PostgreSQL, mat
     await check(q, [], 'zero on one shard');
   });
 
-  it('refuses binary results of an expression over aggregates with 0A000 (the final step reads and answers text)', async () => {
-    const run = async (): Promise<void> => {
-      for await (const ev of session.execute({ sql: 'SELECT coalesce(sum(i), 0) FROM t', params: [], paramFormats: [], resultFormats: [1] })) void ev;
+  it('answers binary results with the bytes one server sends (the final step reads text, PostgreSQL encodes the answer)', async () => {
+    // One server behind an engine of its own: each statement passes through to it, its binary DataRows unchanged.
+    const oneEngine = await openClusterEngine(clusterConfig([both.control], { tables: new Map() }));
+    const one = oneEngine.session({ user: 'app', database: 'app' });
+    const binary = async (s: Session, q: string, params: readonly string[], formats: readonly (0 | 1)[]): Promise<unknown> => {
+      const out: { types: number[]; formats: number[]; rows: (string | null)[][] } = { types: [], formats: [], rows: [] };
+      try {
+        for await (const ev of s.execute({ sql: q, params: params.map((p) => Buffer.from(p)), paramFormats: [], resultFormats: formats })) {
+          if (ev.kind === 'fields') {
+            out.types = ev.fields.map((f) => f.typeOid);
+            out.formats = ev.fields.map((f) => f.format);
+          } else if (ev.kind === 'rows') out.rows.push(...ev.rows.map((r) => r.map((v) => (v === null ? null : v.toString('hex')))));
+        }
+        return out;
+      } catch (e) {
+        if (e instanceof PgError) return { error: e.code };
+        throw e;
+      }
     };
-    await expect(run()).rejects.toMatchObject({ code: '0A000' });
+    try {
+      for (const q of CASES) {
+        const params = q.includes('$1') ? ['3'] : [];
+        expect(await binary(session, q, params, [1]), `binary: ${q}`).toEqual(await binary(one, q, params, [1]));
+      }
+      // Formats per column: the first binary, the second text.
+      const q = 'SELECT g, coalesce(sum(i), 0) FROM t GROUP BY g ORDER BY 2, 1';
+      expect(await binary(session, q, [], [1, 0])).toEqual(await binary(one, q, [], [1, 0]));
+    } finally {
+      await one.close();
+      await oneEngine.close();
+    }
   });
 
   it('refuses a cursor over an expression over aggregates at DECLARE (0A000), and the transaction goes on as on PostgreSQL after an error', async () => {
