@@ -16,6 +16,7 @@ import {
 import { PGBOUNCER_INSTALL_HINT, pgbouncerPath, pgbouncerVersion, startPgBouncer, supportsPreparedStatements, type PgBouncerProcess } from './pgbouncer-process.js';
 import { machineInfo, type BenchReport } from './report.js';
 import type { ResultTable } from './result-table.js';
+import { startNodeRelay } from './node-relay.js';
 import { runSelectOnly, shortReason, type BenchLog, type PgbenchSide } from './select-only.js';
 import { evaluateTargets } from './targets.js';
 import { makeBenchCertificate } from './tls-certificate.js';
@@ -144,6 +145,10 @@ export async function runBench(opts: BenchOptions, log: BenchLog): Promise<Bench
     if (has('select-only') && st.direct !== null) {
       await section('select-only', async () => {
         const d = st.direct!;
+        // The floor of a Node.js proxy: bytes relayed unread, one server connection per client.
+        let relayProblem: string | null = null;
+        const relay = await startNodeRelay(d.port).catch((err: unknown) => ((relayProblem = shortReason(err)), null));
+        if (relay !== null) stops.push(() => relay.stop());
         const sides: PgbenchSide[] = [
           { name: 'direct', target: { port: d.port, user: 'postgres', database: DATABASE }, unavailable: () => null },
           {
@@ -152,6 +157,12 @@ export async function runBench(opts: BenchOptions, log: BenchLog): Promise<Bench
             proxyPid: () => st.bouncer?.serverPid() ?? null,
             unavailable: (mode) =>
               st.bouncerProblem !== null ? `PgBouncer ${st.bouncerProblem}` : mode === 'prepared' && !st.bouncerPrepared ? 'PgBouncer < 1.21 cannot run -M prepared in transaction pooling' : null,
+          },
+          {
+            name: 'node-relay',
+            target: relay === null ? null : { port: relay.port, user: 'postgres', database: DATABASE },
+            unavailable: () => relayProblem,
+            proxyPid: () => relay?.pid ?? null,
           },
           { name: 'shardgate-1', target: st.sg1 === null ? null : proxyTarget(st.sg1), unavailable: () => st.sg1Problem, proxyPid: () => st.sg1?.pid ?? null },
           ...(opts.baseline === null
