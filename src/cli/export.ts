@@ -35,6 +35,7 @@ export interface ExportHoldFlags {
 /** Flags of `shardgate import`. */
 export interface ImportFlags {
   readonly jobs?: string;
+  readonly skipUnenforceableForeignKeys?: boolean;
 }
 
 export const EXPORT_DEFAULTS = { jobs: '4', chunkRows: '50000', holdSeconds: '600' } as const;
@@ -145,7 +146,7 @@ export async function importCommand(config: ShardGateConfig, dir: string, flags:
     const { runImport } = await import('../export/import-run.js');
     const gate = await ShardGate.open(config, { deadlockCheckMs: 0 });
     try {
-      const result = await runImport(gate, { dir: resolve(dir), jobs, say: (line) => io.err(line) });
+      const result = await runImport(gate, { dir: resolve(dir), jobs, config, skipUnenforceableForeignKeys: flags.skipUnenforceableForeignKeys === true, say: (line) => io.err(line) });
       io.out(`cut ${result.cutId}: ${result.chunks} chunks, ${result.loaded} loaded by this run, ${result.rows} rows`);
       return 0;
     } finally {

@@ -166,6 +166,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
     .argument('<dir>', 'folder of a complete export')
     .option(configOption, configHelp)
     .option('-j, --jobs <n>', 'chunks loaded at the same time', EXPORT_DEFAULTS.jobs)
+    .option('--skip-unenforceable-foreign-keys', "load without the foreign keys the target's rules cannot enforce (each named in a warning) instead of refusing")
     .action(async (dir: string, flags: ImportFlags & ConfigFlags) => {
       code = await withConfigErrors(io, () => importCommand(load(flags, io), dir, flags, io));
     });

@@ -184,6 +184,18 @@ export const catalogue = {
     message: 'cannot import {dir}: {reason}',
     hint: 'Give the folder of a complete `shardgate export`.',
   },
+  importForeignKey: {
+    sqlstate: '0A000',
+    severity: 'ERROR',
+    message: 'cannot import the foreign key {name} of table {table}: {reason}; nothing was imported',
+    hint: 'Give the target rules under which it holds (the referenced table broadcast, or both tables sharded the same way with the key columns matched), or run the import with --skip-unenforceable-foreign-keys to load the rows without it (each one left out is named in a warning).',
+  },
+  importUnplaceable: {
+    sqlstate: '0A000',
+    severity: 'ERROR',
+    message: 'cannot import {what}: {reason}; nothing was imported',
+    hint: '{hint}',
+  },
   importChecksum: {
     sqlstate: 'XX001',
     severity: 'ERROR',

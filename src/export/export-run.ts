@@ -5,10 +5,10 @@ import type { ShardGateConfig } from '../config/types.js';
 import { sgError } from '../errors/catalogue.js';
 import { PgError } from '../errors/pg-error.js';
 import { Failpoints } from '../tx/failpoints.js';
-import { readExtensions, readTables } from './catalogue.js';
+import { readExtensions, readFunctions, readSequencePositions, readSequences, readTables, readViews } from './catalogue.js';
 import { writeChunk, readVerified } from './chunk-file.js';
 import { dropSlots, RELEASE_FILE } from './cut-holder.js';
-import { HOLD_FILE, LEASE_FILE, MANIFEST_FILE, newCutId, qualifiedName, readHold, readManifest, writeJsonAtomic, type ExportChunk, type ExportManifest, type ExportShard, type ExportTable, type HoldRecord } from './manifest.js';
+import { HOLD_FILE, LEASE_FILE, MANIFEST_FILE, newCutId, qualifiedName, readHold, readManifest, writeJsonAtomic, type ExportChunk, type ExportManifest, type ExportSequence, type ExportShard, type ExportTable, type HoldRecord } from './manifest.js';
 import { chunkCopySql, planChunks } from './plan.js';
 import { withSnapshot } from './snapshot-session.js';
 
@@ -194,11 +194,16 @@ async function checkCut(connector: BackendConnector, config: ShardGateConfig, ho
 
 /** Reads the tables at the cut and plans every chunk; refuses a table without a primary key unless allowed. */
 async function newManifest(connector: BackendConnector, config: ShardGateConfig, hold: HoldRecord, opts: ExportOptions, ctx: { dir: string; acquireTimeoutMs: number }): Promise<ExportManifest> {
-  const { tables, extensions } = await withSnapshot(connector, config.defaultShard, hold.shards[config.defaultShard]!, ctx, async (conn) => ({
+  const { tables, extensions, views, functions, others, definitions } = await withSnapshot(connector, config.defaultShard, hold.shards[config.defaultShard]!, ctx, async (conn) => ({
     tables: await readTables(conn, config),
     extensions: await readExtensions(conn),
+    views: await readViews(conn),
+    ...(await readFunctions(conn)),
+    definitions: await readSequences(conn),
   }));
   refuseNoPrimaryKey(tables, opts);
+  const sequences = await sequencesAtCut(connector, config, hold, ctx, definitions);
+  for (const what of others) opts.say(`shardgate export: WARNING: ${what} is not carried; create it on the target yourself`);
   for (const t of tables) {
     if (t.primaryKey.length === 0) opts.say(`shardgate export: WARNING: table ${qualifiedName(t)} has no primary key: exported as one chunk per shard, and an import skips it only by its chunk records, never row by row`);
     for (const what of t.notCarried) opts.say(`shardgate export: WARNING: table ${qualifiedName(t)}: ${what} is not carried; create it on the target yourself`);
@@ -216,7 +221,35 @@ async function newManifest(connector: BackendConnector, config: ShardGateConfig,
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.jobs, parts.length)) }, planner));
   const chunks = planned.flat();
-  return { format: 'shardgate-export/1', cutId: hold.cutId, complete: false, createdAt: new Date().toISOString(), shards: hold.shards, extensions, tables, chunks };
+  return { format: 'shardgate-export/1', cutId: hold.cutId, complete: false, createdAt: new Date().toISOString(), shards: hold.shards, extensions, functions, sequences, tables, views, notCarried: others, chunks };
+}
+
+/**
+ * The sequences with their position merged over the source shards: each
+ * shard has its own state of a sequence (the proxy creates one per shard, and
+ * every shard's nextval hands out its own values), and an import may move a
+ * row to any target shard, so the first value a restored sequence returns is
+ * the greatest next value of any source shard (the least for a descending
+ * one): no value used anywhere before the cut is handed out again.
+ */
+async function sequencesAtCut(
+  connector: BackendConnector,
+  config: ShardGateConfig,
+  hold: HoldRecord,
+  ctx: { dir: string; acquireTimeoutMs: number },
+  definitions: readonly Omit<ExportSequence, 'next'>[],
+): Promise<ExportSequence[]> {
+  if (definitions.length === 0) return [];
+  const positions = await Promise.all(config.shards.map((s) => withSnapshot(connector, s.name, hold.shards[s.name]!, ctx, (conn) => readSequencePositions(conn))));
+  return definitions.map((d) => {
+    const descending = BigInt(d.increment) < 0n;
+    let next: bigint | null = null;
+    for (const p of positions) {
+      const v = p.get(`${d.schema}.${d.name}`);
+      if (v !== undefined && (next === null || (descending ? v < next : v > next))) next = v;
+    }
+    return { ...d, next: next === null ? null : next.toString() };
+  });
 }
 
 /** Throws exportNoPrimaryKey for the first table without a primary key, unless they are allowed. */

@@ -5,9 +5,14 @@ import { PgError } from '../errors/index.js';
 import { quoteIdent } from '../tx/gid.js';
 import { chunkBytes, readVerified } from './chunk-file.js';
 import { parseCsv } from './csv.js';
-import { qualifiedName, readManifest, type ExportChunk, type ExportTable } from './manifest.js';
+import { qualifiedName, readManifest, type ExportChunk, type ExportManifest, type ExportTable } from './manifest.js';
 import { tableSql } from './plan.js';
-import { initParser, parseSql } from '../sql/parser.js';
+import { initParser } from '../sql/parser.js';
+import type { ShardGateConfig } from '../config/types.js';
+import {
+  addForeignKeySql, alterSequenceSql, checkForeignKeys, checkViews, createFunctionSql, createIndexSql, createSequenceSql, createTableSql, createTriggerSql,
+  createViewSql, foreignKeyUnenforceable, ownedBySql, restartSequenceSql, ruleOf, serialSequences,
+} from './definitions.js';
 
 /** Where an import records the chunks it loaded, in the target (on its default shard). */
 const DONE_TABLE = 'shardgate_import.chunks';
@@ -19,7 +24,62 @@ const PARAMS_PER_INSERT = 30_000;
 export interface ImportOptions {
   readonly dir: string;
   readonly jobs: number;
+  /** The target's configuration (the one `gate` was opened with): its rules decide which foreign keys and views can be placed. */
+  readonly config: ShardGateConfig;
+  /** Load without the foreign keys the target cannot enforce (each named in a warning) instead of refusing. */
+  readonly skipUnenforceableForeignKeys?: boolean;
   readonly say: (line: string) => void;
+}
+
+/** Every statement an import runs besides the rows, built and checked from the manifest before the first one runs. */
+interface SchemaPlan {
+  readonly functions: string[];
+  /** Functions over a table's row type, created once the tables are. */
+  readonly rowFunctions: string[];
+  /** Sequences created on their own (every shard), before the tables whose defaults draw from them. */
+  readonly sequences: string[];
+  readonly tables: { table: string; indexes: string[] }[];
+  /** After the tables: options of the sequences serial columns made, and OWNED BY of those created on their own. */
+  readonly sequenceOptions: string[];
+  /** After the rows: each sequence's restart, recorded once per cut. */
+  readonly restarts: { id: string; sql: string }[];
+  readonly foreignKeys: { table: ExportTable; name: string; sql: string }[];
+  readonly views: string[];
+  readonly triggers: { table: ExportTable; name: string; sql: string }[];
+}
+
+/**
+ * Builds and checks every definition of the manifest (definitions.ts), and
+ * decides what the target's rules can hold: a foreign key they cannot
+ * enforce is refused (importForeignKey) or, when asked, left out with a
+ * warning; a view they would refuse is refused here, before any row moves.
+ */
+function planSchema(manifest: ExportManifest, opts: ImportOptions): SchemaPlan {
+  const serial = serialSequences(manifest.tables, manifest.sequences);
+  const serialColumns = (t: ExportTable): Set<string> => new Set([...serial.values()].filter((s) => s.table === qualifiedName(t)).map((s) => s.column));
+  const own = manifest.sequences.filter((s) => !serial.has(qualifiedName(s)));
+  const skipped = checkForeignKeys(opts.config, manifest.tables, opts.skipUnenforceableForeignKeys === true);
+  for (const why of skipped) opts.say(`shardgate import: WARNING: foreign key ${why}: left out as asked (--skip-unenforceable-foreign-keys); the target does not check it`);
+  const views = manifest.views.map((view) => ({ view, sql: createViewSql(view) }));
+  checkViews(opts.config, views);
+  return {
+    functions: manifest.functions.filter((f) => !f.afterTables).map(createFunctionSql),
+    rowFunctions: manifest.functions.filter((f) => f.afterTables).map(createFunctionSql),
+    sequences: own.map(createSequenceSql),
+    tables: manifest.tables.map((t) => ({ table: createTableSql(t, serialColumns(t)), indexes: createIndexSql(t) })),
+    sequenceOptions: [
+      ...manifest.sequences.filter((s) => serial.has(qualifiedName(s))).map(alterSequenceSql),
+      // OWNED BY runs on every shard: only where the owning table is on every shard too (the sequence then lives with it as the proxy would place it).
+      ...own.filter((s) => s.ownedBy !== null && ruleOf(opts.config, { schema: s.ownedBy.schema, name: s.ownedBy.table }) !== null).map((s) => ownedBySql(s)!),
+    ],
+    restarts: manifest.sequences.flatMap((s) => {
+      const sql = restartSequenceSql(s);
+      return sql === null ? [] : [{ id: `sequence ${qualifiedName(s)}`, sql }];
+    }),
+    foreignKeys: manifest.tables.flatMap((t) => t.foreignKeys.filter((fk) => foreignKeyUnenforceable(opts.config, t, fk) === null).map((fk) => ({ table: t, name: fk.name, sql: addForeignKeySql(t, fk) }))),
+    views: views.map((v) => v.sql),
+    triggers: manifest.tables.flatMap((t) => t.triggers.map((tg) => ({ table: t, name: tg.name, sql: createTriggerSql(t, tg) }))),
+  };
 }
 
 /** What an import did. */
@@ -30,48 +90,6 @@ export interface ImportResult {
   readonly loaded: number;
   readonly rows: number;
   readonly ms: number;
-}
-
-/**
- * `CREATE TABLE IF NOT EXISTS` for a table as the export read it: columns,
- * types, defaults, NOT NULL, primary key, CHECK, UNIQUE and EXCLUDE
- * constraints. The manifest is a file anyone could edit, so the statement is
- * parsed first and must be exactly one CREATE TABLE of that table (a default
- * or constraint text cannot smuggle in a statement of its own).
- */
-export function createTableSql(t: ExportTable): string {
-  const cols = t.columns.map((c) => `${quoteIdent(c.name)} ${c.type}${c.default !== null ? ` DEFAULT ${c.default}` : ''}${c.notNull ? ' NOT NULL' : ''}`);
-  const pk = t.primaryKey.length > 0 ? [`PRIMARY KEY (${t.primaryKey.map(quoteIdent).join(', ')})`] : [];
-  const constraints = t.constraints.map((c) => `CONSTRAINT ${quoteIdent(c.name)} ${c.definition}`);
-  const sql = `CREATE TABLE IF NOT EXISTS ${tableSql(t)} (${[...cols, ...pk, ...constraints].join(', ')})`;
-  requireOneStatement(t, sql, 'CreateStmt');
-  return sql;
-}
-
-/**
- * The table's other indexes as `CREATE [UNIQUE] INDEX IF NOT EXISTS`, run
- * once its rows are in (building an index once is cheaper than keeping it
- * up to date row by row). Each is checked as createTableSql's statement is.
- */
-export function createIndexSql(t: ExportTable): string[] {
-  return t.indexes.map((def) => {
-    const sql = def.replace(/^CREATE (UNIQUE )?INDEX /, (_m, unique: string | undefined) => `CREATE ${unique ?? ''}INDEX IF NOT EXISTS `);
-    requireOneStatement(t, sql, 'IndexStmt');
-    return sql;
-  });
-}
-
-/** Throws (runImport makes it importManifest) unless `sql` parses as exactly one statement of `kind` on table `t`. */
-function requireOneStatement(t: ExportTable, sql: string, kind: 'CreateStmt' | 'IndexStmt'): void {
-  let ok = false;
-  try {
-    const stmts = parseSql(sql);
-    const node = stmts.length === 1 ? (stmts[0]!.stmt as Record<string, { relation?: { relname?: string; schemaname?: string }; if_not_exists?: boolean }>)[kind] : undefined;
-    ok = node !== undefined && node.if_not_exists === true && node.relation?.relname === t.name && (node.relation.schemaname ?? 'public') === t.schema;
-  } catch {
-    ok = false;
-  }
-  if (!ok) throw new Error(`table ${qualifiedName(t)}: its ${kind === 'CreateStmt' ? 'columns or constraints' : 'index definitions'} do not form one ${kind === 'CreateStmt' ? 'CREATE TABLE' : 'CREATE INDEX'} of the table: ${sql}`);
 }
 
 /**
@@ -92,17 +110,26 @@ export async function runImport(gate: ShardGate, opts: ImportOptions): Promise<I
   if (manifest === null) throw sgError('importManifest', { dir: opts.dir, reason: 'it has no manifest.json' });
   if (!manifest.complete) throw sgError('importManifest', { dir: opts.dir, reason: 'the export did not finish; resume it (shardgate export --out with the same folder) first' });
 
-  for (const schema of new Set(manifest.tables.map((t) => t.schema))) if (schema !== 'public') await gate.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
   await initParser();
   // Every statement is built and checked before the first one runs.
-  let creates: { table: string; indexes: string[] }[];
+  let plan: SchemaPlan;
   try {
-    creates = manifest.tables.map((t) => ({ table: createTableSql(t), indexes: createIndexSql(t) }));
+    plan = planSchema(manifest, opts);
   } catch (err) {
+    if (err instanceof PgError) throw err;
     throw sgError('importManifest', { dir: opts.dir, reason: (err as Error).message });
   }
+  const schemas = new Set([...manifest.tables, ...manifest.sequences, ...manifest.views, ...manifest.functions].map((o) => o.schema));
+  for (const schema of schemas) if (schema !== 'public') await gate.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
   for (const ext of manifest.extensions) await gate.query(`CREATE EXTENSION IF NOT EXISTS ${quoteIdent(ext)}`);
-  for (const c of creates) await gate.query(c.table);
+  // A function body may name tables created later (as pg_dump restores, bodies are checked when they run, not now).
+  await gate.query('SET check_function_bodies = off');
+  for (const sql of plan.functions) await gate.query(sql);
+  for (const sql of plan.sequences) await gate.query(sql);
+  for (const c of plan.tables) await gate.query(c.table);
+  for (const sql of plan.rowFunctions) await gate.query(sql);
+  await gate.query('RESET check_function_bodies');
+  for (const sql of plan.sequenceOptions) await gate.query(sql);
   await gate.query('CREATE SCHEMA IF NOT EXISTS shardgate_import');
   await gate.query(`CREATE TABLE IF NOT EXISTS ${DONE_TABLE} (cut_id text NOT NULL, chunk text NOT NULL, rows bigint NOT NULL, PRIMARY KEY (cut_id, chunk))`);
   const done = new Set((await gate.query<{ chunk: string }>(`SELECT chunk FROM ${DONE_TABLE} WHERE cut_id = $1`, [manifest.cutId])).rows.map((r) => r.chunk));
@@ -133,9 +160,39 @@ export async function runImport(gate: ShardGate, opts: ImportOptions): Promise<I
   const results = await Promise.allSettled(Array.from({ length: Math.max(1, Math.min(opts.jobs, todo.length)) }, worker));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed !== undefined) throw failed.reason;
-  for (const c of creates) for (const index of c.indexes) await gate.query(index);
+  for (const c of plan.tables) for (const index of c.indexes) await gate.query(index);
+  await finishSchema(gate, manifest.cutId, plan);
   opts.say(`shardgate import: ${manifest.chunks.length}/${manifest.chunks.length} chunks, ${rows} rows loaded by this run`);
   return { cutId: manifest.cutId, chunks: manifest.chunks.length, loaded, rows, ms: performance.now() - started };
+}
+
+/**
+ * What comes after the rows, each step safe to run again: sequence restarts
+ * (each in one transaction with its record, so it happens once per cut and a
+ * rerun never moves a sequence back below values the target handed out
+ * since), foreign keys (checked against every row once, cheaper than row by
+ * row, and only now that both tables are complete), views (materialized ones
+ * filled from the imported rows), and triggers last (the rows were loaded
+ * as they were at the source, not passed through triggers again).
+ */
+async function finishSchema(gate: ShardGate, cutId: string, plan: SchemaPlan): Promise<void> {
+  const done = new Set((await gate.query<{ chunk: string }>(`SELECT chunk FROM ${DONE_TABLE} WHERE cut_id = $1`, [cutId])).rows.map((r) => r.chunk));
+  for (const r of plan.restarts) {
+    if (done.has(r.id)) continue;
+    await gate.transaction(async (tx) => {
+      await tx.query(r.sql);
+      await recordChunk(tx, cutId, r.id, 0);
+    });
+  }
+  // The default shard has every table of the target (sharded and broadcast ones are on every shard): what exists there exists wherever the table is.
+  const existing = await gate.query<{ rel: string; name: string }>(
+    `SELECT n.nspname || '.' || c.relname AS rel, k.conname AS name FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE k.contype = 'f'
+     UNION ALL SELECT n.nspname || '.' || c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal`,
+  );
+  const has = new Set(existing.rows.map((r) => `${r.rel} ${r.name}`));
+  for (const fk of plan.foreignKeys) if (!has.has(`${qualifiedName(fk.table)} ${fk.name}`)) await gate.query(fk.sql);
+  for (const sql of plan.views) await gate.query(sql);
+  for (const tg of plan.triggers) if (!has.has(`${qualifiedName(tg.table)} ${tg.name}`)) await gate.query(tg.sql);
 }
 
 /**

@@ -31,12 +31,54 @@ const tableSchema = z.object({
   primaryKey: z.array(z.string()),
   /** CHECK, UNIQUE and EXCLUDE constraints, each as pg_get_constraintdef() writes it. */
   constraints: z.array(z.object({ name: z.string(), definition: z.string() })).default([]),
+  /** Foreign keys (pg_get_constraintdef()), with their columns and the table they reference, so an import can tell whether the target can enforce them. */
+  foreignKeys: z
+    .array(z.object({ name: z.string(), definition: z.string(), columns: z.array(z.string()), references: z.object({ schema: z.string(), name: z.string() }), referencedColumns: z.array(z.string()) }))
+    .default([]),
   /** CREATE INDEX statements (pg_get_indexdef()) of indexes no constraint owns. */
   indexes: z.array(z.string()).default([]),
-  /** What the export saw but does not carry (foreign keys, defaults drawing from a sequence), for the warning. */
+  /** CREATE TRIGGER statements (pg_get_triggerdef()) of the user's triggers on the table. */
+  triggers: z.array(z.object({ name: z.string(), definition: z.string() })).default([]),
+  /** What the export saw but does not carry (identity of a column), for the warning. */
   notCarried: z.array(z.string()).default([]),
   /** Shards its rows were read from: every shard for a sharded table, the default shard otherwise. */
   sources: z.array(z.string()),
+});
+/** A bigint as text (sequence options and positions exceed a JSON number's exact range). */
+const BIGINT_TEXT = /^-?[0-9]{1,19}$/;
+const sequenceSchema = z.object({
+  schema: z.string(),
+  name: z.string(),
+  type: z.enum(['smallint', 'integer', 'bigint']),
+  start: z.string().regex(BIGINT_TEXT),
+  increment: z.string().regex(BIGINT_TEXT),
+  min: z.string().regex(BIGINT_TEXT),
+  max: z.string().regex(BIGINT_TEXT),
+  cache: z.string().regex(BIGINT_TEXT),
+  cycle: z.boolean(),
+  /** The column that owns it (serial, OWNED BY); null for a sequence of its own. */
+  ownedBy: z.object({ schema: z.string(), table: z.string(), column: z.string() }).nullable(),
+  /**
+   * The value nextval must return first after an import: beyond every value
+   * any source shard handed out (the greatest of the shards' next values, the
+   * least for a descending sequence); null when no shard has the sequence.
+   */
+  next: z.string().regex(BIGINT_TEXT).nullable(),
+});
+const viewSchema = z.object({
+  schema: z.string(),
+  name: z.string(),
+  materialized: z.boolean(),
+  /** Its SELECT as pg_get_viewdef() writes it; checked by the parser before import runs it. */
+  definition: z.string(),
+});
+const functionSchema = z.object({
+  schema: z.string(),
+  name: z.string(),
+  /** CREATE OR REPLACE FUNCTION/PROCEDURE as pg_get_functiondef() writes it. */
+  definition: z.string(),
+  /** Its arguments or result are a table's row type: created after the tables (the others before, for defaults and CHECKs that call them). */
+  afterTables: z.boolean().default(false),
 });
 const chunkSchema = z.object({
   id: z.string(),
@@ -65,13 +107,23 @@ const manifestSchema = z.object({
   shards: z.record(z.string(), shardSchema),
   /** Extensions the source database has (CREATE EXTENSION IF NOT EXISTS on import, before the tables). */
   extensions: z.array(z.string()).default([]),
+  /** SQL and PL/pgSQL functions and procedures, in creation order. */
+  functions: z.array(functionSchema).default([]),
+  sequences: z.array(sequenceSchema).default([]),
   tables: z.array(tableSchema),
+  /** Views and materialized views, in creation order. */
+  views: z.array(viewSchema).default([]),
+  /** Objects the export saw but does not carry (functions in other languages, aggregates), for the warning. */
+  notCarried: z.array(z.string()).default([]),
   chunks: z.array(chunkSchema),
 });
 
 export type ExportManifest = z.infer<typeof manifestSchema>;
 export type ExportTable = z.infer<typeof tableSchema>;
 export type ExportChunk = z.infer<typeof chunkSchema>;
+export type ExportSequence = z.infer<typeof sequenceSchema>;
+export type ExportView = z.infer<typeof viewSchema>;
+export type ExportFunction = z.infer<typeof functionSchema>;
 export type ExportShard = z.infer<typeof shardSchema>;
 
 const holdSchema = z.object({ cutId: z.string(), pid: z.number(), shards: z.record(z.string(), shardSchema) });
