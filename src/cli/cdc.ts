@@ -23,6 +23,7 @@ import { natsJetStreamSink, rabbitMqSink } from '../messaging/index.js';
 import { createLogger } from '../observe/logger.js';
 import { quoteLiteral } from '../tx/gid.js';
 import type { CliIo } from './cli-io.js';
+import { reportError } from './report-error.js';
 
 /** Flags of `shardgate cdc` (commander's camelCase names). */
 export interface CdcFlags {
@@ -228,8 +229,7 @@ export async function cdc(config: ShardGateConfig, flags: CdcFlags, io: CliIo): 
     usableDir('--spill-dir', spill);
     sink = await openSink(flags);
   } catch (err) {
-    io.err(`shardgate: cdc: ${(err as Error).message}`);
-    return 1;
+    return reportError(io, 'cdc', err);
   }
   const slots = slotReader(start.shards);
   const metrics = new CdcMetrics(slots.read);
@@ -251,8 +251,7 @@ export async function cdc(config: ShardGateConfig, flags: CdcFlags, io: CliIo): 
     await runner.run(stop.signal);
     return 0;
   } catch (err) {
-    io.err(`shardgate: cdc: ${(err as Error).message}`);
-    return 1;
+    return reportError(io, 'cdc', err);
   } finally {
     server?.close();
     await sink.close().catch(() => undefined);
