@@ -215,6 +215,8 @@ function conflicts(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
 export class Assembler {
   readonly #shards = new Map<string, ShardState>();
   readonly #globals = new Map<string, Global>();
+  /** Per shard, how many held global transactions miss a part only its stream can bring (`awaited`). */
+  readonly #awaitedOn = new Map<string, number>();
   /** Event id → the shards whose in-flight bound it holds, and the logs of its parts (released once acknowledged). */
   readonly #eventShards = new Map<string, { readonly shards: readonly string[]; readonly logs: readonly ChangeLog[] }>();
 
@@ -250,6 +252,45 @@ export class Assembler {
   /** Global transactions with a part read and not yet emitted. */
   get held(): number {
     return this.#globals.size;
+  }
+
+  /**
+   * Committed parts of `shard` waiting to be emitted (its queue): what grows
+   * when another shard lags, since a part waits behind the global
+   * transaction ahead of it on its shard. See README.md "Bound on waiting parts".
+   */
+  waitingParts(shard: string): number {
+    return this.#state(shard).queue.length;
+  }
+
+  /**
+   * True when a global transaction with a part read still misses a part that
+   * only `shard`'s stream can bring: its anchor (anchor shard named in the gid)
+   * or a participant's branch not yet committed there. Reading such a shard
+   * is never paused: it is what unblocks the others.
+   */
+  awaited(shard: string): boolean {
+    return (this.#awaitedOn.get(shard) ?? 0) > 0;
+  }
+
+  /** The shards whose streams alone can bring a part `g` still misses (see `awaited`). */
+  #awaits(gid: string, g: Global): string[] {
+    if (g.anchor === null) {
+      const any = g.branches.values().next().value;
+      if (any === undefined) return [];
+      const anchor = parsePreparedGid(`${gid}_${any.shard}`)?.anchor ?? null;
+      // An anchor that is none of our shards can come from no stream: every shard counts as awaited (never paused).
+      return anchor !== null && this.#shards.has(anchor) ? [anchor] : [...this.#shards.keys()];
+    }
+    return (g.participants ?? []).filter((p) => !g.branches.has(p) && this.#shards.has(p));
+  }
+
+  /** Keeps `#awaitedOn` in step with `g`: its count is taken out before `change` and put back after (unless `g` was removed). */
+  #changeGlobal(gid: string, g: Global, change: () => void): void {
+    for (const s of this.#awaits(gid, g)) this.#awaitedOn.set(s, this.#awaitedOn.get(s)! - 1);
+    change();
+    if (this.#globals.get(gid) !== g) return;
+    for (const s of this.#awaits(gid, g)) this.#awaitedOn.set(s, (this.#awaitedOn.get(s) ?? 0) + 1);
   }
 
   /** Feeds the next message of `shard`'s stream; returns the events that became complete, in emission order. */
@@ -414,7 +455,7 @@ export class Assembler {
         q.splice(q.indexOf(p), 1);
         p.log.release();
       }
-      this.#globals.delete(gid);
+      this.#changeGlobal(gid, g, () => this.#globals.delete(gid));
       dropped++;
     }
     return { dropped, events: dropped === 0 ? [] : this.#drain() };
@@ -497,12 +538,15 @@ export class Assembler {
     const base = { shard, log: part.log, rows: part.rows, end, commitTime, commitLsn };
     if (ours !== null && ours.shard === shard) {
       st.queue.push({ ...base, kind: 'branch', gid: ours.gid, bound: prepared!.bound });
-      this.#global(ours.gid).branches.set(shard, st.queue.at(-1)!);
+      const g = this.#global(ours.gid);
+      this.#changeGlobal(ours.gid, g, () => g.branches.set(shard, st.queue.at(-1)!));
     } else if (decision !== null) {
       st.queue.push({ ...base, kind: 'anchor', gid: decision.gid, bound: commitLsn });
       const g = this.#global(decision.gid);
-      g.anchor = st.queue.at(-1)!;
-      g.participants = decision.participants;
+      this.#changeGlobal(decision.gid, g, () => {
+        g.anchor = st.queue.at(-1)!;
+        g.participants = decision.participants;
+      });
     } else {
       st.queue.push({ ...base, kind: 'local', gid: null, bound: prepared?.bound ?? commitLsn });
     }
@@ -550,7 +594,7 @@ export class Assembler {
           const q = this.#state(p.shard).queue;
           q.splice(q.indexOf(p), 1);
         }
-        this.#globals.delete(head.gid!);
+        this.#changeGlobal(head.gid!, g, () => this.#globals.delete(head.gid!));
         if (parts.some((p) => p.log.count > 0)) out.push(this.#emit(head.gid!, 'global', parts));
         else for (const p of parts) p.log.release();
         progress = true;

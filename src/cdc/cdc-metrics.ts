@@ -31,6 +31,8 @@ export class CdcMetrics {
   readonly #held: Gauge;
   readonly #pending: Gauge;
   readonly #heldBytes: Gauge;
+  readonly #waitingParts: Gauge<'shard'>;
+  readonly #readingPaused: Gauge<'shard'>;
   readonly #spillFiles: Gauge;
 
   constructor(readSlots?: () => Promise<readonly SlotReading[]>) {
@@ -61,6 +63,18 @@ export class CdcMetrics {
     this.#pending = new Gauge({ name: 'shardgate_cdc_pending_events', help: 'Events assembled and not yet acknowledged by the sink.', registers });
     this.#heldBytes = new Gauge({ name: 'shardgate_cdc_held_memory_bytes', help: 'Bytes of changes held in memory (read, not yet acknowledged by the sink); bounded by --memory-limit.', registers });
     this.#spillFiles = new Gauge({ name: 'shardgate_cdc_spill_files', help: 'Transaction parts whose changes are in spill files now.', registers });
+    this.#waitingParts = new Gauge({
+      name: 'shardgate_cdc_waiting_parts',
+      help: 'Transaction parts committed on the shard and waiting to be emitted (behind a global transaction missing a part of another shard), by shard; bounded by --max-waiting-parts while the shard is not awaited.',
+      labelNames: ['shard'],
+      registers,
+    });
+    this.#readingPaused = new Gauge({
+      name: 'shardgate_cdc_reading_paused',
+      help: '1 while the shard is not read because --max-waiting-parts of its parts wait for a lagging shard, by shard.',
+      labelNames: ['shard'],
+      registers,
+    });
     if (readSlots !== undefined) {
       // One query per shard per scrape, shared by both gauges: the first collect reads, the second reuses.
       let reading: Promise<readonly SlotReading[]> | null = null;
@@ -113,6 +127,12 @@ export class CdcMetrics {
   lag(shard: string, bytes: number, seconds: number): void {
     this.#lagBytes.set({ shard }, bytes);
     this.#lagSeconds.set({ shard }, seconds);
+  }
+
+  /** Parts waiting on `shard`, and whether its reading is paused by the bound on them. */
+  waiting(shard: string, parts: number, paused: boolean): void {
+    this.#waitingParts.set({ shard }, parts);
+    this.#readingPaused.set({ shard }, paused ? 1 : 0);
   }
 
   spill(memoryBytes: number, files: number): void {

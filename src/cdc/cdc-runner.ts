@@ -30,6 +30,13 @@ export interface CdcRunnerOptions {
    * emptied at every start (see spill.ts). Without it nothing spills.
    */
   readonly spill?: { readonly dir: string; readonly memoryLimit: number };
+  /**
+   * Parts committed on a shard and waiting to be emitted (behind a global
+   * transaction whose other parts another, lagging shard has not sent yet)
+   * at which that shard stops being read, unless a held transaction waits for
+   * its stream; default 10000. See README.md "Bound on waiting parts".
+   */
+  readonly maxWaitingParts?: number;
   /** Most events handed to the sink at once; default 500. */
   readonly batchSize?: number;
   /** How often each slot's confirmed position is reported; default 1000 ms. */
@@ -87,10 +94,12 @@ export class CdcRunner {
   readonly #opts: CdcRunnerOptions;
   readonly #max: number;
   readonly #batch: number;
+  readonly #maxWaiting: number;
 
   constructor(opts: CdcRunnerOptions) {
     this.#opts = opts;
     this.#max = opts.maxPendingEvents ?? 5000;
+    this.#maxWaiting = opts.maxWaitingParts ?? 10_000;
     this.#batch = opts.batchSize ?? 500;
   }
 
@@ -157,6 +166,16 @@ export class CdcRunner {
       let sending = 0;
       const space = new Signal();
       const work = new Signal();
+      // Fired after every message read: a shard held back by the bound on waiting parts looks again.
+      const moved = new Signal();
+      const paused = new Set<string>();
+      /**
+       * The bound on waiting parts: a shard whose parts wait (behind a global transaction that misses a
+       * part from a lagging shard) is not read further, unless its own stream is awaited. The shards
+       * that are awaited are always read, so the wait always ends (README.md "Bound on waiting parts").
+       * Until the restart is settled every shard is read: settling needs each one read to `readPast`.
+       */
+      const heldBack = (shard: string): boolean => settled && assembler.waitingParts(shard) >= this.#maxWaiting && !assembler.awaited(shard);
       let settled = false;
       const serverEnd = new Map<string, Lsn>();
       const enqueue = (events: readonly CdcEvent[]): void => {
@@ -175,6 +194,7 @@ export class CdcRunner {
             const oldest = assembler.oldestPending(s.name);
             const lagSeconds = oldest === null ? 0 : Math.max(0, (Date.now() - pgTimestampToDate(oldest as PgTimestamp).getTime()) / 1000);
             metrics.lag(s.name, end > confirmed ? Number(end - confirmed) : 0, lagSeconds);
+            metrics.waiting(s.name, assembler.waitingParts(s.name), paused.has(s.name));
           }
         }
         metrics?.held(assembler.held, pending.length + sending);
@@ -193,6 +213,11 @@ export class CdcRunner {
         const decoder = new PgoutputDecoder();
         while (!failed.signal.aborted) {
           while (pending.length + sending >= this.#max && !failed.signal.aborted) await Promise.race([space.wait(), ended]);
+          while (heldBack(s.name) && !failed.signal.aborted) {
+            paused.add(s.name);
+            await Promise.race([moved.wait(), ended]);
+          }
+          paused.delete(s.name);
           if (failed.signal.aborted) return;
           const m = await client.next();
           if (m === null) throw new Error(`shard ${s.name} ended the replication stream`);
@@ -203,6 +228,7 @@ export class CdcRunner {
             if (m.replyRequested) status(s.name, false);
           }
           settle();
+          moved.fire();
         }
       };
 

@@ -15,6 +15,7 @@ import {
   type CdcSink,
   type SlotReading,
 } from '../cdc/index.js';
+import { BYTE_SIZE_FORMS, byteSize } from '../config/byte-size.js';
 import type { ShardName } from '../config/names.js';
 import type { ShardGateConfig } from '../config/types.js';
 import { sgError } from '../errors/catalogue.js';
@@ -22,6 +23,7 @@ import { natsJetStreamSink, rabbitMqSink } from '../messaging/index.js';
 import { createLogger } from '../observe/logger.js';
 import { quoteLiteral } from '../tx/gid.js';
 import type { CliIo } from './cli-io.js';
+import { reportError } from './report-error.js';
 
 /** Flags of `shardgate cdc` (commander's camelCase names). */
 export interface CdcFlags {
@@ -40,6 +42,7 @@ export interface CdcFlags {
   readonly memoryLimit?: string;
   readonly spillDir?: string;
   readonly maxMessageBytes?: string;
+  readonly maxWaitingParts?: string;
 }
 
 export const CDC_DEFAULTS = {
@@ -51,19 +54,23 @@ export const CDC_DEFAULTS = {
   slotPrefix: 'shardgate_cdc_',
   publication: 'shardgate_cdc',
   memoryLimit: '64MiB',
+  maxWaitingParts: 10_000,
   // RabbitMQ 3.8–3.13's default max_message_size (4.0 lowered it to 16 MiB).
   maxMessageBytes: '128MiB',
 } as const;
 
-const UNITS: Readonly<Record<string, number>> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4 };
-
 /** `67108864`, `64MiB`, `100 MB` → bytes; anything else is refused naming the option. */
 export function parseByteSize(option: string, text: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
-  const unit = m === null ? undefined : UNITS[m[2]!.toLowerCase()];
-  const bytes = m === null || unit === undefined ? NaN : Math.floor(Number(m[1]) * unit);
-  if (!Number.isSafeInteger(bytes) || bytes < 1) throw sgError('cdcOption', { option, reason: `${JSON.stringify(text)} is not a size: give bytes, or a number with kB, MB, GB, TB, KiB, MiB, GiB or TiB` });
+  const bytes = byteSize(text);
+  if (bytes === null) throw sgError('cdcOption', { option, reason: `${JSON.stringify(text)} is not a size: ${BYTE_SIZE_FORMS}` });
   return bytes;
+}
+
+/** A whole number of at least 1; anything else is refused naming the option. */
+function parseCount(option: string, text: string): number {
+  const n = /^\s*\d+\s*$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) throw sgError('cdcOption', { option, reason: `${JSON.stringify(text)} is not a whole number of at least 1` });
+  return n;
 }
 
 /** Refuses, naming the option, a folder that cannot be created or written (else every attempt would fail on it). */
@@ -76,9 +83,10 @@ function usableDir(option: string, dir: string): void {
   }
 }
 
-/** The spill folder: the flag's, else one per set of slots (one process streams from a slot at a time, so it is this process's alone). */
-function spillDir(flags: CdcFlags, shards: readonly CdcShardTarget[]): string {
+/** The spill folder: the flag's, else the file's `cdc.spillDir`, else one per set of slots (one process streams from a slot at a time, so it is this process's alone). */
+function spillDir(config: ShardGateConfig, flags: CdcFlags, shards: readonly CdcShardTarget[]): string {
   if (flags.spillDir !== undefined) return flags.spillDir;
+  if (config.cdc?.spillDir != null) return config.cdc.spillDir;
   const key = createHash('sha256').update(shards.map((s) => `${s.url}\u0000${s.slot}`).join('\u0000')).digest('hex').slice(0, 16);
   return join(tmpdir(), `shardgate-cdc-spill-${key}`);
 }
@@ -210,16 +218,18 @@ export async function cdc(config: ShardGateConfig, flags: CdcFlags, io: CliIo): 
   let start: Awaited<ReturnType<typeof targets>>;
   let sink: CdcSink;
   let memoryLimit: number;
+  let maxWaitingParts: number;
   let spill: string;
   try {
-    memoryLimit = parseByteSize('--memory-limit', flags.memoryLimit ?? CDC_DEFAULTS.memoryLimit);
+    // A flag wins over the file's key (already validated with its key path), which wins over the default.
+    memoryLimit = flags.memoryLimit !== undefined ? parseByteSize('--memory-limit', flags.memoryLimit) : (config.cdc?.memoryLimit ?? parseByteSize('--memory-limit', CDC_DEFAULTS.memoryLimit));
+    maxWaitingParts = flags.maxWaitingParts !== undefined ? parseCount('--max-waiting-parts', flags.maxWaitingParts) : (config.cdc?.maxWaitingParts ?? CDC_DEFAULTS.maxWaitingParts);
     start = await targets(config, flags);
-    spill = spillDir(flags, start.shards);
+    spill = spillDir(config, flags, start.shards);
     usableDir('--spill-dir', spill);
     sink = await openSink(flags);
   } catch (err) {
-    io.err(`shardgate: cdc: ${(err as Error).message}`);
-    return 1;
+    return reportError(io, 'cdc', err);
   }
   const slots = slotReader(start.shards);
   const metrics = new CdcMetrics(slots.read);
@@ -230,6 +240,7 @@ export async function cdc(config: ShardGateConfig, flags: CdcFlags, io: CliIo): 
       shards: start.shards,
       sink,
       spill: { dir: spill, memoryLimit },
+      maxWaitingParts,
       ...(start.skip !== undefined ? { skip: start.skip } : {}),
       log: (level, msg, fields) => log[level](fields ?? {}, msg),
       metrics,
@@ -240,8 +251,7 @@ export async function cdc(config: ShardGateConfig, flags: CdcFlags, io: CliIo): 
     await runner.run(stop.signal);
     return 0;
   } catch (err) {
-    io.err(`shardgate: cdc: ${(err as Error).message}`);
-    return 1;
+    return reportError(io, 'cdc', err);
   } finally {
     server?.close();
     await sink.close().catch(() => undefined);

@@ -5,9 +5,9 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ShardGateConfig } from '../config/types.js';
 import { sgError } from '../errors/catalogue.js';
-import { PgError } from '../errors/pg-error.js';
 import type { CliIo } from './cli-io.js';
 import { CDC_DEFAULTS } from './cdc.js';
+import { reportError } from './report-error.js';
 
 /** Flags of `shardgate export`. */
 export interface ExportFlags {
@@ -54,18 +54,6 @@ function requireServers(config: ShardGateConfig, command: string): void {
   if (embedded !== undefined) throw sgError('exportNeedsServer', { command, shard: embedded.name });
 }
 
-/** Prints a ShardGate or shard error as `shardgate: <command>: ERROR <SQLSTATE>: message` and its hint. */
-function report(io: CliIo, command: string, err: unknown): number {
-  if (!(err instanceof PgError)) {
-    io.err(`shardgate: ${command}: ${(err as Error).message ?? String(err)}`);
-    return 1;
-  }
-  io.err(`shardgate: ${command}: ERROR ${err.code}: ${err.message}${err.shard !== undefined ? ` (shard ${err.shard})` : ''}`);
-  if (err.fields.detail !== undefined) io.err(`DETAIL: ${err.fields.detail}`);
-  if (err.fields.hint !== undefined) io.err(`HINT: ${err.fields.hint}`);
-  return 1;
-}
-
 /**
  * `shardgate export --out DIR`: every shard at one cut (src/export/README.md).
  * Exit 0 once the export is complete, 1 on failure (the message says whether
@@ -109,7 +97,7 @@ export async function exportCommand(config: ShardGateConfig, flags: ExportFlags,
       await connector.close().catch(() => undefined);
     }
   } catch (err) {
-    return report(io, 'export', err);
+    return reportError(io, 'export', err);
   }
 }
 
@@ -134,7 +122,7 @@ export async function exportHoldCommand(config: ShardGateConfig, flags: ExportHo
       await connector.close().catch(() => undefined);
     }
   } catch (err) {
-    return report(io, 'export-hold', err);
+    return reportError(io, 'export-hold', err);
   }
 }
 
@@ -153,6 +141,6 @@ export async function importCommand(config: ShardGateConfig, dir: string, flags:
       await gate.close().catch(() => undefined);
     }
   } catch (err) {
-    return report(io, 'import', err);
+    return reportError(io, 'import', err);
   }
 }

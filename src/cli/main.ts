@@ -110,8 +110,9 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
     .option('--slot-prefix <prefix>', 'replication slot of each shard: prefix + shard name', CDC_DEFAULTS.slotPrefix)
     .option('--publication <name>', 'publication (FOR ALL TABLES) on each shard', CDC_DEFAULTS.publication)
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at /metrics (for example 127.0.0.1:9465)')
-    .option('--memory-limit <bytes>', 'changes held in memory above which the largest transactions spill to files (bytes, or with kB, MB, GB, TB, KiB, MiB, GiB, TiB)', CDC_DEFAULTS.memoryLimit)
-    .option('--spill-dir <dir>', 'where transactions spill; emptied at start (default: a folder under the system temp dir named after the slots)')
+    .option('--memory-limit <bytes>', `changes held in memory above which the largest transactions spill to files (bytes, or with kB, MB, GB, TB, KiB, MiB, GiB, TiB); overrides cdc.memoryLimit (default ${CDC_DEFAULTS.memoryLimit})`)
+    .option('--spill-dir <dir>', 'where transactions spill; emptied at start; overrides cdc.spillDir (default: a folder under the system temp dir named after the slots)')
+    .option('--max-waiting-parts <n>', `parts committed on a shard and waiting for another (lagging) shard at which that shard stops being read; overrides cdc.maxWaitingParts (default ${CDC_DEFAULTS.maxWaitingParts})`)
     .option('--max-message-bytes <bytes>', 'rabbitmq: largest message the broker takes (its max_message_size); a larger transaction stops the command (nats: the server says)', CDC_DEFAULTS.maxMessageBytes)
     .action(async (flags: ConfigFlags & CdcFlags) => {
       code = await withConfigErrors(io, () => cdc(load(flags, io), flags, io));

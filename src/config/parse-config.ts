@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { byteSize } from './byte-size.js';
 import { ConfigError, formatPath, type ConfigIssue } from './config-error.js';
 import { configErrorMap, toConfigIssues } from './issues.js';
 import { shardName, tableName, type ShardName, type TableName } from './names.js';
@@ -206,6 +207,14 @@ export function parseConfig(raw: unknown, opts: ParseOptions = {}): ShardGateCon
     transactions: { ...cfg.transactions },
     slowStatementMs: cfg.slowStatementMs ?? null,
     saga: cfg.saga === undefined ? null : { ...cfg.saga },
+    cdc:
+      cfg.cdc === undefined
+        ? null
+        : {
+            memoryLimit: cfg.cdc.memoryLimit === undefined ? null : byteSize(cfg.cdc.memoryLimit),
+            spillDir: cfg.cdc.spillDir === undefined ? null : resolve(baseDir, cfg.cdc.spillDir),
+            maxWaitingParts: cfg.cdc.maxWaitingParts ?? null,
+          },
     tls: cfg.tls === undefined ? null : { cert: resolve(baseDir, cfg.tls.cert), key: resolve(baseDir, cfg.tls.key), required: cfg.tls.required },
     tables,
   };

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { BYTE_SIZE_FORMS, byteSize } from './byte-size.js';
 
 /**
  * The configuration contract of ../shared/CONFIG.md, as a zod schema. Unknown
@@ -101,6 +102,17 @@ export const configSchema = z
             }),
           )
           .default({}),
+      })
+      .optional(),
+    /** `shardgate cdc` (src/cdc): its memory limit, spill folder and bound on waiting parts; each flag of the same name wins over its key. */
+    cdc: z
+      .strictObject({
+        memoryLimit: z
+          .union([z.number(), z.string()])
+          .refine((v) => byteSize(v) !== null, `expected a size: ${BYTE_SIZE_FORMS}`)
+          .optional(),
+        spillDir: z.string().min(1, 'expected a folder path').optional(),
+        maxWaitingParts: z.number().int().min(1).optional(),
       })
       .optional(),
     /** Log statements that take at least this many milliseconds (0 logs every statement); absent: off. */

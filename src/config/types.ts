@@ -49,6 +49,13 @@ export interface ShardGateConfig {
     readonly cleanupBatch: number;
     readonly classes?: Readonly<Record<string, SagaModeConfig>>;
   } | null;
+  /**
+   * `shardgate cdc`'s settings from the file (the command-line flags win):
+   * bytes of changes held in memory before spilling, the spill folder
+   * (absolute), parts waiting on a shard before its reading pauses. Each null
+   * when not given; the whole null or absent without a `cdc:` section.
+   */
+  readonly cdc?: { readonly memoryLimit: number | null; readonly spillDir: string | null; readonly maxWaitingParts: number | null } | null;
   /** Statements taking at least this many milliseconds are logged (duration, shards, gid, SQL truncated); null or absent: off. */
   readonly slowStatementMs?: number | null;
 }

@@ -114,6 +114,54 @@ describe('shardgate cdc sinks', () => {
     }
   });
 
+  it('RabbitMQ: a transaction larger than --max-message-bytes stops the command with 54000, nothing published or confirmed past it', { timeout: 60_000 }, async () => {
+    const queue = `sg-cdc-${randomBytes(4).toString('hex')}`;
+    const slots = prefix();
+    const cdc = startCdc(setup.proxy.configFile, ['--sink', 'rabbitmq', '--subject', queue, '--slot-prefix', slots, '--max-message-bytes', '2kB']);
+    const conn = await amqp.connect('amqp://guest:guest@127.0.0.1:5672');
+    const ch = await conn.createChannel();
+    let stdout: ReturnType<typeof startCdc> | undefined;
+    try {
+      await cdc.streaming;
+      const one = async (id: number, by: number): Promise<void> => {
+        await app.query('BEGIN');
+        await app.query('UPDATE account SET balance = balance - $2 WHERE id = $1', [id, by]);
+        await app.query('UPDATE account SET balance = balance + $2 WHERE id = $1', [id + 20, by]);
+        await app.query('COMMIT');
+      };
+      // Before: published. The 40-row update is about 2.6 kB of JSON, over the limit. After: must not be published.
+      await one(1, 1);
+      await app.query('UPDATE account SET balance = balance + 0');
+      await one(2, 2);
+      expect(await exited(cdc.child)).toBe(1);
+      expect(cdc.logs()).toMatch(/ERROR 54000: transaction sg_\S+ \(40 changes\) is larger than one rabbitmq message may be: 2000 bytes/);
+      const got: EventJson[] = [];
+      for (;;) {
+        const msg = await ch.get(queue, { noAck: true });
+        if (msg === false) break;
+        got.push(JSON.parse(msg.content.toString()) as EventJson);
+      }
+      expect(got.map((e) => e.changes.map((c) => Number(c.new!.id)).sort((a, b) => a - b))).toEqual([[1, 21]]);
+      // The slots were not confirmed past the large transaction: started again, it comes whole, then the one after it.
+      const lines: EventJson[] = [];
+      stdout = startCdc(setup.proxy.configFile, ['--slot-prefix', slots], (l) => lines.push(JSON.parse(l) as EventJson));
+      await stdout.streaming;
+      const after = (e: EventJson): boolean => e.changes.length === 2 && e.changes.some((c) => c.new?.id === '2');
+      for (let i = 0; i < 400 && !lines.some(after); i++) await new Promise((r) => setTimeout(r, 50));
+      const big = lines.filter((e) => e.changes.length === 40);
+      expect(big).toHaveLength(1);
+      expect(big[0]!.changes.map((c) => Number(c.new!.id)).sort((a, b) => a - b)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+      expect(lines.findIndex(after)).toBeGreaterThan(lines.indexOf(big[0]!));
+      expect(await stdout.stop(), stdout.logs()).toBe(0);
+      await ch.deleteQueue(queue);
+    } finally {
+      await cdc.kill9();
+      await stdout?.kill9();
+      await ch.close().catch(() => undefined);
+      await conn.close();
+    }
+  });
+
   it('webhook: batches refused with 503 are sent again until taken; metrics show the failures, the lag and the slots', { timeout: 60_000 }, async () => {
     let refuse = 3;
     const accepted: EventJson[] = [];

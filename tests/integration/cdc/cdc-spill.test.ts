@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
 import { exited, startCdc, type CdcProcess } from '../../harness/cdc.js';
+import { freePort } from '../../harness/cluster.js';
 import { startShardedSetup, type ShardedSetup } from '../../harness/proxy.js';
 
 /**
@@ -273,6 +275,82 @@ describe('shardgate cdc spills large transactions', () => {
       server.close();
     }
   });
+
+  it(
+    'held memory and spill files as the metrics report them: up while the sink holds the events, within the limit, back to 0 once it took them; the file gives the spill folder, the flag the limit',
+    { timeout: 240_000 },
+    async () => {
+      const dir = newDir();
+      // The file says 1 GiB, which would never spill here: the flag's 1 MiB wins. The file's spill folder is used.
+      const configFile = join(newDir(), 'shardgate.yaml');
+      writeFileSync(configFile, stringify({ ...setup.config, cdc: { memoryLimit: '1GiB', spillDir: dir } }));
+      let answer = false;
+      const held: ServerResponse[] = [];
+      const events = new Events();
+      const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+        req.on('error', () => undefined);
+        if (!answer) {
+          held.push(res);
+          return;
+        }
+        const body: Buffer[] = [];
+        req.on('data', (d: Buffer) => body.push(d));
+        req.on('end', () => {
+          for (const e of JSON.parse(Buffer.concat(body).toString('utf8')) as unknown[]) events.add(JSON.stringify(e));
+          res.writeHead(200).end();
+        });
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/events`;
+      const metricsPort = await freePort();
+      const cdc = startCdc(configFile, ['--sink', 'webhook', '--webhook-url', url, '--memory-limit', LIMIT, '--slot-prefix', prefix(), '--metrics-listen', `127.0.0.1:${metricsPort}`]);
+      children.push(cdc);
+      const gauges = async (): Promise<{ bytes: number; files: number }> => {
+        const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+        const value = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+        return { bytes: value('shardgate_cdc_held_memory_bytes'), files: value('shardgate_cdc_spill_files') };
+      };
+      /** Scrapes until `done` holds (the gauges are set once a second); every sample seen is kept. */
+      const samples: { bytes: number; files: number }[] = [];
+      const until = async (done: (g: { bytes: number; files: number }) => boolean): Promise<{ bytes: number; files: number }> => {
+        for (;;) {
+          const g = await gauges();
+          samples.push(g);
+          if (done(g)) return g;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      };
+      try {
+        await cdc.streaming;
+        expect(await until((g) => !Number.isNaN(g.bytes))).toEqual({ bytes: 0, files: 0 });
+        // A small transaction the sink holds: in memory, no file.
+        await shard[0]!.query("INSERT INTO big SELECT g, repeat('h', 100) FROM generate_series(6000001, 6000500) g");
+        const small = await until((g) => g.bytes > 0);
+        expect(small.files).toBe(0);
+        // 500 changes of about 150 bytes of JSON each (+ 64 bytes counted per change).
+        expect(small.bytes).toBeGreaterThan(500 * 150);
+        // A large one behind it: over the limit, so it spills, into the file's folder; what stays in memory is within the limit.
+        await app.query("INSERT INTO big SELECT g, repeat('s', 100) FROM generate_series(6100001, 6140000) g");
+        const spilled = await until((g) => g.files > 0);
+        expect(readdirSync(dir).some((f) => f.endsWith('.spill'))).toBe(true);
+        expect(Math.max(...samples.map((g) => g.bytes).filter((b) => !Number.isNaN(b)))).toBeLessThanOrEqual(1024 * 1024);
+        expect(spilled.bytes).toBeLessThanOrEqual(1024 * 1024);
+        // The sink takes everything: nothing held, no file.
+        answer = true;
+        for (const res of held) res.destroy();
+        const global = await events.next((e) => e.changes.some((c) => c.new?.id === '6100001'));
+        await expectWholeGlobal(global, 6_100_001, 6_140_000);
+        await markerEvent(events);
+        expect(await until((g) => g.files === 0 && g.bytes === 0)).toEqual({ bytes: 0, files: 0 });
+        expect(readdirSync(dir)).toEqual([]);
+        expect(await cdc.stop(), cdc.logs()).toBe(0);
+      } finally {
+        server.closeAllConnections();
+        server.close();
+      }
+
+    },
+  );
 
   it('a transaction larger than a NATS message may be stops the command with an error naming the limit, and is not lost', { timeout: 120_000 }, async () => {
     const run = randomBytes(4).toString('hex');

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { CdcMetrics } from '../../../src/cdc/cdc-metrics.js';
 import { Metrics } from '../../../src/observe/metrics.js';
 import { sampleNames } from '../observe/prom-text.js';
 
@@ -45,7 +46,10 @@ describe('dashboards/grafana-shardgate.json', () => {
     m.setPoolSource(() => [{ shard: 's0', inUse: 0, idle: 0, waiting: 0 }]);
     // Transaction classes are the application's: their series exist once one is submitted.
     m.sagaStarted('payment', 'saga');
-    const exported = sampleNames(await m.text());
+    // `shardgate cdc` serves its own registry; its series may be shown beside the proxy's.
+    const cdc = new CdcMetrics();
+    cdc.waiting('s0', 0, false);
+    const exported = [...sampleNames(await m.text()), ...sampleNames(await cdc.text())];
     const used = new Set<string>();
     for (const panel of dashboard.panels) {
       expect(panel.targets.length, panel.title).toBeGreaterThan(0);
@@ -59,6 +63,7 @@ describe('dashboards/grafana-shardgate.json', () => {
       }
     }
     for (const name of m.metricNames()) expect(used, name).toContain(name);
+    for (const name of ['shardgate_cdc_waiting_parts', 'shardgate_cdc_reading_paused', 'shardgate_cdc_held_memory_bytes', 'shardgate_cdc_spill_files']) expect(used, name).toContain(name);
   });
 
   it('finds the series of an expression and nothing else', () => {

@@ -71,6 +71,28 @@ describe('Assembler', () => {
     expect(a.held).toBe(0);
   });
 
+  it('counts the parts waiting on each shard and names the shards whose streams a held transaction waits for', () => {
+    const a = new Assembler(['s0', 's1', 's2']);
+    for (const s of ['s0', 's1', 's2']) feed(a, s, relations);
+    // s0's anchor waits for s1's branch; the locals behind it on s0 wait too (they may not pass it).
+    feed(a, 's0', local(100, upd(1, -6), decision(GID, ['s1'])));
+    feed(a, 's0', local(200, upd(1, 7)));
+    expect(a.waitingParts('s0')).toBe(2);
+    expect(['s0', 's1', 's2'].map((s) => a.awaited(s))).toEqual([false, true, false]);
+    // Prepared is not committed: s1 is still awaited until its Commit Prepared.
+    feed(a, 's1', prepare(10, `${GID}_s1`, upd(11, 6)));
+    expect(a.awaited('s1')).toBe(true);
+    const events = feed(a, 's1', [commitPrepared(50, `${GID}_s1`)]);
+    expect(events.map((e) => e.id)).toEqual([GID, 's0:0/C8']);
+    expect(['s0', 's1', 's2'].map((s) => [a.waitingParts(s), a.awaited(s)])).toEqual([[0, false], [0, false], [0, false]]);
+    // A branch read before its anchor: the anchor's shard (named in the gid) is awaited.
+    const other = 'sg_gw1_s2_def';
+    feed(a, 's1', [...prepare(60, `${other}_s1`, upd(12, 1)), commitPrepared(70, `${other}_s1`)]);
+    expect(['s0', 's1', 's2'].map((s) => a.awaited(s))).toEqual([false, false, true]);
+    expect(feed(a, 's2', local(300, upd(2, -1), decision(other, ['s1']))).map((e) => e.id)).toEqual([other]);
+    expect(a.awaited('s2')).toBe(false);
+  });
+
   it('never emits a rolled-back prepared branch', () => {
     const a = new Assembler(['s0', 's1']);
     feed(a, 's1', relations);

@@ -175,6 +175,16 @@ describe('parseConfig: every error names its key path', () => {
     expect(pathsOf({ shards, saga: { database: 'postgres://h/app', retention: 5 } })).toEqual(['saga.retention']);
   });
 
+  it('reads the cdc section (sizes with units, the spill folder made absolute) and refuses bad keys by their path', () => {
+    expect(parseConfig({ shards }).cdc).toBeNull();
+    expect(parseConfig({ shards, cdc: { memoryLimit: '16MiB', spillDir: 'spill', maxWaitingParts: 500 } }, { baseDir: '/etc/sg' }).cdc).toEqual({ memoryLimit: 16 * 1024 * 1024, spillDir: '/etc/sg/spill', maxWaitingParts: 500 });
+    expect(parseConfig({ shards, cdc: { memoryLimit: 1048576 } }).cdc).toEqual({ memoryLimit: 1048576, spillDir: null, maxWaitingParts: null });
+    expect(pathsOf({ shards, cdc: { memoryLimit: 'lots', spillDir: '', maxWaitingParts: 0 } })).toEqual(['cdc.memoryLimit', 'cdc.spillDir', 'cdc.maxWaitingParts']);
+    expect(pathsOf({ shards, cdc: { memoryLimit: 0.5 } })).toEqual(['cdc.memoryLimit']);
+    expect(pathsOf({ shards, cdc: { memory: '1MiB' } })).toEqual(['cdc.memory']);
+    expect(issueAt({ shards, cdc: { memoryLimit: '12 parsecs' } }, 'cdc.memoryLimit')).toContain('expected a size: give bytes, or a number with kB');
+  });
+
   it('reads the mode settings of transaction classes and refuses unknown modes and percentages outside 0–100', () => {
     const saga = (classes: unknown): unknown => ({ shards, saga: { database: 'postgres://h/app', classes } });
     const payment = { mode: 'saga', rollout: { mode: 'tcc', percent: 12.5 } };

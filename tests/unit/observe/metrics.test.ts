@@ -1,5 +1,6 @@
 import { register as globalRegister } from 'prom-client';
 import { describe, expect, it } from 'vitest';
+import { CdcMetrics } from '../../../src/cdc/cdc-metrics.js';
 import { Metrics } from '../../../src/observe/metrics.js';
 import { parseProm } from './prom-text.js';
 
@@ -173,5 +174,23 @@ describe('Metrics', () => {
     expect(types.get('shardgate_xa_timeout_total')).toBe('counter');
     expect(types.get('shardgate_cross_shard_txn_ratio')).toBe('gauge');
     expect(Metrics.contentType).toMatch(/^text\/plain; version=0\.0\.4/);
+  });
+
+  it('shardgate cdc: waiting parts and reading paused per shard, held memory and spill files, as last reported', async () => {
+    const m = new CdcMetrics();
+    m.waiting('s0', 50, true);
+    m.waiting('s1', 3, false);
+    m.spill(1234, 2);
+    let s = parseProm(await m.text());
+    expect(s.get('shardgate_cdc_waiting_parts{shard="s0"}')).toBe(50);
+    expect(s.get('shardgate_cdc_reading_paused{shard="s0"}')).toBe(1);
+    expect(s.get('shardgate_cdc_waiting_parts{shard="s1"}')).toBe(3);
+    expect(s.get('shardgate_cdc_reading_paused{shard="s1"}')).toBe(0);
+    expect(s.get('shardgate_cdc_held_memory_bytes')).toBe(1234);
+    expect(s.get('shardgate_cdc_spill_files')).toBe(2);
+    m.waiting('s0', 0, false);
+    m.spill(0, 0);
+    s = parseProm(await m.text());
+    expect([s.get('shardgate_cdc_waiting_parts{shard="s0"}'), s.get('shardgate_cdc_reading_paused{shard="s0"}'), s.get('shardgate_cdc_held_memory_bytes'), s.get('shardgate_cdc_spill_files')]).toEqual([0, 0, 0, 0]);
   });
 });
