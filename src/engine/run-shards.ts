@@ -8,7 +8,7 @@ import { asPgError, combineErrors } from './combine-errors.js';
 import type { ClientStatement, ExecEvent } from './session-api.js';
 import type { ShardCursor, ShardEvent, ShardQuery } from './shard-cursor.js';
 import { shardTextRules, specComparesValues } from './shard-text-rules.js';
-import { TEXT_AS_BYTES } from './values.js';
+import { TEXT_AS_BYTES, type TextRules } from './values.js';
 import { needsFinalStep } from './final-step/final-step-sql.js';
 import { runFinalStep } from './final-step/run-final-step.js';
 
@@ -53,8 +53,11 @@ export async function* runShardsPlan(
     return;
   }
   const conns = await connectAll(statements, ctx);
+  const merge = plan.explain === undefined ? plan.merge : null;
+  // Before the statement: its connections are busy until the result has been read.
+  const text = merge !== null && specComparesValues(merge) ? await shardTextRules(conns) : TEXT_AS_BYTES;
   // Binary results of a statement PostgreSQL combines on the final step: the shards answer in text, the final query in the client's formats.
-  const finalFormats = plan.explain === undefined ? await binaryFinalStep(plan.merge, stmt, statements[0]!, conns, ctx) : null;
+  const finalFormats = merge === null ? null : await binaryFinalStep(merge, text, stmt, statements[0]!, conns[0]!, ctx);
   const formats = finalFormats !== null ? undefined : await resultFormats(plan.merge, stmt.resultFormats, statements[0]!, conns[0]!, stmt, ctx);
   const queries = statements.map((s) => shardQuery(s, stmt, formats));
   if (plan.explain !== undefined) {
@@ -64,7 +67,7 @@ export async function* runShardsPlan(
   } else if (plan.merge === null) {
     yield* concatenated(plan, conns, queries, ctx);
   } else {
-    yield* merged(plan.merge, plan.command, conns, queries, params, ctx, finalFormats);
+    yield* merged(plan.merge, plan.command, conns, queries, params, ctx, text, finalFormats);
   }
 }
 
@@ -77,19 +80,27 @@ export async function* runShardsPlan(
  * value is the bytes one server would send.
  */
 async function binaryFinalStep(
-  merge: MergeSpec | null,
+  merge: MergeSpec,
+  text: TextRules,
   stmt: ClientStatement,
   first: ShardStatement,
-  conns: readonly ShardCursor[],
+  conn: ShardCursor,
   ctx: ShardRunContext,
 ): Promise<readonly FormatCode[] | null> {
   const client = stmt.resultFormats;
-  if (merge === null || ctx.compute === undefined || client === undefined || client.every((f) => f === 0)) return null;
-  const types = first.paramMap === null ? stmt.paramTypes : first.paramMap.map((i) => stmt.paramTypes?.[i] ?? 0);
-  const fields = (await conns[0]!.describe(first.sql, types ?? [])).fields;
+  if (ctx.compute === undefined || client === undefined || client.every((f) => f === 0)) return null;
+  const fields = await describeFirst(first, conn, stmt, ctx);
   if (fields === null) return null;
-  const text = specComparesValues(merge) ? await shardTextRules(conns) : TEXT_AS_BYTES;
   return needsFinalStep(fields, resolveMergeSpec(merge, fields.length), text) ? client : null;
+}
+
+/** The first shard statement's columns, described with the client's parameter types; their count is kept for `resultFormats`. */
+async function describeFirst(first: ShardStatement, conn: ShardCursor, stmt: ClientStatement, ctx: ShardRunContext): Promise<readonly FieldDescription[] | null> {
+  const types = first.paramMap === null ? stmt.paramTypes : first.paramMap.map((i) => stmt.paramTypes?.[i] ?? 0);
+  const fields = (await conn.describe(first.sql, types ?? [])).fields;
+  if (ctx.columnCounts.size >= COLUMN_COUNT_CACHE) ctx.columnCounts.clear();
+  ctx.columnCounts.set(first.sql, fields?.length ?? 0);
+  return fields;
 }
 
 async function connectAll(statements: readonly ShardStatement[], ctx: ShardRunContext): Promise<ShardCursor[]> {
@@ -140,14 +151,7 @@ async function resultFormats(
 ): Promise<readonly FormatCode[] | undefined> {
   if (merge === null || client === undefined || client.every((f) => f === 0)) return client;
   const clientFormat = (i: number): FormatCode => (client.length === 1 ? client[0]! : (client[i] ?? 0));
-  let count = ctx.columnCounts.get(first.sql);
-  if (count === undefined) {
-    const types = first.paramMap === null ? stmt.paramTypes : first.paramMap.map((i) => stmt.paramTypes?.[i] ?? 0);
-    const described = await conn.describe(first.sql, types ?? []);
-    count = described.fields?.length ?? 0;
-    if (ctx.columnCounts.size >= COLUMN_COUNT_CACHE) ctx.columnCounts.clear();
-    ctx.columnCounts.set(first.sql, count);
-  }
+  const count = ctx.columnCounts.get(first.sql) ?? (await describeFirst(first, conn, stmt, ctx))?.length ?? 0;
   // A negative visibleColumns (hidden columns after a `*`) counts from the end.
   const visible = resolveMergeSpec(merge, count).visibleColumns;
   if (count <= visible && client.length === 1) return client;
@@ -257,10 +261,9 @@ async function* merged(
   queries: readonly ShardQuery[],
   params: readonly (string | null | undefined)[],
   ctx: ShardRunContext,
+  text: TextRules,
   finalFormats: readonly FormatCode[] | null,
 ): AsyncGenerator<ExecEvent, void, undefined> {
-  // Before the statement: its connections are busy until the result has been read.
-  const text = specComparesValues(spec) ? await shardTextRules(conns) : TEXT_AS_BYTES;
   const streams = await startAll(conns, queries, ctx);
   const notices: ErrorFields[] = [];
   const tags: string[] = [];

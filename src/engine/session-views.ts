@@ -54,8 +54,15 @@ export function mayReadSessionViews(sql: string): boolean {
   return VIEW_WORDS.test(sql);
 }
 
-/** References to the views in a statement: which views, and whether the statement is one this module rewrites. */
-export function sessionViewsRead(sql: string): { readonly views: ReadonlySet<ViewName>; readonly stmt: Node } | null {
+/** A statement that reads the views: which ones, its tree, and the names of its WITH queries (which hide a view of that name). */
+export interface SessionViewsRead {
+  readonly views: ReadonlySet<ViewName>;
+  readonly stmt: Node;
+  readonly shadowed: ReadonlySet<string>;
+}
+
+/** The views a statement reads (null: none). */
+export function sessionViewsRead(sql: string): SessionViewsRead | null {
   const parsed = parseSql(sql);
   if (parsed.length !== 1) return null;
   const stmt = parsed[0]!.stmt;
@@ -66,7 +73,7 @@ export function sessionViewsRead(sql: string): { readonly views: ReadonlySet<Vie
     const view = viewOf(value, shadowed);
     if (view !== null) views.add(view);
   });
-  return views.size === 0 ? null : { views, stmt };
+  return views.size === 0 ? null : { views, stmt, shadowed };
 }
 
 function cteNames(stmt: unknown): Set<string> {
@@ -167,7 +174,7 @@ function readsAny(stmt: Node, names: ReadonlySet<string>, aliases: ReadonlySet<s
  * statement with parameters; whether a cursor over several shards could
  * scroll backward, which PostgreSQL decides from the plan).
  */
-export function withSessionViews(read: { readonly views: ReadonlySet<ViewName>; readonly stmt: Node }, rows: SessionViewRows): string {
+export function withSessionViews(read: SessionViewsRead, rows: SessionViewRows): string {
   const stmt = read.stmt as Record<string, unknown>;
   if (!('SelectStmt' in stmt)) {
     throw sgError('unsupportedCrossShard', {
@@ -178,9 +185,8 @@ export function withSessionViews(read: { readonly views: ReadonlySet<ViewName>; 
   const queries = new Map<ViewName, { sql: string; unknown: Set<string> }>();
   for (const view of read.views) queries.set(view, viewQuery(view, rows));
   const aliases = new Set<string>();
-  const shadowed = cteNames(stmt);
   replaceRangeVars(stmt, (rv) => {
-    const view = viewOf(rv, shadowed);
+    const view = viewOf(rv, read.shadowed);
     if (view === null) return null;
     const alias = (rv.alias as { aliasname?: string; colnames?: unknown[] } | undefined) ?? { aliasname: view };
     aliases.add(alias.aliasname ?? view);
