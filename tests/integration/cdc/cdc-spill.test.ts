@@ -65,6 +65,41 @@ function watchSpills(dir: string): { readonly created: Set<string>; readonly wat
   return { created, watcher, atLeast };
 }
 
+/**
+ * A webhook that holds every request unanswered until `release()`: the events
+ * wait, unacknowledged. Released, it destroys the held requests (the sink
+ * sends them again) and takes every later one into `events`.
+ */
+async function holdingWebhook(events: Events): Promise<{ readonly url: string; release(): void; close(): void }> {
+  let answer = false;
+  const held: ServerResponse[] = [];
+  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    req.on('error', () => undefined);
+    if (!answer) {
+      held.push(res);
+      return;
+    }
+    const body: Buffer[] = [];
+    req.on('data', (d: Buffer) => body.push(d));
+    req.on('end', () => {
+      for (const e of JSON.parse(Buffer.concat(body).toString('utf8')) as unknown[]) events.add(JSON.stringify(e));
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/events`,
+    release() {
+      answer = true;
+      for (const res of held) res.destroy();
+    },
+    close() {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
 const ids = (e: EventJson): number[] => e.changes.map((c) => Number(c.new!.id));
 const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
@@ -213,28 +248,9 @@ describe('shardgate cdc spills large transactions', () => {
   it('a crash with spilled transactions pending, then a restart: every event whole, duplicates only with their ids, the folder emptied', { timeout: 240_000 }, async () => {
     const dir = newDir();
     const slots = prefix();
-    // The webhook holds every request unanswered until `answer` is set: the events wait, unacknowledged.
-    let answer = false;
-    const held: ServerResponse[] = [];
-    const received: string[] = [];
     const events = new Events();
-    const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
-      req.on('error', () => undefined);
-      if (!answer) {
-        held.push(res);
-        return;
-      }
-      const body: Buffer[] = [];
-      req.on('data', (d: Buffer) => body.push(d));
-      req.on('end', () => {
-        const text = Buffer.concat(body).toString('utf8');
-        received.push(text);
-        for (const e of JSON.parse(text) as unknown[]) events.add(JSON.stringify(e));
-        res.writeHead(200).end();
-      });
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/events`;
+    const webhook = await holdingWebhook(events);
+    const url = webhook.url;
     const args = ['--sink', 'webhook', '--webhook-url', url, '--memory-limit', LIMIT, '--spill-dir', dir, '--slot-prefix', slots];
     try {
       const first = startCdc(setup.proxy.configFile, args);
@@ -250,8 +266,7 @@ describe('shardgate cdc spills large transactions', () => {
       expect(readdirSync(dir).length).toBeGreaterThan(0);
       writeFileSync(join(dir, 'left-over.spill'), 'from the process that crashed');
 
-      answer = true;
-      for (const res of held) res.destroy();
+      webhook.release();
       const second = startCdc(setup.proxy.configFile, args);
       children.push(second);
       await second.streaming;
@@ -271,8 +286,7 @@ describe('shardgate cdc spills large transactions', () => {
       expect(readdirSync(dir)).toEqual([]);
       await second.stop();
     } finally {
-      server.closeAllConnections();
-      server.close();
+      webhook.close();
     }
   });
 
@@ -284,24 +298,9 @@ describe('shardgate cdc spills large transactions', () => {
       // The file says 1 GiB, which would never spill here: the flag's 1 MiB wins. The file's spill folder is used.
       const configFile = join(newDir(), 'shardgate.yaml');
       writeFileSync(configFile, stringify({ ...setup.config, cdc: { memoryLimit: '1GiB', spillDir: dir } }));
-      let answer = false;
-      const held: ServerResponse[] = [];
       const events = new Events();
-      const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
-        req.on('error', () => undefined);
-        if (!answer) {
-          held.push(res);
-          return;
-        }
-        const body: Buffer[] = [];
-        req.on('data', (d: Buffer) => body.push(d));
-        req.on('end', () => {
-          for (const e of JSON.parse(Buffer.concat(body).toString('utf8')) as unknown[]) events.add(JSON.stringify(e));
-          res.writeHead(200).end();
-        });
-      });
-      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/events`;
+      const webhook = await holdingWebhook(events);
+      const url = webhook.url;
       const metricsPort = await freePort();
       const cdc = startCdc(configFile, ['--sink', 'webhook', '--webhook-url', url, '--memory-limit', LIMIT, '--slot-prefix', prefix(), '--metrics-listen', `127.0.0.1:${metricsPort}`]);
       children.push(cdc);
@@ -336,8 +335,7 @@ describe('shardgate cdc spills large transactions', () => {
         expect(Math.max(...samples.map((g) => g.bytes).filter((b) => !Number.isNaN(b)))).toBeLessThanOrEqual(1024 * 1024);
         expect(spilled.bytes).toBeLessThanOrEqual(1024 * 1024);
         // The sink takes everything: nothing held, no file.
-        answer = true;
-        for (const res of held) res.destroy();
+        webhook.release();
         const global = await events.next((e) => e.changes.some((c) => c.new?.id === '6100001'));
         await expectWholeGlobal(global, 6_100_001, 6_140_000);
         await markerEvent(events);
@@ -345,8 +343,7 @@ describe('shardgate cdc spills large transactions', () => {
         expect(readdirSync(dir)).toEqual([]);
         expect(await cdc.stop(), cdc.logs()).toBe(0);
       } finally {
-        server.closeAllConnections();
-        server.close();
+        webhook.close();
       }
 
     },
