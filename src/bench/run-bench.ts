@@ -196,6 +196,7 @@ export async function runBench(opts: BenchOptions, log: BenchLog): Promise<Bench
           await runTpcb(
             [
               { name: 'direct', target: { port: d.port, user: 'postgres', database: DATABASE }, shards: null, database: DATABASE },
+              { name: 'hand-written-2pc', shardUrls: st.four.map((c) => c.url(DATABASE)) },
               { name: 'shardgate-4', target: proxyTarget(st.sg4), shards: st.four, database: DATABASE, proxyPid: () => st.sg4?.pid ?? null },
             ],
             opts,

@@ -72,6 +72,13 @@ export function evaluateTargets(tables: readonly ResultTable[]): Target[] {
       findValue(tables, 'tpcb', 'tps', 'direct'),
       0.6,
     ),
+    ratioAtLeast(
+      'tpcb-vs-hand-written',
+      'TPC-B-like over 4 shards through ShardGate ≥ 1.2 × the hand-written two-phase client on the same shards',
+      findValue(tables, 'tpcb', 'tps', 'shardgate-4'),
+      findValue(tables, 'tpcb', 'tps', 'hand-written-2pc'),
+      1.2,
+    ),
     atMost('parse-route-hit', 'parse + route ≤ 5 µs on a cache hit', findValue(tables, 'in-process', 'plan-hit', 'shardgate'), 5),
     atMost('parse-route-miss', 'parse + route ≤ 100 µs on a cache miss', findValue(tables, 'in-process', 'plan-miss', 'shardgate'), 100),
     atMost(

@@ -4,10 +4,11 @@ import { commandLatency } from './pgbench-output.js';
 import { pgbenchThreads, runPgbench, type PgbenchTarget } from './pgbench.js';
 import type { Cell, ResultRow, ResultTable } from './result-table.js';
 import { rotate, shortReason, type BenchLog } from './select-only.js';
-import { percentile } from './stats.js';
+import { mean, percentile } from './stats.js';
+import { runTwoPhaseClient } from './two-phase-client.js';
 
-/** A side of the TPC-B-like comparison; `shards` set for ShardGate, whose 2PC decisions are counted there. */
-export interface TpcbSide {
+/** A side of the TPC-B-like comparison run by pgbench; `shards` set for ShardGate, whose 2PC decisions are counted there. */
+export interface PgbenchTpcbSide {
   readonly name: string;
   readonly target: PgbenchTarget;
   /** The shards behind a proxy (database `database`), or null for a plain server. */
@@ -16,6 +17,17 @@ export interface TpcbSide {
   /** The proxy process, whose CPU time per transaction is measured; absent for a plain server. */
   readonly proxyPid?: () => number | null;
 }
+
+/**
+ * The side run by the hand-written two-phase client (src/bench/two-phase-client.ts)
+ * over the same shards as ShardGate, without the proxy.
+ */
+export interface HandWrittenTpcbSide {
+  readonly name: string;
+  readonly shardUrls: readonly string[];
+}
+
+export type TpcbSide = PgbenchTpcbSide | HandWrittenTpcbSide;
 
 /** A shard's clock, as text PostgreSQL reads back as timestamptz. */
 async function shardClock(shard: BenchCluster, database: string): Promise<string> {
@@ -83,6 +95,21 @@ export async function runTpcb(sides: readonly TpcbSide[], opts: BenchOptions, co
       if (failures.has(side.name)) continue;
       const s = samples.get(side.name)!;
       try {
+        if ('shardUrls' in side) {
+          const run = await runTwoPhaseClient({ shardUrls: side.shardUrls, clients, durationS: opts.tpcbDurationS, scale: opts.scale });
+          s.tps.push(run.tps);
+          if (run.latenciesMs.length > 0) {
+            s.latencyAvg.push(mean(run.latenciesMs));
+            s.p50.push(percentile(run.latenciesMs, 50));
+            s.p95.push(percentile(run.latenciesMs, 95));
+            s.p99.push(percentile(run.latenciesMs, 99));
+          }
+          s.endAvg.push(run.commitAvgMs);
+          s.twoPhaseShare.push(run.twoPhasePercent);
+          s.proxyCpu.push(run.cpuUsPerTransaction);
+          log(`tpcb round ${round + 1}/${opts.tpcbRounds} ${side.name}: ${run.tps.toFixed(0)} tps`);
+          continue;
+        }
         const since = side.shards === null ? [] : await Promise.all(side.shards.map((c) => shardClock(c, side.database)));
         const args = ['-n', '-T', String(opts.tpcbDurationS), '-c', String(clients), '-j', String(pgbenchThreads(clients, cores)), '--report-per-command'];
         const run = await runPgbench(side.target, { args, transactionLog: true, cpuPid: side.proxyPid?.() ?? null });
@@ -114,7 +141,7 @@ export async function runTpcb(sides: readonly TpcbSide[], opts: BenchOptions, co
     for (const side of sides) {
       const got = samples.get(side.name)![m.key];
       const failed = failures.get(side.name);
-      const reason = failed !== undefined ? `failed: ${failed}` : m.key === 'proxyCpu' && side.proxyPid === undefined ? 'no proxy' : 'not measured';
+      const reason = failed !== undefined ? `failed: ${failed}` : m.key === 'proxyCpu' && !('shardUrls' in side) && side.proxyPid === undefined ? 'no proxy' : 'not measured';
       cells[side.name] = got.length > 0 ? { kind: 'samples', samples: got } : { kind: 'missing', reason };
     }
     return { id: m.id, label: m.label, unit: m.unit, cells };
@@ -127,6 +154,11 @@ export async function runTpcb(sides: readonly TpcbSide[], opts: BenchOptions, co
     rows,
     notes: [
       'The four pgbench tables sharded by aid, tid, bid and aid: most transactions write to several shards and commit with 2PC.',
+      ...(sides.some((s) => 'shardUrls' in s)
+        ? [
+            'hand-written-2pc: a Node.js client (src/bench/two-phase-client.ts) sending the same statements straight to the shard owning each key, BEGIN in the same write as a shard\'s first statement, and committing with ShardGate\'s own protocol and statements (PREPAREs in parallel, gate + decision row + COMMIT on the anchor, COMMIT PREPAREDs in parallel); its CPU row is that client process\'s own CPU per transaction, the coordination cost without a proxy.',
+          ]
+        : []),
       '2PC share: commit decision rows written to shardgate.tx_decision during the run ÷ transactions pgbench processed.',
       'Latency percentiles come from pgbench -l (whole transaction, commit included); the END latency is the average pgbench --report-per-command gives.',
       ...(opts.scale < 16 ? [`At scale ${opts.scale} there are only ${opts.scale} branch rows, so ${clients} clients mostly queue on their row locks.`] : []),
