@@ -1,6 +1,7 @@
 import { parsePreparedGid } from '../tx/gid.js';
 import { formatLsn, type Lsn } from './lsn.js';
 import type { PgoutputMessage, RelationColumn, TupleData } from './pgoutput-message.js';
+import { ROW_KEYS_IN_MEMORY, RowKeys, type RowWrite } from './row-keys.js';
 import { SpillStore, type ChangeLog } from './spill.js';
 
 /** One row change of an emitted transaction; values are PostgreSQL's text form, null for NULL. */
@@ -87,48 +88,40 @@ interface Relation {
 interface HeldChange {
   readonly xid: number | null;
   readonly change: CdcChange | null;
-  /** `table\u0000key` of every row written; `table\u0000*` when the row cannot be identified. */
-  readonly rows: readonly string[];
+  /** What the change wrote, for the ordering rule. */
+  readonly rows: readonly RowWrite[];
   /** The gid and participants of a commit decision row inserted here. */
   readonly decision: { readonly gid: string; readonly participants: readonly string[] } | null;
 }
 
-/**
- * Rows a part names one by one for the ordering rule; past this many it names
- * only its tables (`table\u0000*`: as if it wrote every row of them), so a
- * large transaction's bookkeeping stays small. Coarser only ever orders more.
- */
-const MAX_ROWS = 4096;
-
-/** A transaction part being read: its changes (in a log that may spill), the rows it wrote, its decision row. */
+/** A transaction part being read: its changes and the rows it wrote (each may spill), its decision row. */
 class PartBuffer {
   readonly log: ChangeLog;
-  #rows = new Set<string>();
-  #wide = false;
+  readonly rows: RowKeys;
   decision: (HeldChange['decision'] & { readonly xid: number | null }) | null = null;
 
-  constructor(log: ChangeLog) {
+  constructor(log: ChangeLog, rows: RowKeys) {
     this.log = log;
-  }
-
-  get rows(): ReadonlySet<string> {
-    return this.#rows;
+    this.rows = rows;
   }
 
   add(h: HeldChange): void {
     if (h.change !== null) this.log.append(h.xid ?? 0, JSON.stringify(h.change));
     if (h.decision !== null) this.decision = { ...h.decision, xid: h.xid };
-    for (const r of h.rows) this.#rows.add(this.#wide ? `${r.slice(0, r.indexOf('\u0000'))}\u0000*` : r);
-    if (!this.#wide && this.#rows.size > MAX_ROWS) {
-      this.#wide = true;
-      this.#rows = new Set([...this.#rows].map((r) => `${r.slice(0, r.indexOf('\u0000'))}\u0000*`));
-    }
+    for (const w of h.rows) this.rows.add(h.xid ?? 0, w);
   }
 
-  /** A subtransaction inside a streamed transaction rolled back: its changes go (its rows stay: coarser is safe). */
+  /** A subtransaction inside a streamed transaction rolled back: its changes go, and the rows it wrote (its locks went with it). */
   abortSubtransaction(xid: number): void {
     this.log.abortSubtransaction(xid);
+    this.rows.abortSubtransaction(xid);
     if (this.decision?.xid === xid) this.decision = null;
+  }
+
+  /** Frees the changes and the row keys (rolled back, aborted, skipped, or replaced). */
+  release(): void {
+    this.log.release();
+    this.rows.release();
   }
 }
 
@@ -138,7 +131,18 @@ interface Entry {
   readonly kind: 'local' | 'anchor' | 'branch';
   readonly gid: string | null;
   readonly log: ChangeLog;
-  readonly rows: ReadonlySet<string>;
+  /** Released once the part leaves the queue: only the ordering rule reads them. */
+  readonly rows: RowKeys;
+  /** In the queue still (set false when it leaves). */
+  queued: boolean;
+  /**
+   * Verdicts of `#mayGo` kept while the part waits, so that a part whose keys
+   * are in a log does not read it again at every drain: an earlier part that
+   * shares a row with it (binding while that one is queued), and earlier
+   * parts compared through a log and found to share none (sets never change
+   * once committed).
+   */
+  readonly verdicts: { blocker: Entry | null; readonly clear: Set<Entry> };
   /** Lowest position the slot may be confirmed at while this part is not acknowledged downstream. */
   readonly bound: Lsn;
   readonly end: Lsn;
@@ -182,10 +186,21 @@ function columnsOf(rel: Relation, tuple: TupleData | null): Record<string, strin
   return out;
 }
 
-function rowKey(rel: Relation, values: Record<string, string | null> | null): string {
+/**
+ * What a row change of `rel` writes (see row-keys.ts): the row's replica-identity
+ * key (`values` must hold every key column: the old key for a delete, the new
+ * row completed with the old key's or old row's unchanged columns for an update);
+ * for a table without any (REPLICA IDENTITY NOTHING, or DEFAULT without a primary
+ * key) only an insert can arrive — PostgreSQL refuses UPDATE and DELETE on a
+ * table published for them without one — and it writes a new row, which only the
+ * table's lock relates to others. A row the stream does not identify (no key
+ * column values: the server's rules never send that) counts as the whole table.
+ */
+function rowWrite(rel: Relation, op: 'insert' | 'update' | 'delete', values: Record<string, string | null> | null): RowWrite {
   const keys = rel.columns.filter((c) => c.isKey);
-  if (values === null || keys.length === 0 || keys.some((k) => !(k.name in values))) return `${rel.table}\u0000*`;
-  return `${rel.table}\u0000${JSON.stringify(keys.map((k) => values[k.name]))}`;
+  if (keys.length === 0 && op === 'insert') return { kind: 'table', table: rel.table };
+  if (values === null || keys.length === 0 || keys.some((k) => !(k.name in values))) return { kind: 'whole', table: rel.table };
+  return { kind: 'row', table: rel.table, key: JSON.stringify(keys.map((k) => values[k.name])) };
 }
 
 /** Reads `{a,b}` (shard names: letters and digits, so never quoted). */
@@ -193,15 +208,6 @@ function parseTextArray(text: string | null | undefined): string[] {
   if (text === null || text === undefined) return [];
   const inner = text.replace(/^\{|\}$/g, '');
   return inner === '' ? [] : inner.split(',').map((s) => s.replace(/^"|"$/g, ''));
-}
-
-function conflicts(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
-  for (const r of a) {
-    if (b.has(r)) return true;
-    const table = r.slice(0, r.indexOf('\u0000'));
-    if (b.has(`${table}\u0000*`) || r.endsWith('\u0000*') && [...b].some((x) => x.startsWith(`${table}\u0000`))) return true;
-  }
-  return false;
 }
 
 /**
@@ -222,17 +228,24 @@ export class Assembler {
 
   readonly #skip: (shard: string, xid: number) => boolean;
   readonly #store: SpillStore;
+  readonly #rowKeysInMemory: number;
 
   /**
    * `shards`: every shard's name; `startAt`: where each stream starts (its
    * slot's confirmed position); `skip`: transactions (by shard and xid) whose
    * changes a starting copy already holds (an export's snapshot): read and
-   * never emitted; `store`: where held changes go (spill.ts), by default all
-   * in memory.
+   * never emitted; `store`: where held changes and row keys go (spill.ts), by
+   * default all in memory; `rowKeysInMemory`: row keys a part holds outside
+   * the store (row-keys.ts; tests lower it).
    */
-  constructor(shards: readonly string[], startAt: ReadonlyMap<string, Lsn> = new Map(), opts: { skip?: (shard: string, xid: number) => boolean; store?: SpillStore } = {}) {
+  constructor(
+    shards: readonly string[],
+    startAt: ReadonlyMap<string, Lsn> = new Map(),
+    opts: { skip?: (shard: string, xid: number) => boolean; store?: SpillStore; rowKeysInMemory?: number } = {},
+  ) {
     this.#skip = opts.skip ?? (() => false);
     this.#store = opts.store ?? SpillStore.inMemory();
+    this.#rowKeysInMemory = opts.rowKeysInMemory ?? ROW_KEYS_IN_MEMORY;
     for (const s of shards) {
       this.#shards.set(s, {
         name: s,
@@ -324,14 +337,14 @@ export class Assembler {
       case 'StreamStart':
         st.streamXid = m.xid;
         if (this.#skip(shard, m.xid)) st.skippedStreams.add(m.xid);
-        if (!st.streams.has(m.xid)) st.streams.set(m.xid, new PartBuffer(this.#store.log()));
+        if (!st.streams.has(m.xid)) st.streams.set(m.xid, this.#part());
         return [];
       case 'StreamStop':
         st.streamXid = null;
         return [];
       case 'StreamAbort': {
         if (m.subXid === m.xid) {
-          st.streams.get(m.xid)?.log.release();
+          st.streams.get(m.xid)?.release();
           st.streams.delete(m.xid);
           st.skippedStreams.delete(m.xid);
         } else {
@@ -370,7 +383,7 @@ export class Assembler {
       }
       case 'RollbackPrepared':
         // Rolled back: its changes (in memory or in a spill file) are dropped and never appear.
-        st.prepared.get(m.gid)?.part.log.release();
+        st.prepared.get(m.gid)?.part.release();
         st.prepared.delete(m.gid);
         st.lastEnd = m.rollbackEndLsn > st.lastEnd ? m.rollbackEndLsn : st.lastEnd;
         return [];
@@ -453,6 +466,8 @@ export class Assembler {
       for (const p of parts) {
         const q = this.#state(p.shard).queue;
         q.splice(q.indexOf(p), 1);
+        p.queued = false;
+        p.rows.release();
         p.log.release();
       }
       this.#changeGlobal(gid, g, () => this.#globals.delete(gid));
@@ -474,18 +489,18 @@ export class Assembler {
   }
 
   #part(): PartBuffer {
-    return new PartBuffer(this.#store.log());
+    return new PartBuffer(this.#store.log(), new RowKeys(this.#store, this.#rowKeysInMemory));
   }
 
   /** A Begin (or Begin Prepare): a transaction opened but not ended (a stream that ended inside one) leaves nothing behind. */
   #open(st: ShardState, prepared: string | null, skip: boolean): void {
-    st.open?.part.log.release();
+    st.open?.part.release();
     st.open = { prepared, part: this.#part(), skip };
   }
 
   #prepared(st: ShardState, gid: string, part: PartBuffer, prepareLsn: Lsn, skip: boolean): void {
     // The same gid prepared again (a stream restarted inside the attempt cannot, but be safe): the older copy goes.
-    st.prepared.get(gid)?.part.log.release();
+    st.prepared.get(gid)?.part.release();
     st.prepared.set(gid, { part, prepareLsn, skip });
   }
 
@@ -501,20 +516,22 @@ export class Assembler {
         const rel = st.relations.get(oid);
         const table = rel?.table ?? `oid ${oid}`;
         const change: CdcChange | null = rel?.own === true ? null : { table, op: 'truncate', old: null, new: null };
-        return { xid: m.xid, change, rows: [`${table}\u0000*`], decision: null };
+        return { xid: m.xid, change, rows: [{ kind: 'whole', table }], decision: null };
       });
     }
     const rel = st.relations.get(m.relationOid);
     if (rel === undefined) throw new Error(`change for relation ${m.relationOid} before its Relation message`);
     const neu = m.kind === 'Delete' ? null : columnsOf(rel, m.newTuple);
     const old = m.kind === 'Insert' ? null : columnsOf(rel, m.key ?? m.old);
-    const rows = [...new Set([neu, old].filter((v) => v !== null).map((v) => rowKey(rel, v)))];
+    const op = m.kind === 'Insert' ? 'insert' : m.kind === 'Update' ? 'update' : 'delete';
+    // An update's new row lacks its unchanged TOASTed columns ('u'): the old key or old row sent with it has them.
+    const written = op === 'delete' ? [old] : op === 'insert' ? [neu] : [old === null ? neu : { ...old, ...neu }, old].filter((v) => v !== null);
+    const rows = rel.own ? [] : [...new Map(written.map((v) => rowWrite(rel, op, v)).map((w) => [JSON.stringify(w), w])).values()];
     let decision: HeldChange['decision'] = null;
     if (rel.own && rel.table === `${OWN_SCHEMA}.${DECISION_TABLE}` && m.kind === 'Insert' && neu?.outcome === 'commit' && typeof neu.gid === 'string') {
       decision = { gid: neu.gid, participants: parseTextArray(neu.participants) };
     }
-    const op = m.kind === 'Insert' ? 'insert' : m.kind === 'Update' ? 'update' : 'delete';
-    return [{ xid: m.xid, change: rel.own ? null : { table: rel.table, op, old, new: neu }, rows: rel.own ? [] : rows, decision }];
+    return [{ xid: m.xid, change: rel.own ? null : { table: rel.table, op, old, new: neu }, rows, decision }];
   }
 
   #committed(
@@ -529,13 +546,14 @@ export class Assembler {
   ): CdcEvent[] {
     if (end > st.lastEnd) st.lastEnd = end;
     if (skip) {
-      part.log.release();
-      st.queue.push({ shard, log: this.#store.log(), rows: new Set(), end, commitTime, commitLsn, kind: 'local', gid: null, bound: prepared?.bound ?? commitLsn });
+      part.release();
+      const empty = this.#part();
+      st.queue.push({ shard, log: empty.log, rows: empty.rows, queued: true, verdicts: { blocker: null, clear: new Set() }, end, commitTime, commitLsn, kind: 'local', gid: null, bound: prepared?.bound ?? commitLsn });
       return this.#drain();
     }
     const decision = part.decision;
     const ours = prepared === null ? null : parsePreparedGid(prepared.gid);
-    const base = { shard, log: part.log, rows: part.rows, end, commitTime, commitLsn };
+    const base = { shard, log: part.log, rows: part.rows, queued: true, verdicts: { blocker: null, clear: new Set<Entry>() }, end, commitTime, commitLsn };
     if (ours !== null && ours.shard === shard) {
       st.queue.push({ ...base, kind: 'branch', gid: ours.gid, bound: prepared!.bound });
       const g = this.#global(ours.gid);
@@ -562,12 +580,19 @@ export class Assembler {
     return g;
   }
 
-  /** True when every part before `e` on its shard writes rows `e` does not. */
+  /** True when no part before `e` on its shard wrote a row `e` wrote (row-keys.ts: exact rows, whole tables only for TRUNCATE). */
   #mayGo(e: Entry): boolean {
+    if (e.verdicts.blocker?.queued === true) return false;
     const q = this.#state(e.shard).queue;
     for (const before of q) {
       if (before === e) return true;
-      if (conflicts(e.rows, before.rows) || conflicts(before.rows, e.rows)) return false;
+      if (e.verdicts.clear.has(before)) continue;
+      if (e.rows.conflicts(before.rows)) {
+        e.verdicts.blocker = before;
+        return false;
+      }
+      // Compared through a log (memory or file): kept, so that a waiting part does not read it again.
+      if (e.rows.inLog || before.rows.inLog) e.verdicts.clear.add(before);
     }
     return false;
   }
@@ -581,6 +606,8 @@ export class Assembler {
         if (head === undefined) continue;
         if (head.kind === 'local') {
           st.queue.shift();
+          head.queued = false;
+          head.rows.release();
           if (head.log.count > 0) out.push(this.#emit(`${shard}:${formatLsn(head.commitLsn)}`, 'local', [head]));
           else head.log.release();
           progress = true;
@@ -593,6 +620,8 @@ export class Assembler {
         for (const p of parts) {
           const q = this.#state(p.shard).queue;
           q.splice(q.indexOf(p), 1);
+          p.queued = false;
+          p.rows.release();
         }
         this.#changeGlobal(head.gid!, g, () => this.#globals.delete(head.gid!));
         if (parts.some((p) => p.log.count > 0)) out.push(this.#emit(head.gid!, 'global', parts));

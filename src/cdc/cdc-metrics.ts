@@ -62,7 +62,7 @@ export class CdcMetrics {
     this.#held = new Gauge({ name: 'shardgate_cdc_held_transactions', help: 'Global transactions with a part read, waiting for their other parts.', registers });
     this.#pending = new Gauge({ name: 'shardgate_cdc_pending_events', help: 'Events assembled and not yet acknowledged by the sink.', registers });
     this.#heldBytes = new Gauge({ name: 'shardgate_cdc_held_memory_bytes', help: 'Bytes of changes held in memory (read, not yet acknowledged by the sink); bounded by --memory-limit.', registers });
-    this.#spillFiles = new Gauge({ name: 'shardgate_cdc_spill_files', help: 'Transaction parts whose changes are in spill files now.', registers });
+    this.#spillFiles = new Gauge({ name: 'shardgate_cdc_spill_files', help: 'Spill files that exist now: the changes, or the row keys, of transaction parts.', registers });
     this.#waitingParts = new Gauge({
       name: 'shardgate_cdc_waiting_parts',
       help: 'Transaction parts committed on the shard and waiting to be emitted (behind a global transaction missing a part of another shard), by shard; bounded by --max-waiting-parts while the shard is not awaited.',

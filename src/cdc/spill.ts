@@ -9,7 +9,9 @@ import { join } from 'node:path';
  *   Byte[] the change's JSON text
  *
  * Records are appended in WAL order; a file holds one transaction part and is
- * read from the start once, when its event goes to the sink.
+ * read from the start once, when its event goes to the sink. A log of row keys
+ * (row-keys.ts) has the same layout, each record's text a row key instead of a
+ * change, and is read each time its part is compared with another.
  */
 const HEADER = 8;
 /** Appends to a spilled log are gathered up to this size before one write. */
@@ -18,6 +20,9 @@ const WRITE_CHUNK = 64 * 1024;
 const READ_CHUNK = 64 * 1024;
 /** What one change held in memory costs besides its JSON text (the record object, the array slot, the string header). */
 const RECORD_OVERHEAD = 64;
+
+/** What a log holds: a transaction part's changes, or the row keys it wrote. */
+export type SpillKind = 'part' | 'keys';
 
 /** One change as held: the JSON text sinks write, and the (sub)transaction it belongs to. */
 interface HeldRecord {
@@ -64,9 +69,12 @@ export class SpillStore {
     return new SpillStore(dir, memoryLimit);
   }
 
-  /** A new, empty log. */
-  log(): ChangeLog {
-    const log = new ChangeLog(this);
+  /**
+   * A new, empty log: of a part's changes (`part`, files `part-<n>.spill`) or
+   * of the row keys it wrote (`keys`, files `keys-<n>.spill`).
+   */
+  log(kind: SpillKind = 'part'): ChangeLog {
+    const log = new ChangeLog(this, kind);
     this.#logs.add(log);
     return log;
   }
@@ -105,11 +113,11 @@ export class SpillStore {
   }
 
   /** @internal A path for a new spill file, counted. */
-  newFile(memoryBytes: number): string {
+  newFile(memoryBytes: number, kind: SpillKind): string {
     this.#inMemory -= memoryBytes;
     this.#files++;
     this.#spilledTotal++;
-    return join(this.#dir!, `part-${++this.#next}.spill`);
+    return join(this.#dir!, `${kind}-${++this.#next}.spill`);
   }
 
   #spill(): void {
@@ -131,6 +139,7 @@ export class SpillStore {
  */
 export class ChangeLog {
   readonly #store: SpillStore;
+  readonly #kind: SpillKind;
   #records: HeldRecord[] = [];
   #memoryBytes = 0;
   #count = 0;
@@ -148,8 +157,9 @@ export class ChangeLog {
   readonly #perXid = new Map<number, number>();
 
   /** @internal Made by `SpillStore.log`. */
-  constructor(store: SpillStore) {
+  constructor(store: SpillStore, kind: SpillKind) {
     this.#store = store;
+    this.#kind = kind;
   }
 
   /** Changes appended and not rolled back with their subtransaction. */
@@ -232,7 +242,7 @@ export class ChangeLog {
   /** @internal Moves the records to a new file (the store decided). */
   spill(): void {
     const records = this.#records;
-    this.#path = this.#store.newFile(this.#memoryBytes);
+    this.#path = this.#store.newFile(this.#memoryBytes, this.#kind);
     this.#memoryBytes = 0;
     this.#records = [];
     this.#fd = openSync(this.#path, 'wx');

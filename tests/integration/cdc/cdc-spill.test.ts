@@ -10,6 +10,7 @@ import { stringify } from 'yaml';
 import { exited, startCdc, type CdcProcess } from '../../harness/cdc.js';
 import { freePort } from '../../harness/cluster.js';
 import { startShardedSetup, type ShardedSetup } from '../../harness/proxy.js';
+import { commitDecisionSql } from '../../../src/tx/decision.js';
 
 /**
  * Large transactions under a small --memory-limit: their changes go to spill
@@ -201,6 +202,52 @@ describe('shardgate cdc spills large transactions', () => {
           [`${slots}s0`],
         );
         expect(Number(stats?.stream_txns)).toBeGreaterThan(0);
+      } finally {
+        spills.watcher.close();
+        await cdc.stop();
+      }
+    },
+  );
+
+  it(
+    'two cross-shard transactions of 5000 rows per shard committed in opposite orders on the two shards: both events whole, nothing stalls, their row keys spilled',
+    { timeout: 240_000 },
+    async () => {
+      const dir = newDir();
+      const events = new Events();
+      const cdc = startCdc(setup.proxy.configFile, ['--memory-limit', '128kB', '--spill-dir', dir, '--slot-prefix', prefix()], (l) => events.add(l));
+      children.push(cdc);
+      await cdc.streaming;
+      const spills = watchSpills(dir);
+      try {
+        // Driven on the shards as ShardGate's commit protocol does, so that the test orders each shard's commits:
+        // s1 prepares both branches; s0 commits G's anchor (its decision) then H's; s1 commits H's branch then G's.
+        // Each part writes 5000 rows of table big, no row in common with the other transaction.
+        const unique = randomBytes(4).toString('hex');
+        const [G, H] = [`sg_cdcorder_s0_g${unique}`, `sg_cdcorder_s0_h${unique}`];
+        const rows = (from: number, pad: string): string => `INSERT INTO big SELECT g, '${pad}' FROM generate_series(${from}, ${from + 4999}) g`;
+        await shard[1]!.query(`BEGIN; ${rows(7_005_001, 'g')}; PREPARE TRANSACTION '${G}_s1'`);
+        await shard[1]!.query(`BEGIN; ${rows(7_105_001, 'h')}; PREPARE TRANSACTION '${H}_s1'`);
+        await shard[0]!.query(`BEGIN; ${rows(7_000_001, 'g')}; ${commitDecisionSql(G, ['s1'])}`);
+        await shard[0]!.query(`BEGIN; ${rows(7_100_001, 'h')}; ${commitDecisionSql(H, ['s1'])}`);
+        // Each COMMIT PREPARED is ours (it would fail with 42704 had recovery finished the branch first): the orders are as written.
+        await shard[1]!.query(`COMMIT PREPARED '${H}_s1'`);
+        await shard[1]!.query(`COMMIT PREPARED '${G}_s1'`);
+
+        const g = await events.next((e) => e.id === G);
+        const h = await events.next((e) => e.id === H);
+        await expectWholeGlobal(g, 7_000_001, 7_010_000);
+        await expectWholeGlobal(h, 7_100_001, 7_110_000);
+        // Nothing behind them waits: a later transaction on each shard comes out.
+        await markerEvent(events);
+        const id = 9_200_000 + ++marker;
+        await shard[1]!.query("INSERT INTO big VALUES ($1, 'marker')", [id]);
+        await events.next((e) => e.changes.some((c) => c.new?.id === String(id)));
+        expect(events.all.filter((e) => e.id === G || e.id === H)).toHaveLength(2);
+        // Memory stayed within the limit by spilling the changes and the row keys of the large parts.
+        expect([...spills.created].filter((f) => f.startsWith('keys-')).length).toBeGreaterThan(0);
+        expect([...spills.created].filter((f) => f.startsWith('part-')).length).toBeGreaterThan(0);
+        expect(readdirSync(dir)).toEqual([]);
       } finally {
         spills.watcher.close();
         await cdc.stop();

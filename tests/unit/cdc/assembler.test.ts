@@ -132,22 +132,109 @@ describe('Assembler', () => {
     expect(feed(b, 's1', [...prepare(20, `${G3}_s1`, upd(11, 1)), commitPrepared(60, `${G3}_s1`)]).map((e) => e.id)).toEqual([G3, G4]);
   });
 
-  it('a part that wrote more than 4096 rows orders as if it wrote its whole tables: a later one on another row of them waits behind it', () => {
-    const run = (rows: number): string[] => {
+  it('orders a part of more than 4096 rows by its exact rows: a later one on another row may pass it, one on a common row may not', () => {
+    const run = (rows: number, other: number): string[] => {
       const a = new Assembler(['s0', 's1']);
       for (const s of ['s0', 's1']) feed(a, s, relations);
       const G1 = 'sg_gw1_s0_one';
       const G2 = 'sg_gw1_s0_two';
-      // G1's anchor writes rows 1..rows; G2's writes row 999999, which G1 does not.
+      // G1's anchor writes rows 1..rows; G2's writes row `other`.
       const many = Array.from({ length: rows }, (_, i) => upd(i + 1, 1));
-      feed(a, 's0', [...local(100, ...many, decision(G1, ['s1'])), ...local(200, upd(999_999, 2), decision(G2, ['s1']))]);
+      feed(a, 's0', [...local(100, ...many, decision(G1, ['s1'])), ...local(200, upd(other, 2), decision(G2, ['s1']))]);
       const first = feed(a, 's1', [...prepare(10, `${G2}_s1`, upd(12, 2)), commitPrepared(50, `${G2}_s1`)]);
       const rest = feed(a, 's1', [...prepare(20, `${G1}_s1`, upd(11, 1)), commitPrepared(60, `${G1}_s1`)]);
       return [...first, ...rest].map((e) => e.id);
     };
-    // Row by row: G2 shares no row with G1 and may pass it. Past the bound: it may not.
-    expect(run(4096)).toEqual(['sg_gw1_s0_two', 'sg_gw1_s0_one']);
-    expect(run(4097)).toEqual(['sg_gw1_s0_one', 'sg_gw1_s0_two']);
+    // G2 shares no row with G1: it may pass it, whatever G1's size. A common row: it may not.
+    expect(run(4096, 999_999)).toEqual(['sg_gw1_s0_two', 'sg_gw1_s0_one']);
+    expect(run(5000, 999_999)).toEqual(['sg_gw1_s0_two', 'sg_gw1_s0_one']);
+    expect(run(5000, 4321)).toEqual(['sg_gw1_s0_one', 'sg_gw1_s0_two']);
+    expect(run(5000, 5000)).toEqual(['sg_gw1_s0_one', 'sg_gw1_s0_two']);
+  });
+
+  it('two large global transactions committed in opposite orders on two shards, on different rows of one table, are both emitted (no false conflict)', () => {
+    const a = new Assembler(['s0', 's1']);
+    for (const s of ['s0', 's1']) feed(a, s, relations);
+    const G = 'sg_gw1_s0_big';
+    const H = 'sg_gw1_s0_small';
+    // G writes 5000 rows on each shard, H one other row of the same table on each.
+    const many = (from: number): PgoutputMessage[] => Array.from({ length: 5000 }, (_, i) => upd(from + i, 1));
+    feed(a, 's1', [...prepare(10, `${G}_s1`, ...many(100_001)), ...prepare(20, `${H}_s1`, upd(200_000, 2))]);
+    // s0 commits G then H; s1 commits H then G.
+    expect(feed(a, 's0', [...local(100, ...many(1), decision(G, ['s1'])), ...local(200, upd(99_999, 2), decision(H, ['s1']))])).toEqual([]);
+    const events = feed(a, 's1', [commitPrepared(300, `${H}_s1`), commitPrepared(400, `${G}_s1`)]);
+    expect(events.map((e) => [e.id, e.changeCount])).toEqual([[H, 2], [G, 10_000]]);
+    expect(a.held).toBe(0);
+    expect([a.waitingParts('s0'), a.waitingParts('s1')]).toEqual([0, 0]);
+    // Nothing stalls behind them.
+    expect(feed(a, 's0', local(500, upd(1, 3))).map((e) => e.id)).toEqual(['s0:0/1F4']);
+  });
+
+  it('a table without a replica identity: inserts into it order only against a truncate of it (its table lock), not against each other', () => {
+    const KEYLESS = 3;
+    const keyless: PgoutputMessage = { kind: 'Relation', xid: null, relationOid: KEYLESS, namespace: 'public', name: 'log', replicaIdentity: 'n',
+      columns: [{ isKey: false, name: 'line', typeOid: 25, typeModifier: -1 }] };
+    const line = (v: string): PgoutputMessage => ({ kind: 'Insert', xid: null, relationOid: KEYLESS, newTuple: [text(v)] });
+    const truncate: PgoutputMessage = { kind: 'Truncate', xid: null, options: 0, relationOids: [KEYLESS] };
+    const run = (second: PgoutputMessage): string[] => {
+      const a = new Assembler(['s0', 's1']);
+      for (const s of ['s0', 's1']) feed(a, s, [...relations, keyless]);
+      const G = 'sg_gw1_s0_gee';
+      const H = 'sg_gw1_s0_aitch';
+      feed(a, 's1', [...prepare(10, `${G}_s1`, line('g1')), ...prepare(20, `${H}_s1`, line('h1'))]);
+      // s0 commits G then H; s1 commits H then G.
+      feed(a, 's0', [...local(100, line('g0'), decision(G, ['s1'])), ...local(200, second, decision(H, ['s1']))]);
+      return feed(a, 's1', [commitPrepared(300, `${H}_s1`), commitPrepared(400, `${G}_s1`)]).map((e) => e.id);
+    };
+    // Two new rows: no common row, H may pass G on s0. A truncate after G's insert waited for G's lock: it follows G.
+    expect(run(line('h0'))).toEqual(['sg_gw1_s0_aitch', 'sg_gw1_s0_gee']);
+    expect(run(truncate)).toEqual(['sg_gw1_s0_gee', 'sg_gw1_s0_aitch']);
+  });
+
+  it('the rows of a rolled-back subtransaction of a streamed part do not order it (their locks were released)', () => {
+    const run = (abortSub: boolean): string[] => {
+      const a = new Assembler(['s0', 's1'], new Map(), { rowKeysInMemory: 2 });
+      for (const s of ['s0', 's1']) feed(a, s, relations);
+      const G1 = 'sg_gw1_s0_one';
+      const G2 = 'sg_gw1_s0_two';
+      // G1's anchor is streamed: rows 1..3 by xid 7, row 9 by its subtransaction 8.
+      feed(a, 's0', [
+        { kind: 'StreamStart', xid: 7, firstSegment: true },
+        ...[1, 2, 3].map((id) => ({ ...upd(id, 1), xid: 7 }) as PgoutputMessage),
+        { ...upd(9, 1), xid: 8 } as PgoutputMessage,
+        { ...decision(G1, ['s1']), xid: 7 } as PgoutputMessage,
+        { kind: 'StreamStop' },
+        ...(abortSub ? [{ kind: 'StreamAbort', xid: 7, subXid: 8, abortLsn: null, abortTime: null } as PgoutputMessage] : []),
+        { kind: 'StreamCommit', xid: 7, flags: 0, commitLsn: L(100), endLsn: L(101), commitTime: T },
+        ...local(200, upd(9, 2), decision(G2, ['s1'])),
+      ]);
+      const first = feed(a, 's1', [...prepare(10, `${G2}_s1`, upd(12, 2)), commitPrepared(50, `${G2}_s1`)]);
+      const rest = feed(a, 's1', [...prepare(20, `${G1}_s1`, upd(11, 1)), commitPrepared(60, `${G1}_s1`)]);
+      return [...first, ...rest].map((e) => e.id);
+    };
+    expect(run(false)).toEqual(['sg_gw1_s0_one', 'sg_gw1_s0_two']);
+    expect(run(true)).toEqual(['sg_gw1_s0_two', 'sg_gw1_s0_one']);
+  });
+
+  it('keys an update by its new row completed with the old row\'s unchanged TOASTed columns (REPLICA IDENTITY FULL)', () => {
+    const FULL = 4;
+    const full: PgoutputMessage = { kind: 'Relation', xid: null, relationOid: FULL, namespace: 'public', name: 'doc', replicaIdentity: 'f',
+      columns: ['id', 'body'].map((name) => ({ isKey: true, name, typeOid: 25, typeModifier: -1 })) };
+    const set = (id: string, from: string, to: string | null): PgoutputMessage =>
+      ({ kind: 'Update', xid: null, relationOid: FULL, key: null, old: [text(id), text(from)], newTuple: [text(`${id}'`), to === null ? { kind: 'unchanged' } : text(to)] });
+    const run = (second: PgoutputMessage): string[] => {
+      const a = new Assembler(['s0', 's1']);
+      for (const s of ['s0', 's1']) feed(a, s, [...relations, full]);
+      const G1 = 'sg_gw1_s0_one';
+      const G2 = 'sg_gw1_s0_two';
+      // G1 renames doc a to a' keeping its (TOASTed, unchanged) body; G2 then writes a row of its own, or a' itself.
+      feed(a, 's0', [...local(100, set('a', 'long', null), decision(G1, ['s1'])), ...local(200, second, decision(G2, ['s1']))]);
+      const first = feed(a, 's1', [...prepare(10, `${G2}_s1`, upd(12, 2)), commitPrepared(50, `${G2}_s1`)]);
+      const rest = feed(a, 's1', [...prepare(20, `${G1}_s1`, upd(11, 1)), commitPrepared(60, `${G1}_s1`)]);
+      return [...first, ...rest].map((e) => e.id);
+    };
+    expect(run(set('b', 'other', 'new'))).toEqual(['sg_gw1_s0_two', 'sg_gw1_s0_one']);
+    expect(run({ kind: 'Delete', xid: null, relationOid: FULL, key: null, old: [text("a'"), text('long')] })).toEqual(['sg_gw1_s0_one', 'sg_gw1_s0_two']);
   });
 
   it('assembles a streamed transaction and drops an aborted subtransaction\'s changes', () => {

@@ -133,6 +133,54 @@ describe('spilling held changes', () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
+  it('keeps the exact row keys of large parts in keys files: two of them committed in opposite orders on two shards both come out, a common row still orders', () => {
+    const G = 'sg_gw1_s0_gee';
+    const H = 'sg_gw1_s0_aitch';
+    // G writes 1000 rows on each shard, H 1000 others (or, `common`, one of G's on s0 among them); s0 commits G then H, s1 H then G.
+    const run = (common: boolean): { order: string[]; keyFilesWhileHeld: number; afterEmit: string[] } => {
+      const dir = newDir();
+      const store = SpillStore.open(dir, 32 * 1024);
+      const a = new Assembler(['s0', 's1'], new Map(), { store, rowKeysInMemory: 100 });
+      for (const s of ['s0', 's1']) {
+        a.push(s, rel);
+        a.push(s, decisionRel);
+      }
+      const prepare = (at: number, gid: string, ids: number[]): void => {
+        a.push('s1', { kind: 'BeginPrepare', prepareLsn: L(at), endLsn: L(at + 1), prepareTime: T, xid: at, gid: `${gid}_s1` });
+        for (const id of ids) a.push('s1', ins(id));
+        a.push('s1', { kind: 'Prepare', flags: 0, prepareLsn: L(at), endLsn: L(at + 1), prepareTime: T, xid: at, gid: `${gid}_s1` });
+      };
+      const anchor = (at: number, gid: string, ids: number[]): CdcEvent[] => {
+        a.push('s0', { kind: 'Begin', finalLsn: L(at), commitTime: T, xid: at });
+        for (const id of ids) a.push('s0', ins(id));
+        a.push('s0', { kind: 'Insert', xid: null, relationOid: 2, newTuple: [text(gid), text('commit'), text('{s1}'), text('now')] });
+        return a.push('s0', { kind: 'Commit', flags: 0, commitLsn: L(at), endLsn: L(at + 1), commitTime: T });
+      };
+      const commit = (at: number, gid: string): CdcEvent[] =>
+        a.push('s1', { kind: 'CommitPrepared', flags: 0, commitLsn: L(at), endLsn: L(at + 1), commitTime: T, xid: at, gid: `${gid}_s1` });
+      prepare(10, G, range(10_000, 1000));
+      prepare(20, H, range(20_000, 1000));
+      const events = [...anchor(100, G, range(0, 1000)), ...anchor(200, H, [...range(3000, 999), common ? 500 : 3999])];
+      events.push(...commit(300, H));
+      const keyFilesWhileHeld = readdirSync(dir).filter((f) => f.startsWith('keys-')).length;
+      events.push(...commit(400, G));
+      const afterEmit = readdirSync(dir).filter((f) => f.startsWith('keys-'));
+      for (const e of events) {
+        expect(e.changeCount).toBe(2000);
+        a.acknowledge(e);
+      }
+      expect(readdirSync(dir)).toEqual([]);
+      return { order: events.map((e) => e.id), keyFilesWhileHeld, afterEmit };
+    };
+    const apart = run(false);
+    expect(apart.order).toEqual([H, G]);
+    expect(apart.keyFilesWhileHeld).toBeGreaterThan(0);
+    // The keys are read only by the ordering rule: gone once the parts are emitted.
+    expect(apart.afterEmit).toEqual([]);
+    // H wrote row 500 after G on s0: it follows G, although it completed first.
+    expect(run(true).order).toEqual([G, H]);
+  });
+
   it('reads back text of any characters exactly, records larger than a read chunk included', () => {
     const store = SpillStore.open(newDir(), 1024);
     const log = store.log();
