@@ -265,6 +265,48 @@ describe('writes whose subqueries read other shards match one server', () => {
     await same("UPDATE orders o SET status = 'big' WHERE amount > 90 AND EXISTS (SELECT 1 FROM orders i WHERE i.user_id = o.user_id AND i.id <> o.id)");
   });
 
+  it('EXISTS and NOT EXISTS over other shards become a boolean, true or false', async () => {
+    await same("UPDATE users SET score = score + 2 WHERE id < 12 AND EXISTS (SELECT 1 FROM orders WHERE status = 'paid' AND amount > 90) RETURNING id, score");
+    await same('DELETE FROM orders WHERE user_id > 35 AND EXISTS (SELECT * FROM notes WHERE note = $1) RETURNING user_id, id', ['nobody']);
+    await same("UPDATE products SET price = price * 2 WHERE NOT EXISTS (SELECT user_id FROM orders WHERE amount > 100000) AND id IN (2, 3, 9) RETURNING *");
+    await same("DELETE FROM tags WHERE NOT EXISTS (SELECT 1 FROM orders WHERE status = 'new') OR (weight = 6 AND EXISTS (SELECT max(id) FROM users WHERE id < 0))");
+    await same('UPDATE countries SET orders = 1 WHERE EXISTS (SELECT 1 FROM orders WHERE amount > 50 LIMIT 5 OFFSET 2) RETURNING code, orders');
+  });
+
+  it('ARRAY(SELECT …) becomes one array of the column type, in the subquery order, empty without rows', async () => {
+    await same('UPDATE users SET name = array_to_string(ARRAY(SELECT id FROM orders WHERE user_id = 5 ORDER BY id DESC), \'/\') WHERE id = 6 RETURNING id, name');
+    await same("UPDATE users SET name = array_to_string(ARRAY(SELECT note FROM notes WHERE user_id IS NULL OR user_id > 30 ORDER BY note, user_id NULLS FIRST), ',', 'NULL') WHERE id IN (1, 2) RETURNING *");
+    await same('UPDATE users SET score = cardinality(ARRAY(SELECT amount FROM orders WHERE amount > 100000)) WHERE id = 8 RETURNING id, score');
+    await same('DELETE FROM products WHERE id = ANY (ARRAY(SELECT user_id FROM orders WHERE amount < 20)) RETURNING id');
+    await same("UPDATE tags SET weight = 9 WHERE name = ANY (ARRAY(SELECT status FROM orders WHERE amount > 95)) RETURNING *");
+  });
+
+  it('row IN and NOT IN keep PostgreSQL row comparison with NULLs', async () => {
+    await same("UPDATE orders SET status = 'pair' WHERE (user_id, id) IN (SELECT id, id * 10 + 1 FROM users WHERE score > 25) RETURNING user_id, id");
+    // users.score is NULL for ids 7, 14, …: (user_id, score) pairs with a NULL make NOT IN NULL for the rows they do not rule out.
+    await same('DELETE FROM orders WHERE (user_id, id % 5) NOT IN (SELECT id, score FROM users WHERE id < 10) AND user_id < 16 RETURNING user_id, id');
+    await same("UPDATE accounts SET tier = 'row' WHERE (id, tier) = ANY (SELECT user_id, status FROM orders WHERE user_id > 20) RETURNING *");
+    await same('DELETE FROM products WHERE (id, price) <> ALL (SELECT user_id, amount FROM orders WHERE user_id < 8) RETURNING id');
+    await same('DELETE FROM users WHERE (id, name) IN (SELECT user_id, note FROM notes WHERE user_id < 0)');
+  });
+
+  it('SET (a, b) = (SELECT …): one row assigned, NULLs without a row, 21000 for two only where a row is updated', async () => {
+    await same("UPDATE users SET (score, name) = (SELECT count(*), max(status) FROM orders WHERE amount > 40) WHERE id IN (3, 4, 5) RETURNING *");
+    await same('UPDATE products SET (price) = (SELECT amount FROM orders WHERE amount > 100000) WHERE id > 17 RETURNING *');
+    const r = await same("UPDATE users SET (score, name) = (SELECT user_id, status FROM orders WHERE amount > 0) WHERE id > 30");
+    expect(r).toEqual({ error: '21000' });
+    await same("UPDATE users SET (score, name) = (SELECT user_id, status FROM orders WHERE amount > 0) WHERE id > 1000");
+    await same("UPDATE countries SET (name, orders) = (SELECT status, count(*)::int FROM orders GROUP BY status ORDER BY status LIMIT 1) RETURNING *");
+  });
+
+  it('a mod key written as 5.00 or 5e0 routes as 5; a fraction matches no row', async () => {
+    await same('UPDATE users SET score = 11 WHERE id = 5.00 RETURNING id, score');
+    await same('UPDATE users SET score = 12 WHERE id IN (6e0, 7.5, 0.8e1) RETURNING id, score');
+    await same('DELETE FROM users WHERE id = 9.5 RETURNING id');
+    await same('INSERT INTO users (id, name, score) VALUES (41.00, $1, 1), (42e0, $1, 2)', ['dec']);
+    await same('UPDATE users SET score = 13 WHERE id = ANY ($1::numeric[]) RETURNING id', ['{41.0,42,43.5}']);
+  });
+
   it('WITH … DELETE … RETURNING feeding an INSERT moves rows between differently sharded tables', async () => {
     const r = await same("WITH moved AS (DELETE FROM orders WHERE status = 'shipped' AND amount < 50 RETURNING *) INSERT INTO archive SELECT * FROM moved");
     expect('tag' in r && Number(r.tag.split(' ')[2])).toBeGreaterThan(3);
