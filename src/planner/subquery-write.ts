@@ -3,7 +3,8 @@ import type { TableName } from '../config/names.js';
 import { tableName } from '../config/names.js';
 import type { PgError } from '../errors/pg-error.js';
 import { sgError } from '../errors/catalogue.js';
-import { cloneTree, columnRefNames, isStarRef, walkTree } from '../sql/ast.js';
+import { cloneTree, columnRefNames, exprKey, isStarRef, walkTree } from '../sql/ast.js';
+import { parseSql } from '../sql/parser.js';
 import { renumberParams } from '../sql/renumber-params.js';
 import type { Plan, SubqueryWritePlan, WriteSubquery } from './plan.js';
 import type { Params } from './routing.js';
@@ -65,7 +66,13 @@ export function planSubqueryWrite(stmt: UpdateStmt | DeleteStmt, update: boolean
     next += columns;
   }
   // Only the parameters the write still uses are sent with it (an unused one would have no type).
-  const write = renumberParams(update ? { UpdateStmt: copy as UpdateStmt } : { DeleteStmt: copy as DeleteStmt });
+  const tree: Node = update ? { UpdateStmt: copy as UpdateStmt } : { DeleteStmt: copy as DeleteStmt };
+  const write = renumberParams(tree);
+  // The write's text must read back as the tree it was made from: the deparser drops parentheses some
+  // parents need (`(NOT $1) IS NULL` comes out as `NOT $1 IS NULL`, which PostgreSQL reads as NOT ($1 IS NULL)).
+  if (exprKey(parseSql(write.sql)[0]?.stmt ?? tree) !== exprKey(tree)) {
+    return { kind: 'refuse', error: sgError('unsupportedCrossShard', { reason: 'the write with its subqueries replaced by their values cannot be written back as SQL exactly', hint: 'Parenthesize differently or split the condition, e.g. write (x IN (SELECT …)) IS NULL as a CASE or a comparison of its own.' }) };
+  }
   const nulls = [...params, ...Array.from({ length: next - 1 - params.length }, () => null)];
   // Planned with unknown (NULL) values first: a write still refused (another subquery) fails before anything runs.
   const check = planText(write.sql, write.paramMap.map((i) => nulls[i]), ctx);
