@@ -63,10 +63,13 @@ const ARRAY_OF = new Map<number, number>([
  * Runs a SubqueryWritePlan inside the caller's transaction:
  * 1. each subquery, as the SELECT it was planned as (merged or gathered),
  *    in text format, on the statement's connections (read, not written);
- * 2. its rows become one parameter: for `x op ANY|ALL ($n)` an array literal
+ * 2. its rows become parameters: for `x op ANY|ALL ($n)` an array literal
  *    of the column's array type holding every value (NULLs and duplicates
  *    kept: `= ANY` over them is exactly IN over the rows); for a scalar
  *    subquery its one value (NULL without rows, 21000 with two or more);
+ *    for EXISTS a boolean; for ARRAY(…) the array of its values in their
+ *    order; for a row IN and `SET (a, b) = (SELECT …)` one array per column
+ *    (read back by `unnest` in the write);
  * 3. the write is planned with the client's parameters and these (so a
  *    `key = ANY($n)` routes to the shards holding those keys only) and run,
  *    its events (RETURNING rows, command tag) passed through.
@@ -80,7 +83,7 @@ export async function* subqueryWriteEvents(
   ctx: SubqueryWriteContext,
 ): AsyncGenerator<ExecEvent, void, undefined> {
   const values: Value[] = [];
-  for (const sq of plan.subqueries) values.push(await runSubquery(sq, stmt, params, ctx));
+  for (const sq of plan.subqueries) values.push(...(await runSubquery(sq, stmt, params, ctx)));
   // The client's parameters followed by the subqueries' values, then only those the write uses (plan.writeParams).
   const n = params.length;
   const texts = [...params, ...values.map((v) => v.text)];
@@ -111,7 +114,8 @@ function perParam(formats: readonly FormatCode[], n: number): FormatCode[] {
   return Array.from({ length: n }, (_, i) => (formats.length === 0 ? 0 : formats.length === 1 ? (formats[0] as FormatCode) : (formats[i] ?? 0)));
 }
 
-async function runSubquery(sq: WriteSubquery, stmt: ClientStatement, params: readonly (string | null | undefined)[], ctx: SubqueryWriteContext): Promise<Value> {
+/** The parameters one subquery's result becomes (WriteSubquery['kind']): one, or one array per column for 'rows' and 'assign'. */
+async function runSubquery(sq: WriteSubquery, stmt: ClientStatement, params: readonly (string | null | undefined)[], ctx: SubqueryWriteContext): Promise<Value[]> {
   const formats = perParam(stmt.paramFormats ?? [], params.length);
   const types = stmt.paramTypes ?? [];
   const sub: ClientStatement = {
@@ -130,19 +134,50 @@ async function runSubquery(sq: WriteSubquery, stmt: ClientStatement, params: rea
           ...(ctx.compute !== undefined ? { compute: ctx.compute } : {}),
         })
       : ctx.gather(sq.plan, sub);
-  let field: FieldDescription | null = null;
-  const texts: (string | null)[] = [];
+  let fields: readonly FieldDescription[] = [];
+  const rows: (string | null)[][] = [];
   for await (const ev of events) {
-    if (ev.kind === 'fields') field = ev.fields[0] ?? null;
-    else if (ev.kind === 'rows') for (const row of ev.rows) texts.push(row[0] === null || row[0] === undefined ? null : row[0].toString('utf8'));
+    if (ev.kind === 'fields') fields = ev.fields;
+    else if (ev.kind === 'rows') for (const row of ev.rows) rows.push(row.map((v) => (v === null || v === undefined ? null : v.toString('utf8'))));
   }
   // 705: `unknown` (a string constant), which the write must resolve itself, as one server would.
-  const oid = field === null || field.typeOid === 705 ? 0 : portableTypeOid(field.typeOid);
-  if (sq.kind === 'scalar') {
-    if (texts.length > 1) throw sgError('subqueryMoreThanOneRow');
-    return { text: texts[0] ?? null, type: oid };
+  const oids = fields.map((f) => (f.typeOid === 705 ? 0 : portableTypeOid(f.typeOid)));
+  const texts = rows.map((r) => r[0] ?? null);
+  switch (sq.kind) {
+    case 'scalar':
+      if (texts.length > 1) throw sgError('subqueryMoreThanOneRow');
+      return [{ text: texts[0] ?? null, type: oids[0] ?? 0 }];
+    case 'list':
+      return [{ text: arrayLiteral(texts), type: ARRAY_OF.get(oids[0] ?? 0) ?? 0 }];
+    case 'exists':
+      return [{ text: rows.length > 0 ? 't' : 'f', type: BOOL }];
+    case 'array':
+      return [{ text: arrayLiteral(texts), type: arrayType(oids[0] ?? 0, fields[0]) }];
+    case 'rows':
+    case 'assign': {
+      // SET (a, b) = (SELECT …): two rows are enough for PostgreSQL to raise 21000 where it assigns, as it would with all of them.
+      const kept = sq.kind === 'assign' ? rows.slice(0, 2) : rows;
+      return Array.from({ length: sq.columns ?? 1 }, (_, j) => ({ text: arrayLiteral(kept.map((r) => r[j] ?? null)), type: arrayType(oids[j] ?? 0, fields[j]) }));
+    }
   }
-  return { text: arrayLiteral(texts), type: ARRAY_OF.get(oid) ?? 0 };
+}
+
+const BOOL = 16;
+const ARRAY_TYPES = new Set(ARRAY_OF.values());
+
+/**
+ * The array type of a subquery's column, for a parameter that must carry
+ * its type (ARRAY(…), the arrays `unnest` reads). A column of another type
+ * (an array, which ARRAY(…) would make multi-dimensional, a domain, an
+ * extension's type) is refused with 0A000 before anything is written.
+ */
+function arrayType(oid: number, field: FieldDescription | undefined): number {
+  const type = ARRAY_OF.get(oid);
+  if (type !== undefined && !ARRAY_TYPES.has(oid)) return type;
+  throw sgError('unsupportedCrossShard', {
+    reason: `the subquery's column ${field?.name ?? ''} (type oid ${field?.typeOid ?? 0}) has no built-in array type a parameter can carry`,
+    hint: 'Cast the column to a built-in scalar type (int, bigint, numeric, text, date, timestamp, uuid, …).',
+  });
 }
 
 /** A one-dimensional array literal of these element texts: each quoted (`"`, `\` escaped), NULL bare. */

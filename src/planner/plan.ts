@@ -315,7 +315,7 @@ export interface InsertSelectPlan {
 export interface SubqueryWritePlan {
   readonly kind: 'subqueryWrite';
   readonly command: 'UPDATE' | 'DELETE';
-  /** In order: subquery i's value follows the k client parameters, at index k+i (0-based). */
+  /** In order: their values follow the k client parameters, each taking one parameter (`columns` for 'rows' and 'assign'). */
   readonly subqueries: readonly WriteSubquery[];
   /**
    * The client's statement with each subquery replaced by a parameter
@@ -333,14 +333,24 @@ export interface WriteSubquery {
    * 'list': its rows become one array (`x op ANY|ALL ($n)`, the column's
    * array type; NULLs kept, so IN and NOT IN keep their NULL semantics);
    * 'scalar': its one value (`$n`, the column's type; NULL without rows,
-   * PostgreSQL's 21000 with more than one).
+   * PostgreSQL's 21000 with more than one);
+   * 'exists': whether it has a row (`EXISTS (…)` → `$n`, boolean);
+   * 'array': its rows as one array (`ARRAY(…)` → `$n`, the column's array type);
+   * 'rows': one array per column (`columns` of them), the subquery replaced
+   * by `SELECT * FROM ROWS FROM (pg_catalog.unnest($n), pg_catalog.unnest($n+1), …)`
+   * (row `IN`, row `op ANY|ALL`);
+   * 'assign': the same for `SET (a, b) = (SELECT …)`, with at most its
+   * first two rows (PostgreSQL itself then assigns, NULLs without a row,
+   * or raises 21000 for two).
    */
-  readonly kind: 'list' | 'scalar';
+  readonly kind: 'list' | 'scalar' | 'exists' | 'array' | 'rows' | 'assign';
   /** The subquery planned as a statement of its own, with parameters renumbered (`paramMap`). */
   readonly plan: ShardsPlan | GatherPlan;
   /** The subquery's text, its `$k` being client parameter `paramMap[k-1]` (0-based). */
   readonly sql: string;
   readonly paramMap: readonly number[];
+  /** 'rows' and 'assign': how many parameters (one array per column) it becomes; the others become one. */
+  readonly columns?: number;
 }
 
 /**

@@ -7,7 +7,7 @@ import type { KeyCond, ValueRef } from './key-conditions.js';
 import { parseArrayLiteral } from './key-conditions.js';
 import type { Occurrence, RelationFacts } from './relations.js';
 import type { Bound } from './shard-key.js';
-import { hashShardIndex, modShardIndex, rangeShard, rangeShardsOverlapping } from './shard-key.js';
+import { hashShardIndex, integerKey, modShardIndex, rangeShard, rangeShardsOverlapping } from './shard-key.js';
 
 /** Client parameter values as text; `undefined`: sent in binary of an unknown type. */
 export type Params = readonly (string | null | undefined)[];
@@ -59,6 +59,18 @@ export function shardOfValue(text: string, occ: Occurrence, space: ShardSpace): 
 }
 
 /**
+ * The shard a key condition `key = text` may find rows on; null when no row
+ * can match: under the mod rule every stored key is an integer (INSERT, COPY
+ * and INSERT … SELECT refuse any other with 22023), so a number with a
+ * non-zero fraction (`5.5`) equals none, as on one server where `id = 5.5`
+ * is false for every integer `id`. Otherwise the shard owning the value.
+ */
+function conditionShard(text: string, occ: Occurrence, space: ShardSpace): number | null {
+  if (occ.rule?.kind === 'mod' && integerKey(text) === 'fraction') return null;
+  return shardOfValue(text, occ, space);
+}
+
+/**
  * Index of the shard owning a row of `table` whose sharding key has this
  * text, under `rule` (null: the table is not sharded and lives on the
  * default shard). The one place the rules are applied to a key: INSERT
@@ -90,8 +102,9 @@ export function evalCond(cond: KeyCond, occ: Occurrence, params: Params, space: 
       const set = new Set<number>();
       for (const v of cond.values) {
         const t = valueText(v, params, occ);
-        // key = NULL matches no row: it adds no shard.
-        if (t !== null) set.add(shardOfValue(t, occ, space));
+        // key = NULL matches no row: it adds no shard (nor does a fraction under the mod rule).
+        const shard = t === null ? null : conditionShard(t, occ, space);
+        if (shard !== null) set.add(shard);
       }
       return [...set].sort((a, b) => a - b);
     }
@@ -100,7 +113,8 @@ export function evalCond(cond: KeyCond, occ: Occurrence, params: Params, space: 
       if (t === null) return [];
       const items = parseArrayLiteral(t);
       if (items === null) return null;
-      return [...new Set(items.map((x) => shardOfValue(x, occ, space)))].sort((a, b) => a - b);
+      const shards = items.map((x) => conditionShard(x, occ, space)).filter((x): x is number => x !== null);
+      return [...new Set(shards)].sort((a, b) => a - b);
     }
     case 'range': {
       if (occ.rule?.kind !== 'range') return null;

@@ -70,20 +70,55 @@ export function hashShardIndex(text: string, shardCount: number): number {
   return keyHash(text) % shardCount;
 }
 
+/** A decimal number with optional fraction and exponent, as PostgreSQL's numeric input reads it. */
+const NUMBER = /^\s*([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?\s*$/;
+/** Past this many digits a value is beyond every integer key type (numeric keeps at most 131072 digits before the point). */
+const MAX_INTEGER_DIGITS = 131072;
+
+/**
+ * The integer a number written as text stands for, as canonical integer
+ * text (`5.00`, `5e0`, `+05`, `0.5e1` → `5`; `-0.0` → `0`); 'fraction'
+ * when it is a number with a non-zero fraction (`5.5`, `5e-1`), which no
+ * integer key equals; null when it is not a number at all.
+ */
+export function integerKey(text: string): string | 'fraction' | null {
+  const int = INTEGER.exec(text);
+  if (int !== null) return canonicalKey(text);
+  const m = NUMBER.exec(text);
+  if (m === null || ((m[2] ?? '') === '' && (m[3] ?? '') === '')) return null;
+  const exp = m[4] === undefined ? 0 : Number(m[4]);
+  const digits = `${m[2] ?? ''}${m[3] ?? ''}`.replace(/^0+/, '');
+  if (digits === '') return '0';
+  // The value is digits × 10^(exp − length of the fraction).
+  const shift = exp - (m[3] ?? '').length;
+  let whole: string;
+  if (shift >= 0) {
+    if (digits.length + shift > MAX_INTEGER_DIGITS) return null;
+    whole = digits + '0'.repeat(shift);
+  } else {
+    const cut = digits.length + shift;
+    if (!/^0*$/.test(digits.slice(Math.max(0, cut)))) return 'fraction';
+    whole = cut <= 0 ? '0' : digits.slice(0, cut);
+  }
+  return m[1] === '-' && whole !== '0' ? `-${whole}` : whole;
+}
+
 /**
  * Index of the shard that owns an integer `text` under the mod rule:
- * ((v % n) + n) % n, exact for integers of any size. Null when the text is
- * not an integer.
+ * ((v % n) + n) % n, exact for integers of any size. An integral number
+ * written with a fraction or an exponent (`5.00`, `5e0`) is that integer.
+ * Null when the text is not an integral number.
  */
 export function modShardIndex(text: string, shardCount: number): number | null {
-  const m = INTEGER.exec(text);
-  if (m === null) return null;
-  const digits = m[2] === '' ? '0' : (m[2] as string);
+  const key = integerKey(text);
+  if (key === null || key === 'fraction') return null;
+  const negative = key.startsWith('-');
+  const digits = negative ? key.slice(1) : key;
   if (digits.length <= 15) {
-    const v = Number(digits) * (m[1] === '-' ? -1 : 1);
+    const v = Number(digits) * (negative ? -1 : 1);
     return ((v % shardCount) + shardCount) % shardCount;
   }
-  const v = BigInt(digits) * (m[1] === '-' ? -1n : 1n);
+  const v = BigInt(digits) * (negative ? -1n : 1n);
   const n = BigInt(shardCount);
   return Number(((v % n) + n) % n);
 }

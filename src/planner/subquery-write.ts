@@ -1,9 +1,10 @@
-import type { DeleteStmt, Node, SelectStmt, SubLink, UpdateStmt } from 'libpg-query';
+import type { DeleteStmt, Node, ResTarget, SelectStmt, SubLink, UpdateStmt } from 'libpg-query';
 import type { TableName } from '../config/names.js';
 import { tableName } from '../config/names.js';
 import type { PgError } from '../errors/pg-error.js';
 import { sgError } from '../errors/catalogue.js';
-import { cloneTree, columnRefNames, isStarRef, walkTree } from '../sql/ast.js';
+import { cloneTree, columnRefNames, exprKey, isStarRef, walkTree } from '../sql/ast.js';
+import { parseSql } from '../sql/parser.js';
 import { renumberParams } from '../sql/renumber-params.js';
 import type { Plan, SubqueryWritePlan, WriteSubquery } from './plan.js';
 import type { Params } from './routing.js';
@@ -20,8 +21,9 @@ const CORRELATED_HINT =
  * shards because a subquery in its WHERE or SET reads tables the write's
  * shards do not hold (another table sharded differently, or not joined on
  * the key; a table of the default shard): each uncorrelated subquery
- * (`x IN (SELECT …)`, `x op ANY|ALL (SELECT …)`, a scalar `(SELECT …)`)
- * becomes a parameter of the write, and the SELECT runs first as a statement
+ * (`x IN (SELECT …)`, `x op ANY|ALL (SELECT …)`, a scalar `(SELECT …)`,
+ * `EXISTS (…)`, `ARRAY(…)`, a row `(a, b) IN (SELECT …)`,
+ * `SET (a, b) = (SELECT …)`) becomes parameters of the write, and the SELECT runs first as a statement
  * of its own (SubqueryWritePlan). Returns null when there is nothing to
  * extract (the caller keeps its refusal), or a RefusePlan (a correlated
  * subquery, a column order that must be read first: `needsColumns`).
@@ -33,13 +35,13 @@ export function planSubqueryWrite(stmt: UpdateStmt | DeleteStmt, update: boolean
   const outer = outerScope(stmt, update);
   const chosen: number[] = [];
   let correlated: string | null = null;
-  for (const [i, link] of links.entries()) {
-    const kind = extractable(link.SubLink);
+  for (const [i, found] of links.entries()) {
+    const kind = extractable(found);
     if (kind === null) continue;
-    const found = outerReference(link.SubLink.subselect as { SelectStmt: SelectStmt }, outer, ctx);
-    if (found.kind === 'needs') return { kind: 'refuse', error: refusal, needsColumns: found.table };
-    if (found.kind === 'none') chosen.push(i);
-    else correlated ??= found.what;
+    const ref = outerReference(found.link.subselect as { SelectStmt: SelectStmt }, outer, ctx);
+    if (ref.kind === 'needs') return { kind: 'refuse', error: refusal, needsColumns: ref.table };
+    if (ref.kind === 'none') chosen.push(i);
+    else correlated ??= ref.what;
   }
   if (chosen.length === 0) {
     if (correlated === null) return null;
@@ -49,21 +51,29 @@ export function planSubqueryWrite(stmt: UpdateStmt | DeleteStmt, update: boolean
   const copy = cloneTree(stmt);
   const copies = topSubLinks(copy, update);
   const subqueries: WriteSubquery[] = [];
-  for (const [n, i] of chosen.entries()) {
-    const wrapper = copies[i] as { SubLink?: SubLink } & Record<string, unknown>;
-    const link = wrapper.SubLink as SubLink;
-    const kind = extractable(link) as 'list' | 'scalar';
-    const select = renumberParams(cloneTree(link.subselect as Node));
+  let next = params.length + 1;
+  for (const i of chosen) {
+    const found = copies[i] as FoundSubLink;
+    const kind = extractable(found) as WriteSubquery['kind'];
+    const select = renumberParams(cloneTree(liftedQuery(found.link, kind)));
     const plan = planText(select.sql, select.paramMap.map((p) => params[p]), ctx);
     if (plan.kind === 'refuse') return plan;
     if (plan.kind !== 'shards' && plan.kind !== 'gather') return null;
     if (plan.kind === 'shards' && plan.writes) return null;
-    subqueries.push({ kind, plan, paramMap: select.paramMap, sql: select.sql });
-    replaceSubLink(wrapper, link, params.length + n + 1);
+    const columns = kind === 'rows' || kind === 'assign' ? resultWidth(found.link) : 1;
+    subqueries.push({ kind, plan, paramMap: select.paramMap, sql: select.sql, ...(kind === 'rows' || kind === 'assign' ? { columns } : {}) });
+    replaceSubLink(found, kind, next);
+    next += columns;
   }
   // Only the parameters the write still uses are sent with it (an unused one would have no type).
-  const write = renumberParams(update ? { UpdateStmt: copy as UpdateStmt } : { DeleteStmt: copy as DeleteStmt });
-  const nulls = [...params, ...subqueries.map(() => null)];
+  const tree: Node = update ? { UpdateStmt: copy as UpdateStmt } : { DeleteStmt: copy as DeleteStmt };
+  const write = renumberParams(tree);
+  // The write's text must read back as the tree it was made from: the deparser drops parentheses some
+  // parents need (`(NOT $1) IS NULL` comes out as `NOT $1 IS NULL`, which PostgreSQL reads as NOT ($1 IS NULL)).
+  if (exprKey(parseSql(write.sql)[0]?.stmt ?? tree) !== exprKey(tree)) {
+    return { kind: 'refuse', error: sgError('unsupportedCrossShard', { reason: 'the write with its subqueries replaced by their values cannot be written back as SQL exactly', hint: 'Parenthesize differently or split the condition, e.g. write (x IN (SELECT …)) IS NULL as a CASE or a comparison of its own.' }) };
+  }
+  const nulls = [...params, ...Array.from({ length: next - 1 - params.length }, () => null)];
   // Planned with unknown (NULL) values first: a write still refused (another subquery) fails before anything runs.
   const check = planText(write.sql, write.paramMap.map((i) => nulls[i]), ctx);
   if (check.kind === 'refuse') return check;
@@ -74,33 +84,107 @@ export function planSubqueryWrite(stmt: UpdateStmt | DeleteStmt, update: boolean
   return out;
 }
 
-/** How a SubLink becomes a parameter: 'list' for `x op ANY|ALL (SELECT c …)`, 'scalar' for `(SELECT c …)`; null when it stays. */
-function extractable(link: SubLink): 'list' | 'scalar' | null {
+/**
+ * A SubLink of the write: `wrapper` is the node holding it (replaced by a
+ * parameter); for `SET (a, b) = (SELECT …)`, `targets` are the SET items it
+ * assigns (each holds its own copy of the SubLink).
+ */
+interface FoundSubLink {
+  readonly wrapper: { SubLink?: SubLink } & Record<string, unknown>;
+  readonly link: SubLink;
+  readonly targets?: readonly ResTarget[];
+}
+
+/** The result columns of a subquery when known without the catalog (no `*`); null otherwise. */
+function resultColumns(link: SubLink): number | null {
   const sub = link.subselect;
   if (sub === undefined || !('SelectStmt' in sub)) return null;
   const sel = sub.SelectStmt;
-  // One result column, known without the catalog (a `*` may stand for several).
   if (sel.intoClause !== undefined || (sel.lockingClause?.length ?? 0) > 0) return null;
   // A set operation's columns are those of its leftmost branch.
   let first = sel;
   while ((first.op ?? 'SETOP_NONE') !== 'SETOP_NONE' && first.larg !== undefined) first = first.larg;
   const targets = first.targetList ?? [];
-  if (first.valuesLists !== undefined || targets.length !== 1 || targets.some((t) => 'ResTarget' in t && isStarRef(t.ResTarget.val))) return null;
+  if (first.valuesLists !== undefined || targets.length === 0 || targets.some((t) => 'ResTarget' in t && isStarRef(t.ResTarget.val))) return null;
+  return targets.length;
+}
+
+function resultWidth(link: SubLink): number {
+  return resultColumns(link) ?? 0;
+}
+
+/** How a SubLink becomes parameters (WriteSubquery['kind']); null when it stays. */
+function extractable(found: FoundSubLink): WriteSubquery['kind'] | null {
+  const link = found.link;
+  const sub = link.subselect;
+  if (sub === undefined || !('SelectStmt' in sub)) return null;
+  const sel = sub.SelectStmt;
+  if (sel.intoClause !== undefined || (sel.lockingClause?.length ?? 0) > 0) return null;
   const type = link.subLinkType;
-  if (type === 'EXPR_SUBLINK') return 'scalar';
+  // EXISTS reads no column: any target list (`*` included) will do.
+  if (type === 'EXISTS_SUBLINK') return 'exists';
+  const width = resultColumns(link);
+  if (width === null) return null;
+  if (found.targets !== undefined) return type === 'EXPR_SUBLINK' && width === found.targets.length ? 'assign' : null;
+  if (type === 'EXPR_SUBLINK') return width === 1 ? 'scalar' : null;
+  if (type === 'ARRAY_SUBLINK') return width === 1 ? 'array' : null;
   if (type === 'ANY_SUBLINK' || type === 'ALL_SUBLINK') {
     const test = link.testexpr;
-    if (test === undefined || 'RowExpr' in test || ('List' in test)) return null;
-    return 'list';
+    if (test === undefined || 'List' in test) return null;
+    // A row on the left takes one column of the subquery per field; PostgreSQL reports a mismatch, so it stays for it to report.
+    if ('RowExpr' in test) return (test.RowExpr.args?.length ?? 0) === width && width > 0 ? 'rows' : null;
+    return width === 1 ? 'list' : null;
   }
   return null;
 }
 
-/** `x IN (SELECT …)` → `x = ANY($n)`; `x op ALL (SELECT …)` → `x op ALL($n)`; `(SELECT …)` → `$n`. */
-function replaceSubLink(wrapper: Record<string, unknown>, link: SubLink, n: number): void {
+/**
+ * The SELECT that runs first for a SubLink: its subquery, except for EXISTS
+ * without a LIMIT or OFFSET of its own, which gets `LIMIT 1`: whether a row
+ * exists does not change, and like PostgreSQL's EXISTS it stops at the first.
+ */
+function liftedQuery(link: SubLink, kind: WriteSubquery['kind']): Node {
+  const sub = link.subselect as { SelectStmt: SelectStmt };
+  if (kind !== 'exists' || sub.SelectStmt.limitCount !== undefined || sub.SelectStmt.limitOffset !== undefined) return sub;
+  return { SelectStmt: { ...sub.SelectStmt, limitCount: { A_Const: { ival: { ival: 1 } } }, limitOption: 'LIMIT_OPTION_COUNT' } };
+}
+
+/**
+ * `x IN (SELECT …)` → `x = ANY($n)`; `x op ALL (SELECT …)` → `x op ALL($n)`;
+ * `(SELECT …)`, `EXISTS (…)`, `ARRAY(…)` → `$n`; a row IN / op ANY|ALL and
+ * `SET (a, b) = (SELECT …)` keep their SubLink, its subquery replaced by
+ * `SELECT * FROM ROWS FROM (pg_catalog.unnest($n), pg_catalog.unnest($n+1), …)`
+ * (one array per column, read back in step: row i of each).
+ */
+function replaceSubLink(found: FoundSubLink, kind: WriteSubquery['kind'], n: number): void {
+  const { wrapper, link } = found;
+  if (kind === 'rows' || kind === 'assign') {
+    const width = resultWidth(link);
+    const unnest: Node = {
+      SelectStmt: {
+        targetList: [{ ResTarget: { val: { ColumnRef: { fields: [{ A_Star: {} }] } } } }],
+        fromClause: [
+          {
+            RangeFunction: {
+              // ROWS FROM, not unnest(a, b): the parser expands only an unqualified unnest of several arrays.
+              is_rowsfrom: true,
+              functions: Array.from({ length: width }, (_, j): Node => ({ List: { items: [{ FuncCall: { funcname: [{ String: { sval: 'pg_catalog' } }, { String: { sval: 'unnest' } }], args: [{ ParamRef: { number: n + j } }], funcformat: 'COERCE_EXPLICIT_CALL' } }, {} as Node] } })),
+            },
+          },
+        ],
+        limitOption: 'LIMIT_OPTION_DEFAULT',
+        op: 'SETOP_NONE',
+      },
+    };
+    link.subselect = unnest;
+    for (const t of found.targets ?? []) {
+      const m = t.val !== undefined && 'MultiAssignRef' in t.val ? t.val.MultiAssignRef.source : undefined;
+      if (m !== undefined && 'SubLink' in m) m.SubLink.subselect = cloneTree(unnest);
+    }
+    return;
+  }
   delete wrapper.SubLink;
-  const param: Node = { ParamRef: { number: n } };
-  if (link.subLinkType === 'EXPR_SUBLINK') {
+  if (kind === 'scalar' || kind === 'exists' || kind === 'array') {
     wrapper.ParamRef = { number: n };
     return;
   }
@@ -108,17 +192,18 @@ function replaceSubLink(wrapper: Record<string, unknown>, link: SubLink, n: numb
     kind: link.subLinkType === 'ALL_SUBLINK' ? 'AEXPR_OP_ALL' : 'AEXPR_OP_ANY',
     name: link.operName ?? [{ String: { sval: '=' } }],
     lexpr: link.testexpr,
-    rexpr: param,
+    rexpr: { ParamRef: { number: n } },
   };
 }
 
 /**
- * The SubLink wrappers of the write's WHERE clause and (UPDATE) SET values,
- * in tree order, not those nested in other subqueries. Not RETURNING: its
- * subqueries stay in the statement.
+ * The SubLinks of the write's WHERE clause and (UPDATE) SET values, in tree
+ * order, not those nested in other subqueries. Not RETURNING: its
+ * subqueries stay in the statement. `SET (a, b) = (SELECT …)` is one
+ * SubLink for all the items it assigns.
  */
-function topSubLinks(stmt: UpdateStmt | DeleteStmt, update: boolean): ({ SubLink: SubLink } & Record<string, unknown>)[] {
-  const out: ({ SubLink: SubLink } & Record<string, unknown>)[] = [];
+function topSubLinks(stmt: UpdateStmt | DeleteStmt, update: boolean): FoundSubLink[] {
+  const out: FoundSubLink[] = [];
   const visit = (node: unknown): void => {
     if (node === null || typeof node !== 'object') return;
     if (Array.isArray(node)) {
@@ -127,12 +212,29 @@ function topSubLinks(stmt: UpdateStmt | DeleteStmt, update: boolean): ({ SubLink
     }
     const obj = node as Record<string, unknown>;
     if ('SubLink' in obj) {
-      out.push(obj as { SubLink: SubLink } & Record<string, unknown>);
+      out.push({ wrapper: obj, link: obj.SubLink as SubLink });
       return;
     }
     for (const k in obj) visit(obj[k]);
   };
-  if (update) for (const t of (stmt as UpdateStmt).targetList ?? []) visit('ResTarget' in t ? t.ResTarget.val : undefined);
+  if (update) {
+    const list = (stmt as UpdateStmt).targetList ?? [];
+    for (const [i, t] of list.entries()) {
+      const val = 'ResTarget' in t ? t.ResTarget.val : undefined;
+      if (val !== undefined && 'MultiAssignRef' in val) {
+        const m = val.MultiAssignRef;
+        // The items of one `(a, b) = source` are consecutive, colno 1 … ncolumns; each holds a copy of the source.
+        if (m.colno !== 1) continue;
+        const source = m.source;
+        if (source !== undefined && 'SubLink' in source) {
+          const targets = list.slice(i, i + (m.ncolumns ?? 1)).map((x) => (x as { ResTarget: ResTarget }).ResTarget);
+          out.push({ wrapper: source as Record<string, unknown>, link: source.SubLink, targets });
+        } else visit(source);
+        continue;
+      }
+      visit(val);
+    }
+  }
   visit(stmt.whereClause);
   return out;
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { shardName } from '../../../src/config/names.js';
-import { canonicalKey, compareKeys, hashShardIndex, keyHash, modShardIndex, rangeShard, rangeShardsOverlapping } from '../../../src/planner/shard-key.js';
+import { canonicalKey, compareKeys, hashShardIndex, integerKey, keyHash, modShardIndex, rangeShard, rangeShardsOverlapping } from '../../../src/planner/shard-key.js';
 
 describe('hash rule', () => {
   // Pinned: rows already stored depend on these values. A change here moves data.
@@ -62,7 +62,25 @@ describe('mod rule', () => {
   });
   it('rejects non-integers', () => {
     expect(modShardIndex('1.5', 4)).toBeNull();
+    expect(modShardIndex('5e-1', 4)).toBeNull();
     expect(modShardIndex('abc', 4)).toBeNull();
+    expect(modShardIndex('.', 4)).toBeNull();
+    expect(modShardIndex('e5', 4)).toBeNull();
+  });
+  it('routes an integral number written with a fraction or an exponent as that integer', () => {
+    for (const t of ['5.00', '5e0', '5.', '0.5e1', '500e-2', '+05.0', ' 5E+0 ']) expect(modShardIndex(t, 4), t).toBe(1);
+    expect(modShardIndex('-3.000', 4)).toBe(1);
+    expect(modShardIndex('9007199254740993.0', 4)).toBe(1);
+    expect(modShardIndex('1e20', 7)).toBe(Number(10n ** 20n % 7n));
+  });
+  it('tells an integral number from a fraction and from text', () => {
+    expect(integerKey('5.00')).toBe('5');
+    expect(integerKey('-0.0e3')).toBe('0');
+    expect(integerKey('-12e1')).toBe('-120');
+    expect(integerKey('5.5')).toBe('fraction');
+    expect(integerKey('1e-400')).toBe('fraction');
+    expect(integerKey('1e999999')).toBeNull();
+    expect(integerKey('five')).toBeNull();
   });
 });
 

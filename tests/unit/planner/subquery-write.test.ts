@@ -76,3 +76,37 @@ describe('writes whose subqueries run first', () => {
     }
   });
 });
+
+describe('EXISTS, ARRAY(…), row IN and SET (a, b) = (SELECT …) run first', () => {
+  const planner = (): Planner => new Planner(configs.main!);
+
+  it('EXISTS and NOT EXISTS become a boolean parameter; the lifted SELECT stops at its first row', () => {
+    const plan = subqueryWrite(planner(), 'DELETE FROM orders WHERE status = $1 AND NOT EXISTS (SELECT 1 FROM accounts WHERE vip AND name = $1)', ['x']);
+    expect(plan.write).toBe('DELETE FROM orders WHERE status = $1 AND NOT ($2)');
+    expect(plan.subqueries.map((s) => [s.kind, s.sql])).toEqual([['exists', 'SELECT 1 FROM accounts WHERE vip AND name = $1 LIMIT 1']]);
+    // A LIMIT of its own is kept as written.
+    expect(subqueryWrite(planner(), 'DELETE FROM orders WHERE EXISTS (SELECT * FROM accounts LIMIT 0)').subqueries[0]!.sql).toBe('SELECT * FROM accounts LIMIT 0');
+  });
+
+  it('ARRAY(…) becomes one array parameter', () => {
+    const plan = subqueryWrite(planner(), 'UPDATE accounts SET name = array_to_string(ARRAY(SELECT status FROM orders ORDER BY status), $1) WHERE id = 3', [',']);
+    expect(plan.write).toBe('UPDATE accounts SET name = array_to_string($2, $1) WHERE id = 3');
+    expect(plan.subqueries.map((s) => s.kind)).toEqual(['array']);
+  });
+
+  it('a row IN reads its rows back with unnest, one array per column, and keeps PostgreSQL evaluating the row comparison', () => {
+    const plan = subqueryWrite(planner(), 'DELETE FROM orders WHERE (user_id, status) NOT IN (SELECT id, name FROM accounts WHERE vip)');
+    expect(plan.write).toBe('DELETE FROM orders WHERE NOT ((user_id, status) IN (SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))))');
+    expect(plan.subqueries.map((s) => [s.kind, s.columns])).toEqual([['rows', 2]]);
+    // A column count that does not match stays for PostgreSQL to report, and the write stays refused.
+    expect(planner().plan('DELETE FROM orders WHERE (user_id, status) IN (SELECT id FROM accounts)', [], ctx).kind).toBe('refuse');
+  });
+
+  it('SET (a, b) = (SELECT …) reads one row back with unnest, assigned by PostgreSQL', () => {
+    const plan = subqueryWrite(planner(), 'UPDATE orders SET (total, status) = (SELECT max(qty), min(account_id::text) FROM trades) WHERE user_id = 4');
+    expect(plan.write).toBe('UPDATE orders SET (total, status) = (SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))) WHERE user_id = 4');
+    expect(plan.subqueries.map((s) => [s.kind, s.columns])).toEqual([['assign', 2]]);
+    const write = planner().plan(plan.write, ['{1}', '{a}'], ctx);
+    expect(shardsOf(write)).toEqual(['s0']);
+  });
+});
