@@ -20,6 +20,8 @@ export type BranchStart = 'queued' | 'sent' | 'failed';
 /** One shard's part of a global transaction. */
 export class Branch<C extends TxConnection> {
   wrote = false;
+  /** Order of this branch's first write among the transaction's writers (1 = first); 0 until it writes. */
+  firstWrite = 0;
   state: BranchState = 'open';
   start: BranchStart = 'sent';
   broken = false;

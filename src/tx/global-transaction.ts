@@ -59,6 +59,7 @@ export class GlobalTransaction<C extends TxConnection> {
   readonly #atCut: { readonly lockTimeoutMs: number } | undefined;
   #cutting: Promise<void> | undefined;
   readonly #branches = new Map<ShardName, Branch<C>>();
+  #writers = 0;
   readonly #joining = new Map<ShardName, Promise<C>>();
   readonly #savepoints: string[] = [];
   #state: GlobalTransactionState = 'active';
@@ -234,6 +235,7 @@ export class GlobalTransaction<C extends TxConnection> {
   markWritten(shard: ShardName): void {
     const branch = this.#branches.get(shard);
     if (!branch) throw sgError('internal', { reason: `markWritten(${shard}) before the shard joined ${this.id}` });
+    if (!branch.wrote) branch.firstWrite = ++this.#writers;
     branch.wrote = true;
   }
 
@@ -366,7 +368,8 @@ export class GlobalTransaction<C extends TxConnection> {
           tag = await this.#commitLocal(written);
         }
       } else {
-        tag = await this.#twoPhase(written as [Branch<C>, ...Branch<C>[]], readOnly);
+        const anchor = written.reduce((a, b) => (b.firstWrite > a.firstWrite ? b : a));
+        tag = await this.#twoPhase([anchor, ...written.filter((b) => b !== anchor)], readOnly);
       }
       this.#state = tag === 'COMMIT' ? 'committed' : 'rolledBack';
       this.#report(kind, tag === 'COMMIT' ? 'commit' : 'rollback');

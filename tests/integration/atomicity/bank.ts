@@ -230,19 +230,20 @@ export function sqlstate(err: unknown): string | undefined {
 
 /**
  * Runs one transfer in BEGIN … COMMIT and says what the client was told. The
- * debit comes first, so the anchor (first written shard) is the debited
- * account's shard. `midway` runs between the debit and the trades.
+ * debit comes last (the hot row touched last), on a shard no trade of the
+ * transfer writes, so the anchor (the writer whose first write came last) is
+ * the debited account's shard. `midway` runs between the trades and the debit.
  */
 export async function runTransfer(client: pg.Client, t: Transfer, opts: { midway?: (client: pg.Client) => Promise<void> } = {}): Promise<Told> {
   try {
     await client.query('BEGIN');
-    await client.query('UPDATE account SET balance = balance - $1 WHERE id = $2', [t.amount * t.to.length, t.from]);
-    await opts.midway?.(client);
     for (const [i, to] of t.to.entries()) {
       await client.query('INSERT INTO trade (transfer_id, leg, legs, account_id, from_id, amount) VALUES ($1, $2, $3, $4, $5, $6)', [
         t.id, i, t.to.length, to, t.from, t.amount,
       ]);
     }
+    await opts.midway?.(client);
+    await client.query('UPDATE account SET balance = balance - $1 WHERE id = $2', [t.amount * t.to.length, t.from]);
     const res = await client.query('COMMIT');
     // COMMIT of a failed transaction answers ROLLBACK, as PostgreSQL does.
     return res.command === 'COMMIT' ? { kind: 'committed' } : { kind: 'failed', code: `tag ${res.command}` };

@@ -5,7 +5,7 @@ import { Bank, connect, Outcomes, plan, runTransfer, sleep, type Transfer } from
 /**
  * kill -9 of a shard's postmaster while transactions sit in the prepare or
  * the commit phase (a failpoint delay holds them there), then restart it.
- * Transfers debit an account on s0 (the anchor: first written shard) and put
+ * Transfers debit an account on s0 (the anchor: written last) and put
  * their legs on s1 and s2. Whatever each client was told must match the
  * shards once recovery has run.
  */

@@ -40,7 +40,7 @@ describe('shardgate status lists in-doubt transactions with their anchor and age
     } finally {
       await setup.stop();
     }
-    // The debit comes first, so s0 is the anchor and s1 holds the only prepared branch when the proxy dies.
+    // The debit comes last (runTransfer), so s0 is the anchor and s1 holds the only prepared branch when the proxy dies.
     const crashing = await bank.proxy('gw1', { failpoints: 'before-decision=crash', transactions: TX });
     configFile = crashing.configFile;
     const died = exited(crashing);

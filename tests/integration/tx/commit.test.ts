@@ -67,7 +67,7 @@ describe('commit', () => {
     expect(source.inUse()).toBe(0);
   });
 
-  it('commits three written shards with two-phase commit and a decision row on the anchor', async () => {
+  it('commits three written shards with two-phase commit and a decision row on the anchor, the shard first written last', async () => {
     const tx = tm.begin({});
     await write(tx, s0, 1);
     await write(tx, s1, 2);
@@ -75,8 +75,9 @@ describe('commit', () => {
     await (await tx.participant(s0)).rows('SELECT 1');
     expect(await tx.commit()).toBe('COMMIT');
     const gid = tx.gid!;
-    expect(gid.startsWith(`sg_gw1_s0_`)).toBe(true);
-    expect(await shards.decisions('s0')).toEqual([{ gid, outcome: 'commit' }]);
+    expect(gid.startsWith(`sg_gw1_s2_`)).toBe(true);
+    expect(await shards.decisions('s2')).toEqual([{ gid, outcome: 'commit' }]);
+    expect(await shards.decisions('s0')).toEqual([]);
     expect(await shards.decisions('s1')).toEqual([]);
     expect([await shards.ids('s0'), await shards.ids('s1'), await shards.ids('s2')]).toEqual([[1], [2], [3]]);
     expect(await shards.prepared()).toEqual([]);
@@ -103,9 +104,9 @@ describe('commit', () => {
     try {
       const tx = tm.begin({});
       await write(tx, s0, 1);
-      await write(tx, s1, 2);
       await write(tx, s2, 3);
       await write(tx, s2, 4); // same balance: fails only at PREPARE
+      await write(tx, s1, 2); // written last: the anchor, so s2 is prepared
       await expect(tx.commit()).rejects.toMatchObject({ code: '23505', shard: 's2' });
       expect([await shards.ids('s0'), await shards.ids('s1'), await shards.ids('s2')]).toEqual([[], [], []]);
       expect(await shards.prepared()).toEqual([]);
@@ -184,8 +185,8 @@ describe('commit', () => {
     failpoints.set([{ name: 'after-prepare', action: { kind: 'delay', ms: 1_500 }, shard: 's2' }]);
     const tx = tm.begin({});
     await write(tx, s0, 1);
-    await write(tx, s1, 2);
     await write(tx, s2, 3);
+    await write(tx, s1, 2); // the anchor: s2 is prepared
     await expect(tx.commit()).rejects.toMatchObject({ code: '57014' });
     expect(await shards.prepared()).toEqual([]);
     expect([await shards.ids('s0'), await shards.ids('s1'), await shards.ids('s2')]).toEqual([[], [], []]);
@@ -207,8 +208,8 @@ describe('commit', () => {
   it('reports COMMIT when only COMMIT PREPARED is held back (after-decision), and finishes it in the background', async () => {
     failpoints.set([{ name: 'after-decision', action: { kind: 'error' } }]);
     const tx = tm.begin({});
-    await write(tx, s0, 1);
     await write(tx, s1, 2);
+    await write(tx, s0, 1); // the anchor: committed with the decision
     expect(await tx.commit()).toBe('COMMIT');
     expect(await shards.ids('s0')).toEqual([1]);
     await tm.stop(); // waits for the background COMMIT PREPARED
@@ -221,8 +222,8 @@ describe('commit', () => {
     const { collectDecisions } = await import('../../../src/tx/recovery.js');
     await shards.each('DELETE FROM shardgate.tx_decision');
     const tx = tm.begin({});
-    await write(tx, s0, 1);
     await write(tx, s1, 2);
+    await write(tx, s0, 1); // the anchor: its decision row is on s0
     await tx.commit();
     // A commit row whose participant still holds its branch must stay.
     const held = 'sg_gw1_s0_zzzzz1_s1';
@@ -247,7 +248,7 @@ describe('commit', () => {
     await local.start();
     try {
       const tx = local.begin({});
-      for (const [shard, id] of [['a', 1], ['b', 2]] as const) {
+      for (const [shard, id] of [['b', 2], ['a', 1]] as const) {
         const conn = await tx.participant(shardName(shard));
         await conn.rows('INSERT INTO account VALUES ($1, 0)', [String(id)]);
         tx.markWritten(shardName(shard));

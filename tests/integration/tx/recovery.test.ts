@@ -21,7 +21,7 @@ describe('recovery', () => {
     expect(await shards.prepared()).toEqual([]);
   });
 
-  /** Runs one transaction writing s0, s1, s2 (anchor s0) in a child process with the given failpoints; returns its ids. */
+  /** Runs one transaction writing s1, s2, then s0 (the anchor: first written last) in a child process with the given failpoints; returns its ids (ids[i] on s{i}). */
   async function crashingCoordinator(failpoints: string, coordinator = 'crash'): Promise<{ ids: number[]; stdout: string; code: number | null }> {
     const ids = [nextId, nextId + 1, nextId + 2];
     nextId += 3;
@@ -30,7 +30,7 @@ describe('recovery', () => {
         SHARDGATE_FAILPOINTS: failpoints,
         SG_URLS: JSON.stringify(shards.urls),
         SG_COORDINATOR: coordinator,
-        SG_ROWS: JSON.stringify(ids.map((id, i) => [`s${i}`, id])),
+        SG_ROWS: JSON.stringify([1, 2, 0].map((i) => [`s${i}`, ids[i]])),
       },
       timeoutMs: 60_000,
     });

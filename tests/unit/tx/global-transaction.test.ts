@@ -3,6 +3,7 @@ import { shardName } from '../../../src/config/names.js';
 import { PgError } from '../../../src/errors/pg-error.js';
 import { Failpoints, TransactionManager } from '../../../src/tx/index.js';
 import { GATE_SHARED_SQL } from '../../../src/tx/cut.js';
+import { seededRandom } from '../../harness/seeded-random.js';
 import { FakeSource, type FakeConnection } from './fake-connection.js';
 
 const [s0, s1, s2] = ['s0', 's1', 's2'].map(shardName) as [ReturnType<typeof shardName>, ReturnType<typeof shardName>, ReturnType<typeof shardName>];
@@ -13,6 +14,7 @@ function setup(failpoints = new Failpoints()): { source: FakeSource; tm: Transac
   return { source, tm };
 }
 
+/** Writes on each shard in turn; the anchor of a two-phase commit is the writer whose first write came last. */
 async function writeOn(tx: ReturnType<TransactionManager<FakeConnection>['begin']>, ...shards: (typeof s0)[]): Promise<void> {
   for (const s of shards) {
     await (await tx.participant(s)).exec('UPDATE t SET x = 1');
@@ -51,7 +53,7 @@ describe('GlobalTransaction commit paths', () => {
   it('runs two-phase commit: read-only COMMIT, PREPARE on non-anchors, decision + COMMIT on the anchor, then COMMIT PREPARED', async () => {
     const { source, tm } = setup();
     const tx = tm.begin({});
-    await writeOn(tx, s0, s1);
+    await writeOn(tx, s1, s0);
     await tx.participant(s2);
     expect(await tx.commit()).toBe('COMMIT');
     const gid = tx.gid!;
@@ -67,6 +69,69 @@ describe('GlobalTransaction commit paths', () => {
     expect(source.inUse).toBe(0);
   });
 
+  /** The shard that took the decision row and the shards that got PREPARE TRANSACTION, read from the log. */
+  function anchorOf(source: FakeSource): { decision: string[]; prepared: string[] } {
+    const decision = source.log.filter((l) => l.includes('INSERT INTO shardgate.tx_decision')).map((l) => l.split(': ')[0]!);
+    const prepared = source.log.filter((l) => l.includes('PREPARE TRANSACTION')).map((l) => l.split(': ')[0]!);
+    return { decision, prepared: prepared.sort() };
+  }
+
+  it('anchors two-phase commit on the writer whose first write came last: writes on s0, s1, s2 put the decision on s2', async () => {
+    const { source, tm } = setup();
+    const tx = tm.begin({});
+    await writeOn(tx, s0, s1, s2);
+    expect(await tx.commit()).toBe('COMMIT');
+    const gid = tx.gid!;
+    expect(gid).toBe(tx.id.replace(/^sg_gw1_/, 'sg_gw1_s2_'));
+    expect(anchorOf(source)).toEqual({ decision: ['s2'], prepared: ['s0', 's1'] });
+    expect(source.on('s2').at(-1)).toBe(
+      `${GATE_SHARED_SQL}; INSERT INTO shardgate.tx_decision (gid, outcome, participants) VALUES ('${gid}', 'commit', '{"s0","s1"}'); COMMIT`,
+    );
+    expect(source.on('s0').at(-1)).toBe(`COMMIT PREPARED '${gid}_s0'`);
+    expect(source.on('s1').at(-1)).toBe(`COMMIT PREPARED '${gid}_s1'`);
+  });
+
+  it('counts a shard from its first write, not from when it joined nor from its later writes', async () => {
+    const { source, tm } = setup();
+    const tx = tm.begin({});
+    await (await tx.participant(s0)).exec('SELECT 1'); // s0 joins first, with a read
+    await writeOn(tx, s2, s1, s0); // ...and writes last: the anchor
+    await writeOn(tx, s2); // a second write on s2 does not move it after s0
+    expect(await tx.commit()).toBe('COMMIT');
+    expect(tx.gid).toBe(tx.id.replace(/^sg_gw1_/, 'sg_gw1_s0_'));
+    expect(anchorOf(source)).toEqual({ decision: ['s0'], prepared: ['s1', 's2'] });
+  });
+
+  it('names exactly one anchor, the last first writer, for any order of joins, reads and repeated writes (seeded)', async () => {
+    const random = seededRandom(13);
+    const shards = [s0, s1, s2];
+    for (let round = 0; round < 200; round++) {
+      const { source, tm } = setup();
+      const tx = tm.begin({});
+      const firstWrites: string[] = [];
+      for (let step = 0; step < 6; step++) {
+        const shard = shards[Math.floor(random() * shards.length)]!;
+        if (random() < 0.3) {
+          await (await tx.participant(shard)).exec('SELECT 1');
+        } else {
+          await writeOn(tx, shard);
+          if (!firstWrites.includes(shard)) firstWrites.push(shard);
+        }
+      }
+      await tx.commit();
+      const { decision, prepared } = anchorOf(source);
+      if (firstWrites.length < 2) {
+        expect(decision, `round ${round}`).toEqual([]);
+        continue;
+      }
+      expect({ decision, prepared }, `round ${round}: first writes ${firstWrites.join(', ')}`).toEqual({
+        decision: [firstWrites.at(-1)],
+        prepared: firstWrites.slice(0, -1).sort(),
+      });
+      expect(tx.gid).toBe(tx.id.replace(/^sg_gw1_/, `sg_gw1_${firstWrites.at(-1)}_`));
+    }
+  });
+
   it('commits read-only branches in the same round trip as the PREPAREs, and rolls the prepared ones back when one of them fails', async () => {
     const { source, tm } = setup();
     let release: () => void = () => undefined;
@@ -76,7 +141,7 @@ describe('GlobalTransaction commit paths', () => {
       return undefined;
     };
     const tx = tm.begin({});
-    await writeOn(tx, s0, s1);
+    await writeOn(tx, s1, s0);
     const reader = await tx.participant(s2);
     const exec = reader.exec.bind(reader);
     // The read-only COMMIT answers only once the PREPARE went out: they travel together.
@@ -108,7 +173,7 @@ describe('GlobalTransaction commit paths', () => {
       return undefined;
     };
     const tx = tm.begin({});
-    await writeOn(tx, s0, s1, s2);
+    await writeOn(tx, s1, s2, s0);
     const err = (await tx.commit().catch((e: unknown) => e)) as PgError;
     expect(err.code).toBe('40001');
     expect(source.on('s0').at(-1)).toBe('ROLLBACK');
@@ -123,7 +188,7 @@ describe('GlobalTransaction commit paths', () => {
     const { source, tm } = setup();
     source.respond = (shard, sql) => (shard === 's1' && sql.startsWith('PREPARE') ? 'ROLLBACK' : undefined);
     const tx = tm.begin({});
-    await writeOn(tx, s0, s1);
+    await writeOn(tx, s1, s0);
     expect(await tx.commit()).toBe('ROLLBACK');
     expect(source.on('s0').at(-1)).toBe('ROLLBACK');
   });
@@ -135,7 +200,7 @@ describe('GlobalTransaction commit paths', () => {
       return undefined;
     };
     const tx = tm.begin({});
-    await writeOn(tx, s0, s1);
+    await writeOn(tx, s1, s0);
     await expect(tx.commit()).rejects.toMatchObject({ code: '40001' });
     expect(source.on('s0').at(-1)).toBe('ROLLBACK');
     expect(source.on('s1').at(-1)).toBe(`ROLLBACK PREPARED '${tx.gid}_s1'`);
@@ -156,7 +221,7 @@ describe('GlobalTransaction commit paths', () => {
       return undefined;
     };
     const tx = tm.begin({});
-    await writeOn(tx, s0, s1);
+    await writeOn(tx, s1, s0);
     const result = await tx.commit().then(
       (tag) => tag,
       (err: PgError) => err.code,
@@ -175,7 +240,7 @@ describe('GlobalTransaction commit paths', () => {
       return undefined;
     };
     const tx = tm.begin({});
-    await writeOn(tx, s0, s1);
+    await writeOn(tx, s1, s0);
     await expect(tx.commit()).rejects.toMatchObject({ code: '08007' });
     expect(source.on('s1').some((sql) => sql.startsWith('ROLLBACK PREPARED') || sql.startsWith('COMMIT PREPARED'))).toBe(false);
   }, 10_000);
@@ -188,7 +253,7 @@ describe('GlobalTransaction commit paths', () => {
       return undefined;
     };
     const tx = tm.begin({});
-    await writeOn(tx, s0, s1);
+    await writeOn(tx, s1, s0);
     expect(await tx.commit()).toBe('COMMIT');
     await tm.stop();
     expect(source.on('s1').filter((sql) => sql.startsWith('COMMIT PREPARED'))).toHaveLength(2);

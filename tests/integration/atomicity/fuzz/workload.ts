@@ -72,7 +72,7 @@ export function planTx(rnd: () => number, placement: Placement, thread: number, 
   } else {
     for (const e of events) steps.push({ sql: `${EVENT_INSERT}($1, $2, $3, $4)`, params: e });
   }
-  // Fisher–Yates: which shard is written first (and so which can be the anchor) varies.
+  // Fisher–Yates: the order in which the shards are first written (and so which is the anchor, the one first written last) varies.
   for (let i = steps.length - 1; i > 0; i--) {
     const j = between(rnd, 0, i);
     [steps[i], steps[j]] = [steps[j]!, steps[i]!];
