@@ -1,8 +1,8 @@
 import type { ShardName } from '../config/names.js';
-import type { CopyInSink, FieldsEvent, PreludeEvent, RowFrames, ShardEvent, ShardQuery, StatementDescription } from '../engine/shard-cursor.js';
+import type { CopyInSink, CopyOutOptions, FieldsEvent, PreludeEvent, RowFrames, ShardEvent, ShardQuery, StatementDescription } from '../engine/shard-cursor.js';
 import { sgError } from '../errors/catalogue.js';
 import { PgError, type ErrorFields } from '../errors/pg-error.js';
-import { DATA_ROW, decodeBackend, decodeRowDescription, encodeDataRow, ROW_DESCRIPTION, type BackendMessage, type FrontendMessage } from '../protocol/index.js';
+import { COPY_DATA, DATA_ROW, decodeBackend, decodeRowDescription, encodeDataRow, ROW_DESCRIPTION, type BackendMessage, type FrontendMessage } from '../protocol/index.js';
 import type { FieldDescription, RawRow, TxStatus } from '../protocol/fields.js';
 import { BufferedCopySink } from './buffered-copy-sink.js';
 import { NetworkCopySink } from './network-copy-sink.js';
@@ -392,23 +392,57 @@ export class BackendConnection implements PoolMember {
     }
   }
 
-  /** Runs COPY … TO STDOUT, yielding each CopyData payload; returns the command tag. */
-  copyOut(sql: string): AsyncGenerator<Buffer, string> {
-    return this.#copyOut(sql);
+  /**
+   * Runs COPY … TO STDOUT, yielding each CopyData payload (one row each, as
+   * the shard sent them); returns the command tag. With `batchBytes`, the
+   * payloads are handed out joined, many rows per Buffer (each Buffer ends at
+   * a payload boundary and is at most about `batchBytes` long, or one payload
+   * when that is longer): one await per batch instead of per row.
+   */
+  copyOut(sql: string, opts?: CopyOutOptions): AsyncGenerator<Buffer, string> {
+    return this.#copyOut(sql, Math.max(0, opts?.batchBytes ?? 0));
   }
 
-  async *#copyOut(sql: string): AsyncGenerator<Buffer, string> {
+  async *#copyOut(sql: string, batchBytes: number): AsyncGenerator<Buffer, string> {
     this.#enter();
     const cancellable = this.#txStatus === 'I' && this.#prelude === null;
     const ex: Exchange = { key: '', name: '', parsing: false, syncSent: true, error: null };
     let done = false;
     let tag = '';
+    const batch = new PayloadBatch();
     try {
       this.#t.send([{ type: 'Query', sql: this.#withPrelude(sql) }]);
       for (;;) {
-        const msg = this.#tryNext() ?? (await this.#next(ex.error));
-        if (msg.type === 'CopyData') yield msg.data;
-        else if (msg.type === 'CommandComplete') tag = msg.tag;
+        // Batched: CopyData messages at hand are taken as bytes, reading only their headers.
+        // Not while a prelude's results come: those are checked message by message.
+        if (batchBytes > 0 && this.#running === null) {
+          const run = this.#t.tryReadRun(COPY_DATA, batchBytes - batch.bytes);
+          if (run !== null) {
+            batch.addRun(run.bytes, run.count);
+            if (batch.bytes < batchBytes) continue;
+            yield batch.take();
+            continue;
+          }
+        }
+        let msg = this.#tryNext();
+        if (msg === null) {
+          // Nothing more at hand: hand on what was gathered before waiting for the shard.
+          if (batch.bytes > 0) {
+            yield batch.take();
+            continue;
+          }
+          msg = await this.#next(ex.error);
+        }
+        if (msg.type === 'CopyData') {
+          if (batchBytes === 0) yield msg.data;
+          else {
+            batch.add(msg.data);
+            if (batch.bytes >= batchBytes) yield batch.take();
+          }
+          continue;
+        }
+        if (batch.bytes > 0) yield batch.take();
+        if (msg.type === 'CommandComplete') tag = msg.tag;
         else if (msg.type === 'ErrorResponse') ex.error ??= msg.fields;
         else if (msg.type === 'CopyInResponse') this.#refuseCopyIn(false);
         else if (msg.type === 'ReadyForQuery') {
@@ -705,5 +739,43 @@ class RelayedFields implements FieldsEvent {
   get fields(): FieldsEvent['fields'] {
     this.#fields ??= decodeRowDescription(this.frame.subarray(HEADER_SIZE)).fields;
     return this.#fields;
+  }
+}
+
+/**
+ * CopyData payloads gathered for one batched copyOut yield. Runs of whole
+ * messages (type byte, Int32 length including itself, payload) are copied
+ * payload by payload into one Buffer per run, so no Buffer is made per row and
+ * nothing aliases the transport's received chunks once taken.
+ */
+class PayloadBatch {
+  #parts: Buffer[] = [];
+  bytes = 0;
+
+  /** `count` whole CopyData messages, headers included. */
+  addRun(messages: Buffer, count: number): void {
+    const out = Buffer.allocUnsafe(messages.length - count * HEADER_SIZE);
+    let at = 0;
+    let to = 0;
+    while (at < messages.length) {
+      const end = at + 1 + messages.readInt32BE(at + 1);
+      to += messages.copy(out, to, at + HEADER_SIZE, end);
+      at = end;
+    }
+    this.#parts.push(out);
+    this.bytes += out.length;
+  }
+
+  /** One payload (copied: it may alias a received chunk). */
+  add(payload: Buffer): void {
+    this.#parts.push(Buffer.from(payload));
+    this.bytes += payload.length;
+  }
+
+  take(): Buffer {
+    const out = this.#parts.length === 1 ? this.#parts[0]! : Buffer.concat(this.#parts, this.bytes);
+    this.#parts = [];
+    this.bytes = 0;
+    return out;
   }
 }

@@ -1,5 +1,5 @@
 import type { ShardName } from '../config/names.js';
-import type { CopyInSink, PreludeEvent, ShardCursor, ShardEvent, ShardQuery, StatementDescription } from '../engine/shard-cursor.js';
+import type { CopyInSink, CopyOutOptions, PreludeEvent, ShardCursor, ShardEvent, ShardQuery, StatementDescription } from '../engine/shard-cursor.js';
 import { sgError } from '../errors/catalogue.js';
 import { PgError } from '../errors/pg-error.js';
 import type { TxStatus } from '../protocol/fields.js';
@@ -48,8 +48,8 @@ export class ShardLease implements ShardCursor {
   copyIn(sql: string): Promise<CopyInSink> {
     return this.#call((c) => c.copyIn(sql));
   }
-  copyOut(sql: string): AsyncGenerator<Buffer, string> {
-    return this.#held().copyOut(sql);
+  copyOut(sql: string, opts?: CopyOutOptions): AsyncGenerator<Buffer, string> {
+    return this.#held().copyOut(sql, opts);
   }
   cancel(): Promise<void> {
     return this.#conn === null ? Promise.resolve() : this.#conn.cancel();

@@ -4,7 +4,7 @@ import { recordSpanError, SPAN, shardgateAttributes, startSpan, tracingLive, wit
 import { SpanKind, type Span } from '@opentelemetry/api';
 import type { TxStatus } from '../protocol/fields.js';
 import { statementShards } from './observed-session.js';
-import type { CopyInSink, PreludeEvent, ShardConnector, ShardCursor, ShardEvent, ShardQuery, StatementDescription } from './shard-cursor.js';
+import type { CopyInSink, CopyOutOptions, PreludeEvent, ShardConnector, ShardCursor, ShardEvent, ShardQuery, StatementDescription } from './shard-cursor.js';
 
 /** What the observed connector reports and adds. */
 export interface ConnectorObservation {
@@ -170,10 +170,10 @@ class ObservedCursor implements ShardCursor {
     };
   }
 
-  async *copyOut(sql: string): AsyncGenerator<Buffer, string> {
+  async *copyOut(sql: string, opts?: CopyOutOptions): AsyncGenerator<Buffer, string> {
     const started = performance.now();
     try {
-      return yield* this.#inner.copyOut(sql);
+      return yield* this.#inner.copyOut(sql, opts);
     } finally {
       this.#obs.metrics.statementExecuted(this.shard, (performance.now() - started) / 1000);
     }

@@ -91,6 +91,12 @@ export type PreludeEvent = { readonly kind: 'sent' } | { readonly kind: 'failed'
  * Errors from the shard are thrown as `PgError` with every field the shard
  * sent and the shard's name.
  */
+/** How copyOut hands out the shard's CopyData. */
+export interface CopyOutOptions {
+  /** Join payloads into Buffers of about this many bytes (0 or absent: one payload per Buffer, as the shard sent them). */
+  readonly batchBytes?: number;
+}
+
 export interface ShardCursor {
   readonly shard: ShardName;
   /** Transaction status after the last completed statement. */
@@ -107,8 +113,12 @@ export interface ShardCursor {
   rows(sql: string, params?: readonly (string | null)[]): Promise<(string | null)[][]>;
   describe(sql: string, paramTypes?: readonly number[]): Promise<StatementDescription>;
   copyIn(sql: string): Promise<CopyInSink>;
-  /** Runs COPY … TO STDOUT and yields its CopyData payloads; the final value is the command tag. */
-  copyOut(sql: string): AsyncGenerator<Buffer, string>;
+  /**
+   * Runs COPY … TO STDOUT and yields its CopyData payloads, one row each; with
+   * `batchBytes`, many payloads joined per Buffer (up to about that many bytes,
+   * always whole payloads). The final value is the command tag.
+   */
+  copyOut(sql: string, opts?: CopyOutOptions): AsyncGenerator<Buffer, string>;
   /** Asks the shard to cancel the statement running on this connection, if any. */
   cancel(): Promise<void>;
   /**
