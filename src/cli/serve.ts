@@ -1,5 +1,6 @@
 import { ConfigError } from '../config/load.js';
-import type { ShardGateConfig } from '../config/types.js';
+import type { RelayConfig, ShardGateConfig } from '../config/types.js';
+import type { Pool } from 'pg';
 import type { Metrics } from '../observe/metrics.js';
 import type { SagaAdmin } from '../saga/saga-admin.js';
 import { createLogger, redactUrl, type Logger } from '../observe/logger.js';
@@ -49,6 +50,11 @@ async function openSagaAdmin(saga: NonNullable<ShardGateConfig['saga']>, coordin
   // An idle connection that dies (the database restarted) must not crash the process.
   pool.on('error', () => undefined);
   metrics.setOutboxSource(() => readOutboxStats(pool, saga.schema));
+  // The business database of the two-phase messages: its decision table is read by the back-check and cleaned here.
+  const b = saga.relay?.backCheck;
+  const business = b?.kind === 'database' ? new pg.Pool({ connectionString: b.database, max: 2, application_name: 'shardgate back-check' }) : null;
+  business?.on('error', () => undefined);
+  const decisions = business !== null && b?.kind === 'database' ? { client: business, ...(b.schema !== null ? { schema: b.schema } : {}) } : null;
   // Runs no sagas (no definitions, no pollers): only the cleanup of the retention, every minute.
   const cleaner = new SagaCoordinator({
     pool,
@@ -56,15 +62,63 @@ async function openSagaAdmin(saga: NonNullable<ShardGateConfig['saga']>, coordin
     definitions: {},
     schema: saga.schema,
     concurrency: 0,
-    cleanup: { retentionMs: saga.retentionMs, batch: saga.cleanupBatch, outbox: true, barrier: true },
+    cleanup: {
+      retentionMs: saga.retentionMs,
+      batch: saga.cleanupBatch,
+      outbox: true,
+      barrier: true,
+      cancelled: true,
+      ...(saga.inboxRetentionMs !== undefined ? { inboxRetentionMs: saga.inboxRetentionMs } : {}),
+      ...(decisions !== null ? { messageDecisions: decisions } : {}),
+    },
     onError: (err) => log.warn({ err }, 'saga log cleanup failed; retrying at the next pass'),
   });
   cleaner.start();
+  const relay = saga.relay != null ? await startRelay(saga.relay, saga.database, saga.schema, business, metrics, log) : null;
   return {
     admin: new SagaAdmin({ pool, schema: saga.schema, metrics }),
     close: async () => {
+      await relay?.close();
       await cleaner.close();
       await pool.end();
+    },
+  };
+}
+
+/**
+ * `saga.relay`: the outbox relay over its own pool to `saga.database`, with a
+ * sink that reconnects to its broker (a broker down leaves the rows unsent
+ * and counted as failures until it is back), and the back-check when
+ * configured. Nothing here connects before the first pass, so an unreachable
+ * database or broker never stops the proxy: the passes fail, are logged, and
+ * run again after the interval.
+ */
+async function startRelay(relay: RelayConfig, database: string, schema: string, business: Pool | null, metrics: Metrics, log: Logger): Promise<{ close: () => Promise<void> }> {
+  const { default: pg } = await import('pg');
+  const { OutboxRelay } = await import('../saga/outbox.js');
+  const { decisionBackCheck, httpBackCheck } = await import('../saga/two-phase-message.js');
+  const { connectBrokerSink } = await import('../messaging/reconnecting-sink.js');
+  const pool = new pg.Pool({ connectionString: database, max: 2, application_name: 'shardgate relay' });
+  pool.on('error', () => undefined);
+  const b = relay.backCheck;
+  const check = b === null ? null : b.kind === 'http' ? httpBackCheck(b.url) : decisionBackCheck(business!, b.schema !== null ? { schema: b.schema } : {});
+  const sink = connectBrokerSink(relay.sink, 'shardgate relay');
+  const outbox = new OutboxRelay({
+    pool,
+    sink,
+    schema,
+    batch: relay.batchSize,
+    metrics,
+    ...(b !== null && check !== null ? { backCheck: { check, afterMs: b.afterMs } } : {}),
+    onError: (err) => log.warn({ err }, 'outbox relay pass failed; its messages stay unsent and are published at a later pass'),
+  });
+  outbox.start({ intervalMs: relay.intervalMs, ...(b !== null ? { backCheckIntervalMs: b.intervalMs } : {}) });
+  return {
+    close: async () => {
+      await outbox.close();
+      await sink.close();
+      await pool.end();
+      await business?.end();
     },
   };
 }

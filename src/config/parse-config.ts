@@ -6,7 +6,7 @@ import { configErrorMap, toConfigIssues } from './issues.js';
 import { shardName, tableName, type ShardName, type TableName } from './names.js';
 import { configSchema, type ParsedConfig, type TableRuleConfig } from './schema.js';
 import { absoluteShardUrl, shardTlsSettings, type ShardTlsSettings } from './shard-url.js';
-import type { ShardGateConfig, ShardSpec, TableRule } from './types.js';
+import type { RelayConfig, ShardGateConfig, ShardSpec, TableRule } from './types.js';
 
 /** Where relative paths in a configuration are resolved from. */
 export interface ParseOptions {
@@ -156,6 +156,30 @@ function toTableRule(rule: TableRuleConfig): TableRule {
   return { kind: rule.algorithm, key: rule.key };
 }
 
+/** The brokers' URLs when `saga.relay.sink.url` is not given: the ones running beside ShardGate by default. */
+const DEFAULT_BROKER_URLS = { nats: 'nats://127.0.0.1:4222', rabbitmq: 'amqp://guest:guest@127.0.0.1:5672' } as const;
+
+function toRelayConfig(relay: NonNullable<NonNullable<ParsedConfig['saga']>['relay']>): RelayConfig {
+  const { sink, backCheck: b } = relay;
+  const url = sink.url ?? DEFAULT_BROKER_URLS[sink.kind];
+  return {
+    sink: sink.kind === 'nats' ? { kind: 'nats', url, stream: sink.stream ?? null } : { kind: 'rabbitmq', url, exchange: sink.exchange ?? '' },
+    intervalMs: relay.intervalMs,
+    batchSize: relay.batchSize,
+    backCheck:
+      b === undefined
+        ? null
+        : b.url !== undefined
+          ? { kind: 'http', url: b.url, afterMs: b.afterMs, intervalMs: b.intervalMs }
+          : { kind: 'database', database: b.database!, schema: b.schema ?? null, afterMs: b.afterMs, intervalMs: b.intervalMs },
+  };
+}
+
+function toSagaConfig(saga: NonNullable<ParsedConfig['saga']>): NonNullable<ShardGateConfig['saga']> {
+  const { relay, ...rest } = saga;
+  return { ...rest, ...(relay !== undefined ? { relay: toRelayConfig(relay) } : {}) };
+}
+
 function toShardSpec(name: string, spec: ParsedConfig['shards'][string], baseDir: string): ShardSpec {
   return typeof spec === 'string'
     ? { kind: 'postgres', name: shardName(name), url: absoluteShardUrl(spec, baseDir) }
@@ -206,7 +230,7 @@ export function parseConfig(raw: unknown, opts: ParseOptions = {}): ShardGateCon
     pool: { ...cfg.pool },
     transactions: { ...cfg.transactions },
     slowStatementMs: cfg.slowStatementMs ?? null,
-    saga: cfg.saga === undefined ? null : { ...cfg.saga },
+    saga: cfg.saga === undefined ? null : toSagaConfig(cfg.saga),
     cdc:
       cfg.cdc === undefined
         ? null

@@ -38,6 +38,48 @@ export const tableRuleSchema = z.union([
 
 const transactionMode = z.enum(['saga', 'tcc', 'outbox'], { message: 'expected saga, tcc or outbox' });
 
+const postgresUrl = (what: string) => z.string().regex(/^postgres(ql)?:\/\//, `expected a postgres:// URL of ${what}`);
+
+/** `saga.relay`: the outbox relay and the two-phase messages' back-check that `shardgate serve` runs. */
+const relaySchema = z.strictObject({
+  sink: z
+    .strictObject({
+      kind: z.enum(['nats', 'rabbitmq'], { message: 'expected nats or rabbitmq' }),
+      url: z.string().regex(/^(nats|tls|amqps?):\/\/\S+$/, 'expected a nats:// or amqp:// URL').optional(),
+      /** NATS: a JetStream stream created when missing (an existing one is used as it is). */
+      stream: z
+        .strictObject({
+          name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected a JetStream stream name (letters, digits, _ and -)'),
+          subjects: z.array(z.string().min(1)).min(1),
+        })
+        .optional(),
+      /** RabbitMQ: the exchange the topics are routing keys of; '' (the default exchange) makes each topic a durable queue. */
+      exchange: z.string().optional(),
+    })
+    .superRefine((sink, ctx) => {
+      if (sink.kind === 'nats' && sink.exchange !== undefined) ctx.addIssue({ code: 'custom', path: ['exchange'], message: 'only with kind: rabbitmq (NATS publishes to the topic as subject)' });
+      if (sink.kind === 'rabbitmq' && sink.stream !== undefined) ctx.addIssue({ code: 'custom', path: ['stream'], message: 'only with kind: nats (a JetStream stream)' });
+      if (sink.url !== undefined && (sink.kind === 'nats') !== /^(nats|tls):/.test(sink.url)) {
+        ctx.addIssue({ code: 'custom', path: ['url'], message: sink.kind === 'nats' ? 'expected a nats:// URL for kind: nats' : 'expected an amqp:// URL for kind: rabbitmq' });
+      }
+    }),
+  intervalMs: z.number().int().min(1).default(1000),
+  batchSize: z.number().int().min(1).max(10_000).default(100),
+  backCheck: z
+    .strictObject({
+      url: z.string().regex(/^https?:\/\/\S+$/, 'expected an http:// or https:// URL answering { "outcome": "commit" | "rollback" | "unknown" }').optional(),
+      database: postgresUrl('the business database holding message_decision').optional(),
+      schema: z.string().min(1).max(63, 'expected at most 63 characters (a PostgreSQL identifier)').optional(),
+      afterMs: z.number().int().min(0).default(30_000),
+      intervalMs: z.number().int().min(1).default(5000),
+    })
+    .superRefine((b, ctx) => {
+      if ((b.url === undefined) === (b.database === undefined)) ctx.addIssue({ code: 'custom', path: [], message: 'expected exactly one of url (an HTTP back-check) or database (the message_decision table)' });
+      if (b.url !== undefined && b.schema !== undefined) ctx.addIssue({ code: 'custom', path: ['schema'], message: 'only with database' });
+    })
+    .optional(),
+});
+
 export const userSchema = z.strictObject({ name: z.string().min(1), password: z.string().min(1) });
 
 export const configSchema = z
@@ -83,7 +125,7 @@ export const configSchema = z
     /** Where the saga, outbox and barrier logs live (src/saga), and how long finished rows are kept. */
     saga: z
       .strictObject({
-        database: z.string().regex(/^postgres(ql)?:\/\//, 'expected a postgres:// URL of the database holding the saga log'),
+        database: postgresUrl('the database holding the saga log'),
         schema: z.string().min(1).max(63, 'expected at most 63 characters (a PostgreSQL identifier)').default('shardgate_saga'),
         retentionMs: z.number().int().min(0).default(7 * 24 * 3_600_000),
         cleanupBatch: z.number().int().min(1).max(100_000).default(1000),
@@ -102,6 +144,9 @@ export const configSchema = z
             }),
           )
           .default({}),
+        /** How long consumers' inbox rows (message ids already handled) are kept; absent: the inbox is not cleaned. */
+        inboxRetentionMs: z.number().int().min(0).optional(),
+        relay: relaySchema.optional(),
       })
       .optional(),
     /** `shardgate cdc` (src/cdc): its memory limit, spill folder and bound on waiting parts; each flag of the same name wins over its key. */

@@ -48,6 +48,10 @@ export interface ShardGateConfig {
     readonly retentionMs: number;
     readonly cleanupBatch: number;
     readonly classes?: Readonly<Record<string, SagaModeConfig>>;
+    /** Inbox rows (consumer dedupe) older than this are deleted by the same cleanup; absent: kept. */
+    readonly inboxRetentionMs?: number;
+    /** The outbox relay `serve` runs; absent: none (the application runs its own). */
+    readonly relay?: RelayConfig | null;
   } | null;
   /**
    * `shardgate cdc`'s settings from the file (the command-line flags win):
@@ -70,4 +74,28 @@ export type TransactionMode = 'saga' | 'tcc' | 'outbox';
 export interface SagaModeConfig {
   readonly mode: TransactionMode;
   readonly rollout?: { readonly mode: TransactionMode; readonly percent: number };
+}
+
+/** Where the relay publishes: the broker, its URL (filled in), and the stream or exchange. */
+export type RelaySinkConfig =
+  | { readonly kind: 'nats'; readonly url: string; readonly stream: { readonly name: string; readonly subjects: readonly string[] } | null }
+  | { readonly kind: 'rabbitmq'; readonly url: string; readonly exchange: string };
+
+/**
+ * `saga.relay`: every `intervalMs` the relay publishes up to `batchSize`
+ * outbox rows (again at once while batches come back full); with `backCheck`,
+ * prepared two-phase messages older than `afterMs` are settled every
+ * `intervalMs` of its own, by an HTTP callback or the business database's
+ * `message_decision` table.
+ */
+export interface RelayConfig {
+  readonly sink: RelaySinkConfig;
+  readonly intervalMs: number;
+  readonly batchSize: number;
+  readonly backCheck:
+    | ({ readonly afterMs: number; readonly intervalMs: number } & (
+        | { readonly kind: 'http'; readonly url: string }
+        | { readonly kind: 'database'; readonly database: string; readonly schema: string | null }
+      ))
+    | null;
 }

@@ -30,6 +30,12 @@ export const SAGA_PHASES: readonly SagaPhase[] = ['action', 'compensation'];
 export const SAGA_ATTEMPT_OUTCOMES: readonly SagaAttemptOutcome[] = ['success', 'ongoing', 'failure', 'error'];
 export const SAGA_ENDS: readonly SagaEnd[] = ['committed', 'compensated', 'exhausted', 'abandoned'];
 export const SAGA_RETRY_CAUSES: readonly SagaRetryCause[] = ['error', 'ongoing'];
+/** What a back-check answered about a prepared two-phase message (src/saga/two-phase-message.ts). */
+export type BackCheckOutcome = 'commit' | 'rollback' | 'unknown';
+export const BACK_CHECK_OUTCOMES: readonly BackCheckOutcome[] = ['commit', 'rollback', 'unknown'];
+
+/** Relay lag runs from milliseconds (a relay keeping up) to minutes (a broker that was down). */
+const RELAY_LAG_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 
 /** The transactional outbox at the moment of a scrape. */
 export interface OutboxStats {
@@ -114,6 +120,10 @@ export class Metrics {
   readonly #sagaRetries: Counter<'phase' | 'cause'>;
   readonly #sagaExhausted: Counter<'phase'>;
   readonly #sagaStepSeconds: Histogram<'phase' | 'outcome'>;
+  readonly #relayPublished: Counter;
+  readonly #relayFailures: Counter;
+  readonly #relayLagSeconds: Histogram;
+  readonly #relayBackChecks: Counter<'answer'>;
 
   constructor(opts: MetricsOptions = {}) {
     this.enabled = opts.enabled ?? true;
@@ -305,6 +315,29 @@ export class Metrics {
       },
     });
 
+    this.#relayPublished = new Counter({
+      name: 'shardgate_saga_relay_published_total',
+      help: 'Outbox messages the relay of this process published and the broker acknowledged (marked sent).',
+      registers,
+    });
+    this.#relayFailures = new Counter({
+      name: 'shardgate_saga_relay_failures_total',
+      help: 'Relay batches whose publish failed (broker down, refused, not acknowledged); their messages stay unsent and are published again.',
+      registers,
+    });
+    this.#relayLagSeconds = new Histogram({
+      name: 'shardgate_saga_relay_lag_seconds',
+      help: 'Per published message: from the outbox row written (created_at) to the broker acknowledgement being recorded, on the database clock.',
+      buckets: RELAY_LAG_BUCKETS,
+      registers,
+    });
+    this.#relayBackChecks = new Counter({
+      name: 'shardgate_saga_relay_back_checks_total',
+      help: 'Prepared two-phase messages asked about by the back-check, by answer (commit: published; rollback: cancelled; unknown: asked again).',
+      labelNames: ['answer'],
+      registers,
+    });
+
     // Series with closed label sets start at zero, so rate() and ratios work from the first scrape.
     for (const kind of TRANSACTION_KINDS) for (const outcome of TRANSACTION_OUTCOMES) this.#transactions.inc({ kind, outcome }, 0);
     for (const phase of COMMIT_PHASES) this.#phaseSeconds.zero({ phase });
@@ -316,6 +349,7 @@ export class Metrics {
       for (const cause of SAGA_RETRY_CAUSES) this.#sagaRetries.inc({ phase, cause }, 0);
       for (const outcome of SAGA_ATTEMPT_OUTCOMES) this.#sagaStepSeconds.zero({ phase, outcome });
     }
+    for (const answer of BACK_CHECK_OUTCOMES) this.#relayBackChecks.inc({ answer }, 0);
     for (const shard of opts.shards ?? []) this.shardKnown(shard);
   }
 
@@ -410,6 +444,24 @@ export class Metrics {
   /** A saga reached a terminal state. */
   sagaFinished(status: SagaEnd): void {
     if (this.enabled) this.#sagaEnds.inc({ status });
+  }
+
+  /** The relay published `lagsSeconds.length` messages, each that many seconds after it was written. */
+  relayPublished(lagsSeconds: readonly number[]): void {
+    if (!this.enabled) return;
+    this.#relayPublished.inc(lagsSeconds.length);
+    for (const lag of lagsSeconds) this.#relayLagSeconds.observe(lag);
+  }
+
+  /** A relay batch failed to publish. */
+  relayFailed(): void {
+    if (this.enabled) this.#relayFailures.inc();
+  }
+
+  /** A back-check pass answered these counts. */
+  relayBackChecked(counts: Readonly<Record<BackCheckOutcome, number>>): void {
+    if (!this.enabled) return;
+    for (const answer of BACK_CHECK_OUTCOMES) if (counts[answer] > 0) this.#relayBackChecks.inc({ answer }, counts[answer]);
   }
 
   /** Where the outbox gauges are read from at each scrape (replaces the previous source). */

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { BrokerMessage, MessageSink } from '../messaging/message-sink.js';
 import type { Queryable } from '../library/shard-gate.js';
-import type { OutboxStats } from '../observe/metrics.js';
+import type { Metrics, OutboxStats } from '../observe/metrics.js';
 import { backCheckOnce, type BackCheck, type BackCheckResult } from './two-phase-message.js';
 import { createIdempotently, deleteInBatches, inTransactionClient, olderThan, qualified, type CleanupResult } from './saga-schema.js';
 
@@ -38,11 +38,13 @@ export async function ensureOutboxTables(client: Queryable, schema?: string): Pr
     `CREATE INDEX IF NOT EXISTS outbox_unsent ON ${outbox} (seq) WHERE sent_at IS NULL AND state = 'ready'`,
     `CREATE INDEX IF NOT EXISTS outbox_prepared ON ${outbox} (created_at) WHERE state = 'prepared'`,
     `CREATE INDEX IF NOT EXISTS outbox_sent ON ${outbox} (sent_at) WHERE sent_at IS NOT NULL`,
+    `CREATE INDEX IF NOT EXISTS outbox_cancelled ON ${outbox} (created_at) WHERE state = 'cancelled'`,
     `CREATE TABLE IF NOT EXISTS ${qualified(schema, 'inbox')} (
        consumer text NOT NULL,
        message_id text NOT NULL,
        received_at timestamptz NOT NULL DEFAULT now(),
        PRIMARY KEY (consumer, message_id))`,
+    `CREATE INDEX IF NOT EXISTS inbox_received_at ON ${qualified(schema, 'inbox')} (received_at)`,
   ]);
 }
 
@@ -81,6 +83,34 @@ export async function cleanupOutbox(client: Queryable, retentionMs: number, opts
   );
 }
 
+/**
+ * Deletes cancelled two-phase messages (never published, never to be)
+ * prepared more than `retentionMs` ago, through the `outbox_cancelled` index,
+ * `batch` per statement. Prepared ones are never touched: their back-check
+ * has not answered yet.
+ */
+export async function cleanupCancelledMessages(client: Queryable, retentionMs: number, opts: { schema?: string; batch?: number } = {}): Promise<CleanupResult> {
+  const table = qualified(opts.schema, 'outbox');
+  return deleteInBatches(client, retentionMs, opts.batch ?? 1000, (limit) =>
+    `DELETE FROM ${table} WHERE seq IN (SELECT seq FROM ${table} WHERE state = 'cancelled' AND ${olderThan('created_at')} ORDER BY created_at ${limit} FOR UPDATE SKIP LOCKED)`,
+  );
+}
+
+/**
+ * Deletes inbox rows received more than `retentionMs` ago (the
+ * `inbox_received_at` index), `batch` per statement. A message delivered
+ * again after its row went is handled again, so the retention must exceed
+ * the longest time the broker may redeliver (its redelivery and the relay's
+ * at-least-once repeat); rows inside it keep deduping.
+ */
+export async function cleanupInbox(client: Queryable, retentionMs: number, opts: { schema?: string; batch?: number } = {}): Promise<CleanupResult> {
+  const table = qualified(opts.schema, 'inbox');
+  return deleteInBatches(client, retentionMs, opts.batch ?? 1000, (limit) =>
+    `DELETE FROM ${table} WHERE (consumer, message_id) IN (
+       SELECT consumer, message_id FROM ${table} WHERE ${olderThan('received_at')} ORDER BY received_at ${limit} FOR UPDATE SKIP LOCKED)`,
+  );
+}
+
 /** Options of a relay. */
 export interface RelayOptions {
   readonly pool: pg.Pool;
@@ -93,12 +123,27 @@ export interface RelayOptions {
    * resolved: `check` is asked about those older than `afterMs`.
    */
   readonly backCheck?: { readonly check: BackCheck; readonly afterMs: number };
+  /** Counts published messages, their lag, failed batches and back-check answers (the registry /metrics serves). */
+  readonly metrics?: Metrics;
+  /** Called with a failed pass's error (the rows stay unsent and the next pass sends them); a process warning by default. */
+  readonly onError?: (err: unknown) => void;
+}
+
+/** How often `OutboxRelay.start` runs its passes. */
+export interface RelayLoopOptions {
+  /** Between passes that found less than a full batch; a full batch is followed by the next at once. */
+  readonly intervalMs: number;
+  /** Between back-check passes (with `backCheck` options only); absent: no back-check loop. */
+  readonly backCheckIntervalMs?: number;
 }
 
 /** Publishes committed outbox rows; several relays may share one outbox. */
 export class OutboxRelay {
   readonly #opts: RelayOptions;
   readonly #table: string;
+  #loops: Promise<void>[] = [];
+  #closed = false;
+  #wake: (() => void)[] = [];
 
   constructor(opts: RelayOptions) {
     this.#opts = opts;
@@ -109,7 +154,51 @@ export class OutboxRelay {
   async backCheckOnce(): Promise<BackCheckResult> {
     const b = this.#opts.backCheck;
     if (b === undefined) throw new Error('this relay has no backCheck options; pass backCheck: { check, afterMs } to its constructor');
-    return backCheckOnce(this.#opts.pool, b.check, { afterMs: b.afterMs, ...(this.#opts.schema !== undefined ? { schema: this.#opts.schema } : {}) });
+    const counts = await backCheckOnce(this.#opts.pool, b.check, { afterMs: b.afterMs, ...(this.#opts.schema !== undefined ? { schema: this.#opts.schema } : {}) });
+    this.#opts.metrics?.relayBackChecked({ commit: counts.committed, rollback: counts.cancelled, unknown: counts.unknown });
+    return counts;
+  }
+
+  /**
+   * Runs `runOnce` in a loop until `close` (and `backCheckOnce` every
+   * `backCheckIntervalMs` when given). A failed pass is reported to `onError`
+   * and retried after the interval; the sink decides whether it reconnects.
+   */
+  start(loop: RelayLoopOptions): void {
+    if (this.#loops.length > 0 || this.#closed) return;
+    const batch = this.#opts.batch ?? 100;
+    this.#loops.push(this.#every(loop.intervalMs, async () => (await this.runOnce()) === batch));
+    if (loop.backCheckIntervalMs !== undefined) this.#loops.push(this.#every(loop.backCheckIntervalMs, async () => (await this.backCheckOnce(), false)));
+  }
+
+  /** Stops the loops and waits for the passes under way to end; the pool and the sink are the caller's. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const w of this.#wake) w();
+    await Promise.all(this.#loops);
+  }
+
+  /** `pass` again and again, waiting `ms` after each that answers false (or failed). */
+  async #every(ms: number, pass: () => Promise<boolean>): Promise<void> {
+    while (!this.#closed) {
+      let again = false;
+      try {
+        again = await pass();
+      } catch (err) {
+        (this.#opts.onError ?? ((e) => process.emitWarning(`outbox relay: ${e instanceof Error ? e.message : String(e)}`)))(err);
+      }
+      if (!again && !this.#closed) {
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            clearTimeout(t);
+            this.#wake = this.#wake.filter((w) => w !== done);
+            resolve();
+          };
+          const t = setTimeout(done, ms);
+          this.#wake.push(done);
+        });
+      }
+    }
   }
 
   /** Deletes rows sent more than `retentionMs` ago, in batches (see `cleanupOutbox`). */
@@ -145,10 +234,18 @@ export class OutboxRelay {
       } catch (err) {
         await client.query(`UPDATE ${this.#table} SET attempts = attempts + 1, last_error = $2 WHERE seq = ANY($1::bigint[])`, [seqs, err instanceof Error ? err.message : String(err)]);
         await client.query('COMMIT');
+        this.#opts.metrics?.relayFailed();
         throw err;
       }
-      await client.query(`UPDATE ${this.#table} SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE seq = ANY($1::bigint[])`, [seqs]);
+      // The lag is measured once the broker acked, on the database clock that wrote created_at.
+      const sent = await client.query<{ lag: number }>(
+        `UPDATE ${this.#table} SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE seq = ANY($1::bigint[])
+          RETURNING extract(epoch FROM clock_timestamp() - created_at)::float8 AS lag`,
+        [seqs],
+      );
       await client.query('COMMIT');
+      // Counted after the commit: a relay dying before it publishes these again and counts them then.
+      this.#opts.metrics?.relayPublished(sent.rows.map((r) => Math.max(0, r.lag)));
       return rows.length;
     });
   }

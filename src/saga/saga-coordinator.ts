@@ -16,7 +16,8 @@ import { decide, defaultRetryPolicy, type RetryDecision, type StepResult } from 
 import { callHttp, checkDefinition, runInStep, stagesOf, type SagaDefinition, type StepCall, type StepContext, type StepPhase } from './saga-definition.js';
 import { cleanupBarrier } from './barrier.js';
 import { callGrpc } from './grpc-step.js';
-import { cleanupOutbox } from './outbox.js';
+import { cleanupCancelledMessages, cleanupInbox, cleanupOutbox } from './outbox.js';
+import { cleanupFinishedMessageDecisions } from './two-phase-message.js';
 import { createIdempotently, deleteInBatches, inTransactionClient, olderThan, qualified, type CleanupResult } from './saga-schema.js';
 import { ConfigError } from '../config/config-error.js';
 import { checkClass, checkModes, chooseMode, declaredModes, type SagaModeConfig, type TransactionClass, type TransactionMode } from './transaction-class.js';
@@ -93,9 +94,22 @@ export interface CoordinatorOptions {
    * ones, which wait for an operator) older than `retentionMs`, and with
    * `outbox` / `barrier` also sent outbox rows and barrier fences of the same
    * schema, `batch` rows per statement (1000 by default), every `intervalMs`
-   * (60 000 by default) while started. Absent: no cleanup runs.
+   * (60 000 by default) while started. With `cancelled`, cancelled two-phase
+   * messages prepared that long ago; with `inboxRetentionMs`, inbox rows
+   * received longer ago than it; with `messageDecisions`, the decision rows
+   * (in that business database) of two-phase messages no longer prepared in
+   * this outbox, older than the retention. Absent: no cleanup runs.
    */
-  readonly cleanup?: { readonly retentionMs: number; readonly batch?: number; readonly intervalMs?: number; readonly outbox?: boolean; readonly barrier?: boolean };
+  readonly cleanup?: {
+    readonly retentionMs: number;
+    readonly batch?: number;
+    readonly intervalMs?: number;
+    readonly outbox?: boolean;
+    readonly barrier?: boolean;
+    readonly cancelled?: boolean;
+    readonly inboxRetentionMs?: number;
+    readonly messageDecisions?: { readonly client: Queryable; readonly schema?: string };
+  };
   /** Called with errors of the poll loop (the saga stays due and is retried); a process warning by default. */
   readonly onError?: (err: unknown) => void;
 }
@@ -384,7 +398,7 @@ export class SagaCoordinator {
    * of finished sagas are deleted, a row locked by anyone is skipped (and
    * taken by the next pass), and a saga's steps go with it (ON DELETE CASCADE).
    */
-  async cleanupOnce(): Promise<{ sagas: CleanupResult; outbox?: CleanupResult; barrier?: CleanupResult }> {
+  async cleanupOnce(): Promise<{ sagas: CleanupResult; outbox?: CleanupResult; barrier?: CleanupResult; cancelled?: CleanupResult; inbox?: CleanupResult; messageDecisions?: CleanupResult }> {
     const c = this.#opts.cleanup;
     if (c === undefined) throw new Error('this coordinator has no cleanup options; pass cleanup: { retentionMs } to its constructor');
     const batch = c.batch ?? 1000;
@@ -402,7 +416,22 @@ export class SagaCoordinator {
       sagas,
       ...(c.outbox === true ? { outbox: (await exists('outbox')) ? await cleanupOutbox(this.#opts.pool, c.retentionMs, { ...schema, batch }) : none } : {}),
       ...(c.barrier === true ? { barrier: (await exists('barrier')) ? await cleanupBarrier(this.#opts.pool, c.retentionMs, { ...schema, batch }) : none } : {}),
+      ...(c.cancelled === true ? { cancelled: (await exists('outbox')) ? await cleanupCancelledMessages(this.#opts.pool, c.retentionMs, { ...schema, batch }) : none } : {}),
+      ...(c.inboxRetentionMs !== undefined ? { inbox: (await exists('inbox')) ? await cleanupInbox(this.#opts.pool, c.inboxRetentionMs, { ...schema, batch }) : none } : {}),
+      ...(c.messageDecisions !== undefined ? { messageDecisions: await this.#cleanupDecisions(c.messageDecisions, c.retentionMs, batch, exists) } : {}),
     };
+  }
+
+  /** Decisions of finished two-phase messages; nothing when either table is missing. */
+  async #cleanupDecisions(d: { readonly client: Queryable; readonly schema?: string }, retentionMs: number, batch: number, exists: (table: string) => Promise<boolean>): Promise<CleanupResult> {
+    const table = qualified(d.schema, 'message_decision');
+    const there = (await d.client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [table])).rows[0]!.t !== null;
+    if (!there || !(await exists('outbox'))) return { deleted: 0, batches: 0 };
+    return cleanupFinishedMessageDecisions(d.client, this.#opts.pool, retentionMs, {
+      batch,
+      ...(d.schema !== undefined ? { schema: d.schema } : {}),
+      ...(this.#opts.schema !== undefined ? { outboxSchema: this.#opts.schema } : {}),
+    });
   }
 
   async #cleanupLoop(intervalMs: number): Promise<void> {

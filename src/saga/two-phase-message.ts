@@ -121,6 +121,53 @@ export async function cleanupMessageDecisions(client: Queryable, retentionMs: nu
   );
 }
 
+/**
+ * Deletes the decision rows, in the business database `business`, of
+ * two-phase messages that are finished in the outbox of `outbox` (ready,
+ * cancelled, or no longer there because they were sent and cleaned up) and
+ * older than `retentionMs`. A decision of a message still **prepared** is
+ * kept however old: without it a back-check would insert `rollback` and
+ * cancel a message whose business transaction committed. Decisions are read
+ * in pages of `batch` by (created_at, id), so kept rows never stall the
+ * pass; a message is never prepared again, so a row found finished stays so
+ * until it is deleted.
+ */
+export async function cleanupFinishedMessageDecisions(
+  business: Queryable,
+  outbox: Queryable,
+  retentionMs: number,
+  opts: { schema?: string; outboxSchema?: string; batch?: number } = {},
+): Promise<CleanupResult> {
+  const table = qualified(opts.schema, 'message_decision');
+  const batch = opts.batch ?? 1000;
+  // The page's end as text: a Date would cut PostgreSQL's microseconds and read rows again.
+  let after: { at: string; id: string } | null = null;
+  let deleted = 0;
+  let batches = 0;
+  for (;;) {
+    const page: { id: string; created_at: string }[] = (
+      await business.query<{ id: string; created_at: string }>(
+        `SELECT id, created_at::text AS created_at FROM ${table} WHERE ${olderThan('created_at')} AND ($3::timestamptz IS NULL OR (created_at, id) > ($3::timestamptz, $4))
+          ORDER BY created_at, id LIMIT $2`,
+        [retentionMs, batch, after?.at ?? null, after?.id ?? ''],
+      )
+    ).rows;
+    if (page.length === 0) return { deleted, batches };
+    const ids = page.map((r) => r.id);
+    const prepared = new Set(
+      (await outbox.query<{ id: string }>(`SELECT id FROM ${qualified(opts.outboxSchema, 'outbox')} WHERE id = ANY($1) AND state = 'prepared'`, [ids])).rows.map((r) => r.id),
+    );
+    const finished = ids.filter((id) => !prepared.has(id));
+    if (finished.length > 0) {
+      deleted += (await business.query(`DELETE FROM ${table} WHERE id = ANY($1)`, [finished])).rowCount ?? 0;
+      batches++;
+    }
+    if (page.length < batch) return { deleted, batches };
+    const last = page[page.length - 1]!;
+    after = { at: last.created_at, id: last.id };
+  }
+}
+
 /** What one back-check pass did. */
 export interface BackCheckResult {
   readonly committed: number;
@@ -167,4 +214,33 @@ export async function backCheckOnce(pool: pg.Pool, check: BackCheck, opts: { aft
     await client.query('COMMIT');
     return counts;
   });
+}
+
+/**
+ * A back-check that asks the application over HTTP, as DTM's
+ * `QueryPrepared`: POST `url` with `{ id, topic, payload, createdAt }` as
+ * JSON; a 2xx answer `{ "outcome": "commit" | "rollback" | "unknown" }`
+ * settles the message. Any other status, body or a timeout (`timeoutMs`,
+ * 10 000 by default) throws, which the back-check counts as unknown (the
+ * message is asked about again at the next pass).
+ */
+export function httpBackCheck(url: string, opts: { timeoutMs?: number } = {}): BackCheck {
+  return async (message) => {
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ id: message.id, topic: message.topic, payload: message.payload, createdAt: message.createdAt.toISOString() }),
+      signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`HTTP ${res.status} from ${url}`);
+    let outcome: unknown;
+    try {
+      outcome = (JSON.parse(text) as { outcome?: unknown } | null)?.outcome;
+    } catch {
+      outcome = undefined;
+    }
+    if (outcome === 'commit' || outcome === 'rollback' || outcome === 'unknown') return outcome;
+    throw new Error(`${url} answered ${JSON.stringify(text.slice(0, 80))}; expected {"outcome":"commit"|"rollback"|"unknown"}`);
+  };
 }

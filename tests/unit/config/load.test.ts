@@ -200,6 +200,31 @@ describe('parseConfig: every error names its key path', () => {
     expect(pathsOf(saga({ payment: { mode: 'saga', percent: 5 } }))).toEqual(['saga.classes.payment.percent']);
   });
 
+  it('reads saga.relay with the brokers\' default URLs and refuses bad relay keys by their path', () => {
+    const relay = (r: unknown): unknown => ({ shards, saga: { database: 'postgres://h/app', relay: r } });
+    const read = (r: unknown) => (parseConfig(relay(r)) as { saga: { relay: unknown } }).saga.relay;
+    expect(read({ sink: { kind: 'nats' } })).toEqual({ sink: { kind: 'nats', url: 'nats://127.0.0.1:4222', stream: null }, intervalMs: 1000, batchSize: 100, backCheck: null });
+    expect(read({ sink: { kind: 'rabbitmq', exchange: 'ex' }, intervalMs: 20, batchSize: 5, backCheck: { database: 'postgres://b/shop', schema: 'biz' } })).toEqual({
+      sink: { kind: 'rabbitmq', url: 'amqp://guest:guest@127.0.0.1:5672', exchange: 'ex' },
+      intervalMs: 20,
+      batchSize: 5,
+      backCheck: { kind: 'database', database: 'postgres://b/shop', schema: 'biz', afterMs: 30_000, intervalMs: 5000 },
+    });
+    expect(read({ sink: { kind: 'nats', stream: { name: 'S', subjects: ['a.>'] } }, backCheck: { url: 'http://app/check', afterMs: 10 } })).toMatchObject({
+      sink: { stream: { name: 'S', subjects: ['a.>'] } },
+      backCheck: { kind: 'http', url: 'http://app/check', afterMs: 10, intervalMs: 5000 },
+    });
+    expect(pathsOf(relay({}))).toEqual(['saga.relay.sink']);
+    expect(issueAt(relay({ sink: { kind: 'kafka' } }), 'saga.relay.sink.kind')).toBe('expected nats or rabbitmq');
+    expect(pathsOf(relay({ sink: { kind: 'nats', exchange: 'x' } }))).toEqual(['saga.relay.sink.exchange']);
+    expect(pathsOf(relay({ sink: { kind: 'rabbitmq', url: 'nats://h:4222' } }))).toEqual(['saga.relay.sink.url']);
+    expect(pathsOf(relay({ sink: { kind: 'nats' }, intervalMs: 0, batchSize: 0, lag: 1 }))).toEqual(['saga.relay.intervalMs', 'saga.relay.batchSize', 'saga.relay.lag']);
+    expect(pathsOf(relay({ sink: { kind: 'nats' }, backCheck: { afterMs: 5 } }))).toEqual(['saga.relay.backCheck']);
+    expect(pathsOf(relay({ sink: { kind: 'nats' }, backCheck: { url: 'http://a', database: 'postgres://b' } }))).toEqual(['saga.relay.backCheck']);
+    expect(pathsOf(relay({ sink: { kind: 'nats' }, backCheck: { url: 'ftp://a' } }))).toEqual(['saga.relay.backCheck.url']);
+    expect(pathsOf({ shards, saga: { database: 'postgres://h/app', inboxRetentionMs: -1 } })).toEqual(['saga.inboxRetentionMs']);
+  });
+
   it('refuses a sharding key that is not a column name', () => {
     expect(pathsOf({ shards, tables: { orders: { key: '1user' } } })).toEqual(['tables.orders.key']);
     expect(issueAt({ shards, tables: { orders: { key: 'user id' } } }, 'tables.orders.key')).toBe('expected a column name');
