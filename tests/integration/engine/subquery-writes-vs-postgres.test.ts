@@ -4,6 +4,7 @@ import type { TableRule } from '../../../src/config/types.js';
 import type { Session } from '../../../src/engine/session.js';
 import { PgError } from '../../../src/errors/pg-error.js';
 import type { PgCluster } from '../../harness/cluster.js';
+import { seededRandom } from '../../harness/seeded-random.js';
 import { direct, onBoth, sql, startDifferential, type Differential } from './engine-fixture.js';
 
 /**
@@ -75,19 +76,6 @@ function dataStatements(): string[] {
   ];
 }
 
-
-/** A small seeded PRNG (mulberry32): the same seed gives the same writes. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * One random write of the shapes lifted across shards (IN/NOT IN, op ANY|ALL,
  * EXISTS/NOT EXISTS, ARRAY(…), row IN/NOT IN, SET (a, b) = (SELECT …), scalar
@@ -97,7 +85,7 @@ function prng(seed: number): () => number {
  * only right one.
  */
 export function generatedWrite(seed: number): string {
-  const r = prng(seed);
+  const r = seededRandom(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)] as T;
   const n = (lo: number, hi: number): number => lo + Math.floor(r() * (hi - lo + 1));
   const orderFilter = (): string => pick([`amount > ${n(5, 95)}`, `status = '${pick(['new', 'paid', 'shipped', 'gone'])}'`, `user_id < ${n(1, 40)}`, `amount < ${n(5, 60)} AND status <> 'paid'`]);
