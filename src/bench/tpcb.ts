@@ -66,6 +66,14 @@ interface TpcbSamples {
   proxyCpu: number[];
 }
 
+/** Adds a run's per-transaction latency percentiles to the side's samples (nothing for a run that logged none). */
+function addPercentiles(s: TpcbSamples, latenciesMs: readonly number[]): void {
+  if (latenciesMs.length === 0) return;
+  s.p50.push(percentile(latenciesMs, 50));
+  s.p95.push(percentile(latenciesMs, 95));
+  s.p99.push(percentile(latenciesMs, 99));
+}
+
 const METRICS: readonly { key: keyof TpcbSamples; id: string; label: string; unit: string }[] = [
   { key: 'tps', id: 'tps', label: 'transactions per second', unit: 'tps' },
   { key: 'latencyAvg', id: 'latency-avg', label: 'transaction latency, average', unit: 'ms' },
@@ -98,12 +106,8 @@ export async function runTpcb(sides: readonly TpcbSide[], opts: BenchOptions, co
         if ('shardUrls' in side) {
           const run = await runTwoPhaseClient({ shardUrls: side.shardUrls, clients, durationS: opts.tpcbDurationS, scale: opts.scale });
           s.tps.push(run.tps);
-          if (run.latenciesMs.length > 0) {
-            s.latencyAvg.push(mean(run.latenciesMs));
-            s.p50.push(percentile(run.latenciesMs, 50));
-            s.p95.push(percentile(run.latenciesMs, 95));
-            s.p99.push(percentile(run.latenciesMs, 99));
-          }
+          if (run.latenciesMs.length > 0) s.latencyAvg.push(mean(run.latenciesMs));
+          addPercentiles(s, run.latenciesMs);
           s.endAvg.push(run.commitAvgMs);
           s.twoPhaseShare.push(run.twoPhasePercent);
           s.proxyCpu.push(run.cpuUsPerTransaction);
@@ -116,11 +120,7 @@ export async function runTpcb(sides: readonly TpcbSide[], opts: BenchOptions, co
         if (run.cpuUsPerTransaction !== null) s.proxyCpu.push(run.cpuUsPerTransaction);
         s.tps.push(run.summary.tps);
         if (run.summary.latencyAverageMs !== null) s.latencyAvg.push(run.summary.latencyAverageMs);
-        if (run.latenciesMs.length > 0) {
-          s.p50.push(percentile(run.latenciesMs, 50));
-          s.p95.push(percentile(run.latenciesMs, 95));
-          s.p99.push(percentile(run.latenciesMs, 99));
-        }
+        addPercentiles(s, run.latenciesMs);
         const end = commandLatency(run.summary, /^(END|COMMIT)\b/i);
         if (end !== null) s.endAvg.push(end);
         if (side.shards !== null && run.summary.transactions > 0) {
@@ -156,7 +156,7 @@ export async function runTpcb(sides: readonly TpcbSide[], opts: BenchOptions, co
       'The four pgbench tables sharded by aid, tid, bid and aid: most transactions write to several shards and commit with 2PC.',
       ...(sides.some((s) => 'shardUrls' in s)
         ? [
-            'hand-written-2pc: a Node.js client (src/bench/two-phase-client.ts) sending the same statements straight to the shard owning each key, BEGIN in the same write as a shard\'s first statement, and committing with ShardGate\'s own protocol and statements (PREPAREs in parallel, gate + decision row + COMMIT on the anchor, COMMIT PREPAREDs in parallel); its CPU row is that client process\'s own CPU per transaction, the coordination cost without a proxy.',
+            'hand-written-2pc: a Node.js client (src/bench/two-phase-client.ts) sending the same statements straight to the shard owning each key, BEGIN in the same write as a shard\'s first statement, and committing with ShardGate\'s commit protocol and statements (PREPAREs in parallel, gate + decision row + COMMIT on the anchor, COMMIT PREPAREDs in parallel) with the anchor an application would pick, the first written shard (ShardGate picks the writer first written last); its CPU row is that client process\'s own CPU per transaction, the coordination cost without a proxy.',
           ]
         : []),
       '2PC share: commit decision rows written to shardgate.tx_decision during the run ÷ transactions pgbench processed.',

@@ -42,7 +42,7 @@ const randomInt = (lo: number, hi: number): number => lo + Math.floor(Math.rando
  * - one written shard: plain `COMMIT`;
  * - several: ShardGate's commit protocol with the same statements
  *   (src/tx/README.md "Commit"): `PREPARE TRANSACTION` on every written
- *   shard but the anchor (the first written) in parallel, then on the anchor
+ *   shard but the anchor (the first written, the natural choice of an application; ShardGate anchors on the writer first written last) in parallel, then on the anchor
  *   the commit gate, the decision row and `COMMIT` in one round trip, then
  *   `COMMIT PREPARED` on the others in parallel before the next transaction.
  * Every statement's values are integers this code generated, so the SQL
