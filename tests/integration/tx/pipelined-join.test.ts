@@ -168,7 +168,8 @@ describe('pipelined join over networked shards', () => {
     expect(await tx.commit()).toBe('COMMIT');
     expect(tx.gid).toBeDefined();
     expect([await shards.ids('s0'), await shards.ids('s1'), await shards.ids('s2')]).toEqual([[1], [2], [3]]);
-    expect((await shards.decisions('s0')).filter((d) => d.gid === tx.gid)).toEqual([{ gid: tx.gid, outcome: 'commit' }]);
+    // The anchor is the writer first written last: s2 holds the decision.
+    expect((await shards.decisions('s2')).filter((d) => d.gid === tx.gid)).toEqual([{ gid: tx.gid, outcome: 'commit' }]);
     expect(await shards.prepared()).toEqual([]);
     expect(inUse()).toBe(0);
   });
